@@ -1,0 +1,118 @@
+"""The few libbpf calls bcc does not offer, through ctypes on Debian's libbpf.so.1.
+
+bpf_link attach for XDP (the program leaves the interface when the last fd closes, even on
+SIGKILL), BPF_PROG_TEST_RUN with live frames, program lookup by id, and BPF run statistics.
+"""
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+
+BPF_XDP = 37                      # enum bpf_attach_type
+BPF_STATS_RUN_TIME = 0
+BPF_F_TEST_XDP_LIVE_FRAMES = 1 << 1
+XDP_FLAGS_SKB_MODE = 1 << 1       # generic
+XDP_FLAGS_DRV_MODE = 1 << 2       # native
+
+
+class LinkCreateOpts(ctypes.Structure):
+    # Leading members of struct bpf_link_create_opts; libbpf accepts a shorter sz (older callers).
+    _fields_ = [("sz", ctypes.c_size_t), ("flags", ctypes.c_uint32)]
+
+
+class TestRunOpts(ctypes.Structure):
+    _fields_ = [
+        ("sz", ctypes.c_size_t),
+        ("data_in", ctypes.c_void_p), ("data_out", ctypes.c_void_p),
+        ("data_size_in", ctypes.c_uint32), ("data_size_out", ctypes.c_uint32),
+        ("ctx_in", ctypes.c_void_p), ("ctx_out", ctypes.c_void_p),
+        ("ctx_size_in", ctypes.c_uint32), ("ctx_size_out", ctypes.c_uint32),
+        ("retval", ctypes.c_uint32), ("repeat", ctypes.c_int),
+        ("duration", ctypes.c_uint32), ("flags", ctypes.c_uint32),
+        ("cpu", ctypes.c_uint32), ("batch_size", ctypes.c_uint32),
+    ]
+
+
+class XdpMd(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_uint32) for n in
+                ("data", "data_end", "data_meta", "ingress_ifindex", "rx_queue_index", "egress_ifindex")]
+
+
+class ProgInfo(ctypes.Structure):
+    """struct bpf_prog_info up to verified_insns (pointer members stay 0: nothing is copied out)."""
+    _fields_ = [
+        ("type", ctypes.c_uint32), ("id", ctypes.c_uint32), ("tag", ctypes.c_uint8 * 8),
+        ("jited_prog_len", ctypes.c_uint32), ("xlated_prog_len", ctypes.c_uint32),
+        ("jited_prog_insns", ctypes.c_uint64), ("xlated_prog_insns", ctypes.c_uint64),
+        ("load_time", ctypes.c_uint64), ("created_by_uid", ctypes.c_uint32),
+        ("nr_map_ids", ctypes.c_uint32), ("map_ids", ctypes.c_uint64),
+        ("name", ctypes.c_char * 16), ("ifindex", ctypes.c_uint32), ("gpl_compatible", ctypes.c_uint32),
+        ("netns_dev", ctypes.c_uint64), ("netns_ino", ctypes.c_uint64),
+        ("nr_jited_ksyms", ctypes.c_uint32), ("nr_jited_func_lens", ctypes.c_uint32),
+        ("jited_ksyms", ctypes.c_uint64), ("jited_func_lens", ctypes.c_uint64),
+        ("btf_id", ctypes.c_uint32), ("func_info_rec_size", ctypes.c_uint32),
+        ("func_info", ctypes.c_uint64), ("nr_func_info", ctypes.c_uint32),
+        ("nr_line_info", ctypes.c_uint32), ("line_info", ctypes.c_uint64),
+        ("jited_line_info", ctypes.c_uint64), ("nr_jited_line_info", ctypes.c_uint32),
+        ("line_info_rec_size", ctypes.c_uint32), ("jited_line_info_rec_size", ctypes.c_uint32),
+        ("nr_prog_tags", ctypes.c_uint32), ("prog_tags", ctypes.c_uint64),
+        ("run_time_ns", ctypes.c_uint64), ("run_cnt", ctypes.c_uint64),
+        ("recursion_misses", ctypes.c_uint64), ("verified_insns", ctypes.c_uint32),
+    ]
+
+
+_lib: ctypes.CDLL | None = None
+
+
+def lib() -> ctypes.CDLL:
+    global _lib
+    if _lib is None:
+        _lib = ctypes.CDLL(ctypes.util.find_library("bpf") or "libbpf.so.1", use_errno=True)
+        _lib.bpf_link_create.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.POINTER(LinkCreateOpts)]
+        _lib.bpf_prog_test_run_opts.argtypes = [ctypes.c_int, ctypes.POINTER(TestRunOpts)]
+        _lib.bpf_prog_get_fd_by_id.argtypes = [ctypes.c_uint32]
+        _lib.bpf_enable_stats.argtypes = [ctypes.c_int]
+        _lib.bpf_obj_get_info_by_fd.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.POINTER(ctypes.c_uint32)]
+    return _lib
+
+
+def _check(ret: int) -> int:
+    """libbpf returns -errno on failure; raise OSError with the errno."""
+    if ret < 0:
+        raise OSError(-ret, os.strerror(-ret))
+    return ret
+
+
+def xdp_link_create(prog_fd: int, ifindex: int, flags: int) -> int:
+    """Attach an XDP program through a bpf_link; returns the link fd."""
+    opts = LinkCreateOpts(sz=ctypes.sizeof(LinkCreateOpts), flags=flags)
+    return _check(lib().bpf_link_create(prog_fd, ifindex, BPF_XDP, ctypes.byref(opts)))
+
+
+def prog_fd_by_id(prog_id: int) -> int:
+    return _check(lib().bpf_prog_get_fd_by_id(prog_id))
+
+
+def enable_run_stats() -> int:
+    """Turn on kernel BPF run-time statistics while the returned fd stays open."""
+    return _check(lib().bpf_enable_stats(BPF_STATS_RUN_TIME))
+
+
+def prog_info(prog_fd: int) -> ProgInfo:
+    info = ProgInfo()
+    size = ctypes.c_uint32(ctypes.sizeof(info))
+    _check(lib().bpf_obj_get_info_by_fd(prog_fd, ctypes.byref(info), ctypes.byref(size)))
+    return info
+
+
+def xdp_live_run(prog_fd: int, frame: bytes, repeat: int, batch: int, ingress_ifindex: int) -> None:
+    """Run the program on `repeat` copies of frame as live frames: verdicts are carried out
+    for real (redirects enqueue to devmaps; each batch ends with xdp_do_flush)."""
+    buf = ctypes.create_string_buffer(frame, len(frame))
+    ctx = XdpMd(data=0, data_end=len(frame), ingress_ifindex=ingress_ifindex)
+    opts = TestRunOpts(
+        sz=ctypes.sizeof(TestRunOpts), data_in=ctypes.cast(buf, ctypes.c_void_p).value,
+        data_size_in=len(frame), ctx_in=ctypes.addressof(ctx), ctx_size_in=ctypes.sizeof(ctx),
+        repeat=repeat, flags=BPF_F_TEST_XDP_LIVE_FRAMES, batch_size=batch)
+    _check(lib().bpf_prog_test_run_opts(prog_fd, ctypes.byref(opts)))

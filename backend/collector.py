@@ -1,0 +1,112 @@
+"""Collector: reads every counter map at a chosen rate and turns raw cumulative per-CPU counters
+into Samples of deltas. dt is measured with the monotonic clock at each read (never assumed)."""
+from __future__ import annotations
+
+import errno
+import threading
+import time
+from typing import Callable
+
+from backend import bpfsys, nic
+from backend.probes import Probes, Raw
+from backend.programs import LoadedProgram
+from backend.sample import ACTIONS, FLUSH_BINS, NAPI_BINS, Sample
+
+MIN_HZ, MAX_HZ = 1, 100
+
+
+class Collector:
+    def __init__(self, program: LoadedProgram | None, probes: Probes | None, run_stats: bool = False,
+                 driver_reader: Callable[[], dict[str, int]] | None = None):
+        self.program = program
+        self.probes = probes
+        self.run_stats = run_stats
+        self.driver_reader = driver_reader
+        self.start = time.monotonic()
+        self._last_t = self.start
+        self._last: Raw = {}
+
+    def read_raw(self) -> Raw:
+        raw: Raw = {}
+        if self.program is not None and self.program.spec.count:
+            per_cpu = self.program.counters()[0]
+            for a in range(len(ACTIONS)):
+                raw[("verdict", a)] = [c.verdict[a] for c in per_cpu]
+            for slot in range(len(self.program.spec.targets)):
+                raw[("target", slot)] = [c.target[slot] for c in per_cpu]
+        if self.probes is not None:
+            self.probes.read(raw)
+        if self.run_stats and self.program is not None:
+            info = bpfsys.prog_info(self.program.fd)
+            raw[("run", "cnt")] = [info.run_cnt]
+            raw[("run", "ns")] = [info.run_time_ns]
+        if self.driver_reader is not None:
+            for name, value in self.driver_reader().items():
+                raw[("driver", name)] = [value]
+        return raw
+
+    def baseline(self) -> None:
+        """First read: everything before it belongs to nobody's interval."""
+        self._last = self.read_raw()
+        self._last_t = time.monotonic()
+        self.start = self._last_t
+
+    def sample(self) -> Sample:
+        raw = self.read_raw()
+        now = time.monotonic()
+        delta = {k: [a - b for a, b in zip(v, self._last.get(k, [0] * len(v)))] for k, v in raw.items()}
+        dt = now - self._last_t
+        self._last, self._last_t = raw, now
+        return self.to_sample(delta, now - self.start, dt)
+
+    def target_name(self, slot: int) -> str:
+        spec = self.program.spec
+        return f"cpu{spec.targets[slot]}" if spec.name == "cpumap" else spec.targets[slot]
+
+    def to_sample(self, delta: Raw, t: float, dt: float) -> Sample:
+        s = Sample(t=round(t, 6), dt=round(dt, 6))
+        ncpu = max((len(v) for k, v in delta.items() if k[0] == "verdict"), default=0)
+        s.actions = [[delta[("verdict", a)][c] for a in range(len(ACTIONS))] for c in range(ncpu)]
+        for key, per_cpu in delta.items():
+            kind, n = key[0], sum(per_cpu)
+            if kind == "target":
+                s.targets[self.target_name(key[1])] = per_cpu
+            elif n == 0:
+                continue  # sparse: only what happened
+            elif kind == "flush":
+                s.flush.setdefault(nic.name_of(key[1]), [0] * FLUSH_BINS)[min(key[2], FLUSH_BINS - 1)] += n
+            elif kind == "devtx":
+                s.devmap.setdefault(nic.name_of(key[1]), {"sent": 0, "drops": 0})[key[2]] += n
+            elif kind == "rerr":
+                name = nic.name_of(key[1]) if key[1] else "?"
+                err = errno.errorcode.get(-key[2], str(key[2]))
+                s.redirect_errors.setdefault(name, {})[err] = n
+            elif kind == "exc":
+                s.exceptions[ACTIONS[key[1]] if key[1] < len(ACTIONS) else "INVALID"] = n
+            elif kind == "cpumap":
+                if key[1] == 9:
+                    s.cpumap["drops"] = n
+                else:
+                    s.cpumap.setdefault("bulk", [0] * 9)[key[1]] = n
+            elif kind == "napi":
+                s.napi.setdefault(key[1], {})[key[2]] = n
+            elif kind == "napi_hist":
+                s.napi.setdefault(key[1], {}).setdefault("hist", [0] * NAPI_BINS)[key[2]] = n
+            elif kind == "redir":
+                s.targets.setdefault(nic.name_of(key[1]), [n])
+            elif kind == "run":
+                s.run[key[1]] = n
+            elif kind == "driver":
+                s.driver[key[1]] = n
+        return s
+
+    def run(self, hz: float, emit: Callable[[Sample], None], stop: threading.Event) -> None:
+        """Sample at hz until stop is set; deadlines on the monotonic clock so rates don't drift."""
+        period = 1.0 / hz
+        deadline = time.monotonic() + period
+        while not stop.wait(max(0.0, deadline - time.monotonic())):
+            emit(self.sample())
+            deadline += period
+            if deadline < time.monotonic():  # fell behind (suspend, load): don't burst to catch up
+                deadline = time.monotonic() + period
+        emit(self.sample())  # the last partial interval, so totals are complete

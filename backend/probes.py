@@ -1,0 +1,64 @@
+"""Tracepoint probes (bpf/probes.c): compiled for the tracepoints this kernel has, read as raw
+cumulative per-CPU counters keyed by tuples (the collector turns them into deltas)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from backend import kernel
+from backend.compile import BPF_DIR, compile_bpf
+
+# tracepoint -> (macro, on by default)
+TRACEPOINTS = {
+    "xdp:xdp_devmap_xmit": ("XS_TP_XDP_DEVMAP_XMIT", True),
+    "xdp:xdp_redirect_err": ("XS_TP_XDP_REDIRECT_ERR", True),
+    "xdp:xdp_exception": ("XS_TP_XDP_EXCEPTION", True),
+    "xdp:xdp_cpumap_enqueue": ("XS_TP_XDP_CPUMAP_ENQUEUE", True),
+    "napi:napi_poll": ("XS_TP_NAPI_POLL", True),
+    "xdp:xdp_redirect": ("XS_TP_XDP_REDIRECT", False),  # per packet: only on request
+}
+
+Raw = dict[tuple, list[int]]   # counter key -> per-CPU cumulative values
+
+
+@dataclass
+class Probes:
+    bpf: object
+    available: dict[str, bool]          # tracepoint -> present in this kernel
+    enabled: list[str] = field(default_factory=list)
+
+    def read(self, raw: Raw) -> None:
+        """Add every probe counter to raw (keys: see collector.to_sample)."""
+        for key, per_cpu in self.bpf["xs_flush"].items():
+            raw[("flush", key.ifindex, key.size)] = list(per_cpu)
+        for key, per_cpu in self.bpf["xs_devtx"].items():
+            raw[("devtx", key.value, "sent")] = [v.sent for v in per_cpu]
+            raw[("devtx", key.value, "drops")] = [v.drops for v in per_cpu]
+        for key, per_cpu in self.bpf["xs_rerr"].items():
+            raw[("rerr", key.ifindex, key.err)] = list(per_cpu)
+        _read_array(self.bpf["xs_exc"], "exc", raw)
+        _read_array(self.bpf["xs_cpumap_bulk"], "cpumap", raw)
+        for key, per_cpu in self.bpf["xs_napi"].items():
+            dev = key.dev.decode(errors="replace")
+            for f in ("polls", "work", "budget", "full"):
+                raw[("napi", dev, f)] = [getattr(v, f) for v in per_cpu]
+            for b in range(9):
+                raw[("napi_hist", dev, b)] = [v.hist[b] for v in per_cpu]
+        for key, per_cpu in self.bpf["xs_redir"].items():
+            raw[("redir", key.value)] = list(per_cpu)
+
+
+def _read_array(table, name: str, raw: Raw) -> None:
+    for key, per_cpu in table.items():
+        raw[(name, key.value)] = list(per_cpu)
+
+
+def load(ifindex: int, trace_redirects: bool = False) -> Probes:
+    """Compile and attach the probes this kernel supports, filtered to one interface."""
+    have = kernel.tracepoints()
+    available = {tp: tp in have for tp in TRACEPOINTS}
+    wanted = [tp for tp, (_, default) in TRACEPOINTS.items()
+              if available[tp] and (default or trace_redirects)]
+    flags = [f"-DXS_IFINDEX={ifindex}", *(f"-D{TRACEPOINTS[tp][0]}" for tp in wanted)]
+    text = "#include <uapi/linux/bpf.h>\n" + (BPF_DIR / "probes.c").read_text()
+    bpf = compile_bpf(text, flags, "probes")  # TRACEPOINT_PROBEs attach on load
+    return Probes(bpf, available, wanted)

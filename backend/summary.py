@@ -1,0 +1,107 @@
+"""Totals of a trace (or of a time window of it): the numbers `xdpscope summary` and reports print.
+
+Totals are sums of the integer deltas stored in the samples, never sums of rates.
+"""
+from __future__ import annotations
+
+import math
+import operator
+import os
+from typing import Any
+
+from .sample import ACTIONS
+from .trace import TraceReader
+
+
+def _add(acc: Any, delta: Any) -> Any:
+    """Merge counter deltas into acc in place: ints add, lists add element-wise, dicts per key."""
+    if isinstance(delta, dict):
+        acc = acc if isinstance(acc, dict) else {}
+        for k, v in delta.items():
+            acc[k] = _add(acc.get(k), v) if isinstance(v, (dict, list)) else acc.get(k, 0) + v
+        return acc
+    if isinstance(delta, list):
+        acc = acc if isinstance(acc, list) else []
+        acc += [0] * (len(delta) - len(acc))
+        if delta and not isinstance(delta[0], (dict, list)):  # flat histogram: the hot path, add in C
+            acc[:len(delta)] = map(operator.add, acc, delta)
+        else:
+            for i, v in enumerate(delta):
+                acc[i] = _add(acc[i], v)
+        return acc
+    return (acc or 0) + delta
+
+
+def _bins(hist: list[int]) -> dict[str, int]:
+    """Histogram list -> {"size": count} with only the nonzero bins."""
+    return {str(i): n for i, n in enumerate(hist) if n}
+
+
+def _sorted(x: Any) -> Any:
+    """Stable output: dict keys sorted, numeric keys ("2" before "10") numerically."""
+    if isinstance(x, dict):
+        key = lambda k: (0, int(k), "") if str(k).isdigit() else (1, 0, str(k))  # noqa: E731
+        return {k: _sorted(x[k]) for k in sorted(x, key=key)}
+    if isinstance(x, list):
+        return [_sorted(v) for v in x]
+    return x
+
+
+def summarize(path: str | os.PathLike, t_from: float | None = None, t_to: float | None = None) -> dict:
+    """Totals and rates over the samples with t_from <= t <= t_to (the whole trace by default)."""
+    with TraceReader(path) as reader:
+        meta = reader.meta
+        count, dts = 0, []
+        per_cpu: list[list[int]] = []
+        sums: dict[str, Any] = {}  # Sample field -> merged deltas
+        peak = dict.fromkeys(ACTIONS, 0.0)
+        for s in reader.samples(t_from, t_to):
+            count += 1
+            dts.append(s.dt)
+            per_cpu = _add(per_cpu, s.actions)
+            for name in ("targets", "flush", "devmap", "redirect_errors", "exceptions", "cpumap", "napi",
+                         "driver", "run"):
+                sums[name] = _add(sums.get(name), getattr(s, name))
+            if s.dt > 0:
+                for a, n in zip(ACTIONS, s.action_totals()):
+                    peak[a] = max(peak[a], n / s.dt)
+
+    duration = math.fsum(dts)  # 0.1 s added 864,000 times drifts with a plain sum
+    per_cpu = [cpu + [0] * (len(ACTIONS) - len(cpu)) for cpu in per_cpu]
+    actions = {a: sum(cpu[i] for cpu in per_cpu) for i, a in enumerate(ACTIONS)}
+    targets = {name: sum(v) for name, v in sums.get("targets", {}).items()}
+    for name in meta.get("targets") or []:  # a configured target that got nothing still shows, as 0
+        targets.setdefault(name, 0)
+    flush_by_target = {name: _bins(h) for name, h in sums.get("flush", {}).items()}
+    flush_all: list[int] = []  # all targets together
+    for h in sums.get("flush", {}).values():
+        flush_all = _add(flush_all, h)
+    flushes = sum(flush_all)
+    run = {"cnt": 0, "ns": 0, **sums.get("run", {})}
+    run["ns_per_run"] = run["ns"] / run["cnt"] if run["cnt"] else None
+    return _sorted({
+        "format_version": meta.get("format_version"),
+        "iface": meta.get("iface"),
+        "program": meta.get("program"),
+        "mode": meta.get("mode"),
+        "driver": meta.get("driver"),
+        "hz": meta.get("hz"),
+        "window": [t_from, t_to],
+        "duration_s": duration,
+        "samples": count,
+        "actions": actions,
+        "per_cpu_actions": [dict(zip(ACTIONS, cpu)) for cpu in per_cpu],
+        "redirect_targets": targets,
+        "redirect_errors": sums.get("redirect_errors", {}),
+        "devmap": sums.get("devmap", {}),
+        "flush_batches": _bins(flush_all),
+        "flush_batches_by_target": flush_by_target,
+        "flush_mean": sum(i * n for i, n in enumerate(flush_all)) / flushes if flushes else None,
+        "exceptions": sums.get("exceptions", {}),
+        "cpumap": {k: _bins(v) if isinstance(v, list) else v for k, v in sums.get("cpumap", {}).items()},
+        "napi": sums.get("napi", {}),
+        "driver_counters": sums.get("driver", {}),
+        "run": run,
+        "rates": {"peak_pps": peak,
+                  "mean_pps": {a: n / duration if duration > 0 else 0.0 for a, n in actions.items()}},
+    })

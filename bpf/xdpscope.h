@@ -1,0 +1,45 @@
+/* xdpscope instrumentation, included before every XDP program (built-in or user's).
+ *
+ * A program provides  static __always_inline int xs_prog(struct xdp_md *ctx, u32 *slot)
+ * returning its verdict and, on redirect, setting *slot to the chosen target slot.
+ * The entry point xdp_main() counts both in one per-CPU value: one map lookup per packet.
+ * Built with -DXS_NO_COUNT the counting is compiled out (the benchmark's baseline).
+ */
+#include <uapi/linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <linux/in.h>
+#include <linux/udp.h>
+#include <linux/tcp.h>
+
+#ifndef XS_MAX_TARGETS
+#define XS_MAX_TARGETS 64   /* a power of two */
+#endif
+#define XS_NO_SLOT 0xffffffff
+
+struct xs_counters {
+    u64 verdict[5];                 /* ABORTED DROP PASS TX REDIRECT */
+    u64 invalid;                    /* verdicts outside 0..4 */
+    u64 target[XS_MAX_TARGETS];     /* redirects per target slot */
+};
+BPF_PERCPU_ARRAY(xs_counters, struct xs_counters, 1);
+
+static __always_inline int xs_count(int act, u32 slot)
+{
+#ifndef XS_NO_COUNT
+    u32 key = 0;
+    struct xs_counters *c = xs_counters.lookup(&key);
+    if (!c)
+        return act;
+    if ((u32)act < 5)
+        c->verdict[act]++;
+    else
+        c->invalid++;
+    if (act == XDP_REDIRECT && slot < XS_MAX_TARGETS) {
+        asm volatile("" : "+r"(slot));  /* clang would bound-check a copy; the verifier needs this one */
+        c->target[slot & (XS_MAX_TARGETS - 1)]++;
+    }
+#endif
+    return act;
+}

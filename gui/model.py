@@ -1,0 +1,213 @@
+"""History of samples in preallocated numpy columns, plus the view state the plots read.
+
+Plots never receive samples: they read contiguous slices of these columns on the UI timer.
+Storage is a "linear ring": arrays of 2 x capacity rows that are appended to in place; when the
+end is reached the newest `capacity` rows are copied to the front (once per `capacity` appends),
+so the live part is always one contiguous slice and no per-frame wrap-around copy is needed.
+"""
+from __future__ import annotations
+
+from typing import Iterable
+
+import numpy as np
+from PySide6.QtCore import QObject, Signal
+
+from backend.sample import ACTIONS, CPUMAP_BINS, FLUSH_BINS, Sample
+
+DEFAULT_CAPACITY = 72_000  # 1 h at 20 Hz
+NAPI_FIELDS = ("polls", "work", "budget", "full")
+
+
+class Keyed:
+    """A group of columns named by keys that appear at run time (targets, errno names...)."""
+
+    def __init__(self, rows: int, names: Iterable[str] = (), width: int = 8) -> None:
+        self.names: list[str] = []
+        self.index: dict[str, int] = {}
+        self.data = np.zeros((rows, max(width, 1)), dtype=np.float64)
+        for n in names:
+            self.col(n)
+
+    def col(self, name: str) -> int:
+        i = self.index.get(name)
+        if i is None:
+            i = len(self.names)
+            if i == self.data.shape[1]:  # rare: double the columns
+                self.data = np.concatenate([self.data, np.zeros_like(self.data)], axis=1)
+            self.names.append(name)
+            self.index[name] = i
+        return i
+
+
+class History:
+    """Columns of per-sample values (counts, not rates) for up to `capacity` samples."""
+
+    def __init__(self, capacity: int = DEFAULT_CAPACITY) -> None:
+        self.capacity = max(int(capacity), 2)
+        rows = 2 * self.capacity
+        self.start = 0  # first live row
+        self.end = 0    # one past the last live row
+        z = lambda *shape: np.zeros((rows, *shape), dtype=np.float64)  # noqa: E731
+        self.t = z()
+        self.dt = z()
+        self.actions = z(len(ACTIONS))
+        self.cpu_actions = z(1, len(ACTIONS))  # grows with the CPU count
+        self.flush = z(FLUSH_BINS)
+        self.cpumap = z(CPUMAP_BINS)
+        self.cpumap_drops = z()
+        self.napi = z(len(NAPI_FIELDS))
+        self.run = z(2)  # cnt, ns
+        self.targets = Keyed(rows)
+        self.devmap_sent = Keyed(rows)
+        self.devmap_drops = Keyed(rows)
+        self.redirect_errors = Keyed(rows)  # key "target errno"
+        self.exceptions = Keyed(rows, ACTIONS)
+        self.driver = Keyed(rows, width=16)
+        self.has_napi = False
+        self.has_run = False
+        self.has_cpumap = False
+
+    def __len__(self) -> int:
+        return self.end - self.start
+
+    def _arrays(self) -> list[np.ndarray]:
+        return [self.t, self.dt, self.actions, self.cpu_actions, self.flush, self.cpumap,
+                self.cpumap_drops, self.napi, self.run]
+
+    def _keyed(self) -> list[Keyed]:
+        return [self.targets, self.devmap_sent, self.devmap_drops, self.redirect_errors,
+                self.exceptions, self.driver]
+
+    def _compact(self) -> None:
+        """Move the newest capacity-1 rows to the front and zero the rest."""
+        keep = self.capacity - 1
+        lo = self.end - keep
+        arrays = self._arrays() + [k.data for k in self._keyed()]
+        for a in arrays:
+            a[:keep] = a[lo:self.end]
+            a[keep:] = 0
+        self.start, self.end = 0, keep
+
+    def _grow_cpus(self, ncpu: int) -> None:
+        old = self.cpu_actions
+        new = np.zeros((old.shape[0], ncpu, len(ACTIONS)))
+        new[:, :old.shape[1]] = old
+        self.cpu_actions = new
+
+    def append(self, s: Sample) -> None:
+        if self.end == self.t.shape[0]:
+            self._compact()
+        r = self.end
+        self.t[r] = s.t
+        self.dt[r] = s.dt
+        if s.actions:
+            ncpu = len(s.actions)
+            if ncpu > self.cpu_actions.shape[1]:
+                self._grow_cpus(ncpu)
+            per_cpu = np.asarray(s.actions, dtype=np.float64)
+            self.cpu_actions[r, :ncpu, :per_cpu.shape[1]] = per_cpu
+            self.actions[r, :per_cpu.shape[1]] = per_cpu.sum(axis=0)
+        for name, per_cpu in s.targets.items():
+            c = self.targets.col(name)
+            self.targets.data[r, c] = sum(per_cpu)
+        for hist in s.flush.values():
+            self.flush[r, :len(hist)] += hist
+        for name, out in s.devmap.items():
+            self.devmap_sent.data[r, self.devmap_sent.col(name)] = out.get("sent", 0)
+            self.devmap_drops.data[r, self.devmap_drops.col(name)] = out.get("drops", 0)
+        for name, errs in s.redirect_errors.items():
+            for errno, n in errs.items():
+                self.redirect_errors.data[r, self.redirect_errors.col(f"{name} {errno}")] = n
+        for verdict, n in s.exceptions.items():
+            self.exceptions.data[r, self.exceptions.col(verdict)] = n
+        if s.cpumap:
+            self.has_cpumap = True
+            for key, v in s.cpumap.items():
+                if isinstance(v, list):
+                    self.cpumap[r, :len(v)] += v
+                else:
+                    self.cpumap_drops[r] += v
+        if s.napi:
+            self.has_napi = True
+            for dev in s.napi.values():
+                for j, f in enumerate(NAPI_FIELDS):
+                    self.napi[r, j] += dev.get(f, 0)
+        if s.run:
+            self.has_run = True
+            self.run[r, 0] = s.run.get("cnt", 0)
+            self.run[r, 1] = s.run.get("ns", 0)
+        for name, v in s.driver.items():
+            self.driver.data[r, self.driver.col(name)] = v
+        self.end = r + 1
+        if self.end - self.start > self.capacity:
+            self.start = self.end - self.capacity
+
+    def window(self, t_end: float, length: float) -> slice:
+        """Rows with t_end - length < t <= t_end (absolute row indices)."""
+        t = self.t[self.start:self.end]
+        i0 = int(np.searchsorted(t, t_end - length, side="right"))
+        i1 = int(np.searchsorted(t, t_end, side="right"))
+        return slice(self.start + i0, self.start + i1)
+
+
+class AppModel(QObject):
+    """One source's history and view state; `version` changes whenever the data does."""
+
+    sig_reset = Signal()          # history cleared (new session, seek)
+    sig_meta = Signal(dict)       # session metadata changed
+    sig_paused = Signal(bool)
+
+    def __init__(self, capacity: int = DEFAULT_CAPACITY, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.capacity = capacity
+        self.history = History(capacity)
+        self.meta: dict = {}
+        self.version = 0
+        self.paused = False
+        self.frozen_end: float | None = None  # view end while paused (live)
+        self.cursor: float | None = None      # view end set by a replay (playhead)
+
+    def reset(self, meta: dict | None = None) -> None:
+        self.history = History(self.capacity)
+        if meta is not None:
+            self.meta = dict(meta)
+            self.sig_meta.emit(self.meta)
+        self.version += 1
+        self.sig_reset.emit()
+
+    def set_meta(self, meta: dict) -> None:
+        self.meta = dict(meta)
+        self.sig_meta.emit(self.meta)
+
+    def extend(self, samples: Iterable[Sample]) -> int:
+        n = 0
+        for s in samples:
+            self.history.append(s)
+            n += 1
+        if n:
+            self.version += 1
+        return n
+
+    def append(self, sample: Sample) -> None:
+        self.history.append(sample)
+        self.version += 1
+
+    def latest_t(self) -> float:
+        h = self.history
+        return float(h.t[h.end - 1]) if len(h) else 0.0
+
+    def view_end(self) -> float:
+        """Right edge of the visible window: the playhead, the pause instant, or the newest sample."""
+        if self.cursor is not None:
+            return self.cursor
+        if self.paused and self.frozen_end is not None:
+            return self.frozen_end
+        return self.latest_t()
+
+    def set_paused(self, paused: bool) -> None:
+        if paused == self.paused:
+            return
+        self.paused = paused
+        self.frozen_end = self.latest_t() if paused else None
+        self.version += 1
+        self.sig_paused.emit(paused)

@@ -1,0 +1,429 @@
+"""The plot panels. They read model columns on the UI timer (never per sample) and skip the
+work when the visible window and the data have not changed since their last draw.
+
+All x values are seconds since the session start (sample.t). Rates are count deltas / dt.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QRectF, Qt
+from PySide6.QtWidgets import QCheckBox, QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
+
+from backend.sample import ACTIONS, FLUSH_BINS
+
+from .model import AppModel, History
+
+pg.setConfigOptions(antialias=False, background="#1e1f22", foreground="#c8c8c8")
+
+VERDICT_COLORS = {"ABORTED": "#e04848", "DROP": "#f0a030", "PASS": "#50c060",
+                  "TX": "#4090f0", "REDIRECT": "#c070f0", "total": "#e8e8e8"}
+HEATMAP_MAX_COLUMNS = 600  # heatmap time bins; beyond this, samples are summed per column
+
+
+def color(i: int) -> pg.QtGui.QColor:
+    return pg.intColor(i, hues=9, values=1, maxValue=255, minValue=200, sat=200)
+
+
+@dataclass
+class View:
+    """The visible window of one model, computed once per frame and shared by every panel."""
+
+    h: History
+    sl: slice
+    t0: float
+    t1: float
+    key: tuple
+    _cache: dict = field(default_factory=dict)
+
+    @property
+    def n(self) -> int:
+        return self.sl.stop - self.sl.start
+
+    @property
+    def t(self) -> np.ndarray:
+        return self.h.t[self.sl]
+
+    def rate(self, counts: np.ndarray) -> np.ndarray:
+        """counts (rows in the window, any trailing shape) / dt of each row."""
+        dt = self.h.dt[self.sl]
+        dt = np.where(dt > 0, dt, np.nan)
+        return counts / (dt if counts.ndim == 1 else dt.reshape((-1,) + (1,) * (counts.ndim - 1)))
+
+
+def make_view(model: AppModel, length: float) -> View:
+    end = model.view_end()
+    h = model.history
+    sl = h.window(end, length)
+    return View(h, sl, end - length, end, (id(h), model.version, sl.start, sl.stop, end, length))
+
+
+class Hover:
+    """Crosshair readout of the exact values under the mouse: nearest sample of every curve,
+    or the bar under the cursor."""
+
+    def __init__(self, plot: pg.PlotItem, unit: str = "", bar_labels: list[str] | None = None) -> None:
+        self.plot = plot
+        self.unit = unit
+        self.bar_labels = bar_labels
+        self.line = pg.InfiniteLine(angle=90, movable=False, pen=pg.mkPen("#888", width=1))
+        self.text = pg.TextItem(color="#ffffff", fill=pg.mkBrush(20, 20, 20, 200), anchor=(0, 0))
+        for item in (self.line, self.text):
+            item.setZValue(100)
+            item.hide()
+            plot.addItem(item, ignoreBounds=True)
+        plot.scene().sigMouseMoved.connect(self._moved)
+
+    def _moved(self, pos) -> None:
+        vb = self.plot.vb
+        if not vb.sceneBoundingRect().contains(pos):
+            self.line.hide()
+            self.text.hide()
+            return
+        p = vb.mapSceneToView(pos)
+        self.show_at(p.x())
+
+    def readout(self, x: float) -> str:
+        lines: list[str] = []
+        for item in self.plot.items:
+            if isinstance(item, pg.PlotDataItem) and item.isVisible():
+                xs, ys = item.getOriginalDataset()
+                if xs is None or len(xs) == 0:
+                    continue
+                i = int(np.clip(np.searchsorted(xs, x), 0, len(xs) - 1))
+                if i > 0 and abs(xs[i - 1] - x) < abs(xs[i] - x):
+                    i -= 1
+                if not lines:
+                    lines.append(f"t = {xs[i]:.3f} s")
+                lines.append(f"{item.name() or '?'}: {_fmt(ys[i])}{self.unit}")
+            elif isinstance(item, pg.BarGraphItem) and item.opts.get("height") is not None:
+                xs, hs = np.asarray(item.opts["x"]), np.asarray(item.opts["height"])
+                if len(xs) == 0:
+                    continue
+                i = int(np.argmin(np.abs(xs - x)))
+                label = self.bar_labels[i] if self.bar_labels and i < len(self.bar_labels) else f"{xs[i]:g}"
+                lines.append(f"{label}: {_fmt(hs[i])}{self.unit}")
+        return "\n".join(lines)
+
+    def show_at(self, x: float) -> str:
+        text = self.readout(x)
+        if not text:
+            return ""
+        (x0, _), (_, y1) = self.plot.vb.viewRange()
+        self.line.setPos(x)
+        self.text.setText(text)
+        self.text.setPos(x, y1)
+        self.line.show()
+        self.text.show()
+        return text
+
+
+def _fmt(v: float) -> str:
+    if v is None or not np.isfinite(v):
+        return "-"
+    return f"{v:,.0f}" if abs(v) >= 100 or float(v).is_integer() else f"{v:,.3g}"
+
+
+class SeriesPlot:
+    """A time plot with one thin curve per named series, created on first use."""
+
+    def __init__(self, plot: pg.PlotItem, title: str, unit: str = "") -> None:
+        self.plot = plot
+        plot.setTitle(title)
+        plot.showGrid(x=True, y=True, alpha=0.2)
+        plot.setLabel("bottom", "time since session start", units="s")
+        plot.setMouseEnabled(x=False, y=True)  # x follows the window; y may be zoomed
+        plot.setAutoVisible(y=True)
+        self.legend = plot.addLegend(offset=(-10, 10), labelTextSize="8pt")
+        self.curves: dict[str, pg.PlotDataItem] = {}
+        self.hover = Hover(plot, unit)
+        self._xrange: tuple[float, float] | None = None
+
+    def curve(self, name: str, pen_color) -> pg.PlotDataItem:
+        c = self.curves.get(name)
+        if c is None:
+            c = self.plot.plot(pen=pg.mkPen(pen_color, width=1), name=name, connect="finite")
+            c.setDownsampling(auto=True, method="peak")
+            c.setClipToView(True)
+            self.curves[name] = c
+        return c
+
+    def set(self, name: str, x: np.ndarray, y: np.ndarray, pen_color) -> None:
+        c = self.curve(name, pen_color)
+        c.setData(x, y)
+        if not c.isVisible():
+            c.show()
+            self.legend.addItem(c, name)
+
+    def hide_except(self, names: set[str]) -> None:
+        for name, c in self.curves.items():
+            if name not in names and c.isVisible():
+                c.setData([], [])
+                c.hide()
+                self.legend.removeItem(c)
+
+    def set_xrange(self, t0: float, t1: float) -> None:
+        if self._xrange != (t0, t1):
+            self._xrange = (t0, t1)
+            self.plot.setXRange(t0, max(t1, t0 + 1e-6), padding=0)
+
+
+class Panel(QWidget):
+    """Base: a layout of plots that redraws only when its view key or options change."""
+
+    title = ""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.glw = pg.GraphicsLayoutWidget()
+        self.controls = QHBoxLayout()
+        self.controls.setContentsMargins(4, 2, 4, 0)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.setSpacing(0)
+        lay.addLayout(self.controls)
+        lay.addWidget(self.glw, 1)
+        self._key: tuple | None = None
+
+    def invalidate(self) -> None:
+        self._key = None
+
+    def refresh(self, view: View) -> bool:
+        """Redraw if needed; True when something was drawn."""
+        if view.key == self._key:
+            return False
+        self._key = view.key
+        self.draw(view)
+        return True
+
+    def draw(self, view: View) -> None:
+        raise NotImplementedError
+
+
+class VerdictPanel(Panel):
+    title = "Verdicts"
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.rates = SeriesPlot(self.glw.addPlot(row=0, col=0), "Verdicts (packets/s)", " pps")
+        self.log_box = QCheckBox("log y")
+        self.log_box.toggled.connect(self.set_log)
+        self.cpu_box = QCheckBox("per CPU")
+        self.cpu_box.toggled.connect(self.set_per_cpu)
+        self.cpu_verdict = QComboBox()
+        self.cpu_verdict.addItems(["all verdicts", *ACTIONS])
+        self.cpu_verdict.currentIndexChanged.connect(self.invalidate)
+        self.cpu_verdict.setEnabled(False)
+        for w in (self.log_box, self.cpu_box, self.cpu_verdict):
+            self.controls.addWidget(w)
+        self.controls.addStretch(1)
+        self.cpu: SeriesPlot | None = None
+
+    def set_log(self, on: bool) -> None:
+        self.rates.plot.setLogMode(False, on)
+        if self.cpu:
+            self.cpu.plot.setLogMode(False, on)
+
+    def set_per_cpu(self, on: bool) -> None:
+        self.cpu_verdict.setEnabled(on)
+        if on and self.cpu is None:
+            self.cpu = SeriesPlot(self.glw.addPlot(row=1, col=0), "Per CPU (packets/s)", " pps")
+            self.cpu.plot.setXLink(self.rates.plot)
+            self.cpu.plot.setLogMode(False, self.log_box.isChecked())
+        elif not on and self.cpu is not None:
+            self.glw.removeItem(self.cpu.plot)
+            self.cpu = None
+        self.invalidate()
+
+    def draw(self, v: View) -> None:
+        t = v.t
+        counts = v.h.actions[v.sl]
+        rates = v.rate(counts)
+        for a, name in enumerate(ACTIONS):
+            self.rates.set(name, t, rates[:, a], VERDICT_COLORS[name])
+        self.rates.set("total", t, v.rate(counts.sum(axis=1)), VERDICT_COLORS["total"])
+        self.rates.set_xrange(v.t0, v.t1)
+        if self.cpu is not None:
+            per_cpu = v.h.cpu_actions[v.sl]  # rows x cpu x action
+            sel = self.cpu_verdict.currentIndex() - 1
+            per_cpu = per_cpu.sum(axis=2) if sel < 0 else per_cpu[:, :, sel]
+            r = v.rate(per_cpu)
+            names = set()
+            for c in range(per_cpu.shape[1]):
+                names.add(f"cpu{c}")
+                self.cpu.set(f"cpu{c}", t, r[:, c], color(c))
+            self.cpu.hide_except(names)
+            self.cpu.set_xrange(v.t0, v.t1)
+
+
+class FanoutPanel(Panel):
+    title = "Redirect fan-out"
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.rates = SeriesPlot(self.glw.addPlot(row=0, col=0), "Redirects per target (packets/s)", " pps")
+        self.share_plot = self.glw.addPlot(row=0, col=1)
+        self.share_plot.setTitle("Share in window (%)")
+        self.share_plot.setMouseEnabled(x=False, y=False)
+        self.share_plot.setYRange(0, 100, padding=0.02)
+        self.glw.ci.layout.setColumnStretchFactor(0, 3)
+        self.glw.ci.layout.setColumnStretchFactor(1, 1)
+        self.share = pg.BarGraphItem(x=[], height=[], width=0.7, brush="#c070f0", pen=None)
+        self.share_plot.addItem(self.share)
+        self.share_labels: list[str] = []
+        self.share_hover = Hover(self.share_plot, " %", self.share_labels)
+        self.summary = QLabel()
+        self.controls.addWidget(self.summary)
+        self.controls.addStretch(1)
+
+    def draw(self, v: View) -> None:
+        k = v.h.targets
+        names = k.names
+        counts = k.data[v.sl, :len(names)]
+        rates = v.rate(counts)
+        for i, name in enumerate(names):
+            self.rates.set(name, v.t, rates[:, i], color(i))
+        self.rates.hide_except(set(names))
+        self.rates.set_xrange(v.t0, v.t1)
+        totals = counts.sum(axis=0)
+        total = totals.sum()
+        share = totals / total * 100 if total > 0 else np.zeros(len(names))
+        if self.share_labels != names:
+            self.share_labels[:] = names
+            self.share_plot.getAxis("bottom").setTicks([list(enumerate(names))])
+            self.share_plot.setXRange(-0.5, max(len(names), 1) - 0.5, padding=0)
+        self.share.setOpts(x=np.arange(len(names)), height=share,
+                           brushes=[color(i) for i in range(len(names))])
+        self.summary.setText("  ".join(f"{n}: {int(c):,}" for n, c in zip(names, totals))
+                             + (f"   total {int(total):,} frames in window" if names else "no redirects"))
+
+
+class FlushPanel(Panel):
+    title = "Flush batches"
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.hist_plot = self.glw.addPlot(row=0, col=0)
+        self.hist_plot.setTitle("Devmap flush sizes in window (flushes)")
+        self.hist_plot.setLabel("bottom", "frames per flush")
+        self.hist_plot.setMouseEnabled(x=False, y=False)
+        self.hist_plot.setXRange(-0.5, FLUSH_BINS - 0.5, padding=0)
+        self.hist = pg.BarGraphItem(x=np.arange(FLUSH_BINS), height=np.zeros(FLUSH_BINS), width=0.8,
+                                    brush="#4090f0", pen=None)
+        self.hist_plot.addItem(self.hist)
+        self.hist_hover = Hover(self.hist_plot, " flushes", [f"size {i}" for i in range(FLUSH_BINS)])
+        self.mean = SeriesPlot(self.glw.addPlot(row=0, col=1), "Mean flush size (frames)")
+        self.heat_plot = self.glw.addPlot(row=1, col=0, colspan=2)
+        self.heat_plot.setTitle("Flushes: time x size")
+        self.heat_plot.setLabel("left", "frames per flush")
+        self.heat_plot.setLabel("bottom", "time since session start", units="s")
+        self.heat_plot.setMouseEnabled(x=False, y=False)
+        self.heat_plot.setYRange(-0.5, FLUSH_BINS - 0.5, padding=0)
+        self.heat_plot.setXLink(self.mean.plot)
+        self.heat = pg.ImageItem(axisOrder="col-major")
+        self.heat.setColorMap(pg.colormap.get("viridis"))
+        self.heat_plot.addItem(self.heat)
+        self.summary = QLabel()
+        self.controls.addWidget(self.summary)
+        self.controls.addStretch(1)
+
+    def draw(self, v: View) -> None:
+        flush = v.h.flush[v.sl]  # rows x 17: flushes of each size per sample
+        hist = flush.sum(axis=0)
+        self.hist.setOpts(height=hist)
+        nflush = flush.sum(axis=1)
+        frames = flush @ np.arange(FLUSH_BINS)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = np.where(nflush > 0, frames / nflush, np.nan)
+        self.mean.set("mean", v.t, mean, "#4090f0")
+        self.mean.set_xrange(v.t0, v.t1)
+        image = heat_columns(flush)
+        if len(image):
+            self.heat.setImage(image, autoLevels=False, levels=(0, max(float(image.max()), 1.0)))
+            x0 = float(v.t[0] - v.h.dt[v.sl][0])
+            self.heat.setRect(QRectF(x0, -0.5, max(float(v.t[-1]) - x0, 1e-6), FLUSH_BINS))
+            self.heat.show()
+        else:
+            self.heat.hide()
+        total = hist.sum()
+        self.summary.setText(f"{int(total):,} flushes, {int(frames.sum()):,} frames in window"
+                             + (f", mean {frames.sum() / total:.2f}" if total else ""))
+
+
+def heat_columns(flush: np.ndarray, max_cols: int = HEATMAP_MAX_COLUMNS) -> np.ndarray:
+    """Time x size image; consecutive samples are summed when there are more than max_cols."""
+    n = len(flush)
+    if n <= max_cols:
+        return flush
+    edges = np.linspace(0, n, max_cols + 1).astype(int)[:-1]
+    return np.add.reduceat(flush, edges, axis=0)
+
+
+class ErrorsPanel(Panel):
+    title = "Errors"
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.rates = SeriesPlot(self.glw.addPlot(row=0, col=0), "Errors and drops (per second)", " /s")
+        self.summary = QLabel()
+        self.summary.setWordWrap(True)
+        self.controls.addWidget(self.summary, 1)
+
+    def series(self, v: View) -> list[tuple[str, np.ndarray]]:
+        """(name, counts per sample in window) for every error kind seen in the session."""
+        h, out = v.h, []
+        live = slice(h.start, h.end)
+        for prefix, k in (("exception", h.exceptions), ("redirect error", h.redirect_errors),
+                          ("devmap drops", h.devmap_drops)):
+            for i, name in enumerate(k.names):
+                if k.data[live, i].any():
+                    out.append((f"{prefix} {name}", k.data[v.sl, i]))
+        if h.has_cpumap and h.cpumap_drops[live].any():
+            out.append(("cpumap drops", h.cpumap_drops[v.sl]))
+        return out
+
+    def draw(self, v: View) -> None:
+        series = self.series(v)
+        for i, (name, counts) in enumerate(series):
+            self.rates.set(name, v.t, v.rate(counts), color(i))
+        self.rates.hide_except({n for n, _ in series})
+        self.rates.set_xrange(v.t0, v.t1)
+        self.summary.setText("in window: " + ("; ".join(f"{n}: {int(c.sum()):,}" for n, c in series)
+                                               if series else "no errors"))
+
+
+class NapiPanel(Panel):
+    title = "NAPI and run time"
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.work = SeriesPlot(self.glw.addPlot(row=0, col=0), "NAPI work per poll (packets)")
+        self.runtime = SeriesPlot(self.glw.addPlot(row=1, col=0), "Program run time per packet (ns)", " ns")
+        self.runtime.plot.setXLink(self.work.plot)
+        self.summary = QLabel()
+        self.controls.addWidget(self.summary)
+        self.controls.addStretch(1)
+
+    def draw(self, v: View) -> None:
+        h = v.h
+        napi = h.napi[v.sl]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            polls = np.where(napi[:, 0] > 0, napi[:, 0], np.nan)
+            self.work.set("work/poll", v.t, napi[:, 1] / polls, "#50c060")
+            self.work.set("budget", v.t, napi[:, 2] / polls, "#e04848")
+            run = h.run[v.sl]
+            cnt = np.where(run[:, 0] > 0, run[:, 0], np.nan)
+            self.runtime.set("ns/packet", v.t, run[:, 1] / cnt, "#f0a030")
+        self.work.set_xrange(v.t0, v.t1)
+        self.runtime.set_xrange(v.t0, v.t1)
+        notes = []
+        if not h.has_napi:
+            notes.append("no NAPI data in this session (napi:napi_poll not traced)")
+        if not h.has_run:
+            notes.append("no run-time data (attach with run_time on)")
+        self.summary.setText("; ".join(notes))
+
+
+PANELS = (VerdictPanel, FanoutPanel, FlushPanel, ErrorsPanel, NapiPanel)

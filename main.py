@@ -1,0 +1,176 @@
+"""xdpscope command line: gui (default), doctor, lab, record, inject, summary, agent."""
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+
+from backend.errors import XdpscopeError
+
+
+def cmd_doctor(a) -> int:
+    from backend import doctor
+    report = doctor.run()
+    print(json.dumps(report, indent=2) if a.json else doctor.format_text(report))
+    return 0 if report["ok"] else 1
+
+
+def cmd_lab(a) -> int:
+    from backend import kernel, lab
+    kernel.require_root("lab")
+    if a.action == "up":
+        result = lab.up(a.prefix, a.targets).to_dict()
+    elif a.action == "down":
+        result = {"removed": lab.down(a.prefix)}
+    else:
+        st = lab.status(a.prefix)
+        result = st.to_dict() if st else None
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def program_spec(a):
+    from backend import programs, session
+    spec = (session.read_user_program(a.program) if a.program.endswith(".c")
+            else programs.ProgramSpec(name=a.program))
+    spec.targets = [t for t in (a.targets or "").split(",") if t]
+    spec.policy = a.policy
+    spec.mix = parse_mix(a.mix)
+    return spec
+
+
+def parse_mix(text: str | None) -> dict[str, int]:
+    mix = {}
+    for part in (text or "").split(","):
+        if not part:
+            continue
+        name, sep, value = part.partition("=")
+        if not sep or not value.strip().isdigit():
+            raise XdpscopeError(f"--mix: '{part}' is not VERDICT=PERCENT")
+        mix[name.strip().upper()] = int(value)
+    return mix
+
+
+def cmd_record(a) -> int:
+    from backend.session import Session, SessionConfig
+    from backend.trace import TraceWriter
+    stop_sig = threading.Event()
+    cfg = SessionConfig(a.iface, program_spec(a), a.mode, a.hz, a.run_time, a.trace_redirects, a.force)
+    session = Session(cfg)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: session.stop())
+    try:
+        meta = session.start()
+        if meta["mode_note"]:
+            print(f"xdpscope: {meta['iface']}: {meta['mode_note']}", file=sys.stderr)
+        with TraceWriter(a.output, meta) as writer:
+            print("ready", flush=True)
+            if a.duration:
+                threading.Timer(a.duration, session.stop).start()
+            session.run(writer.write)
+    finally:
+        session.close()
+    del stop_sig
+    return 0
+
+
+def cmd_inject(a) -> int:
+    from backend import injector
+    r = injector.inject(a.iface, a.count, a.batch, a.size, a.flows, a.cpu)
+    print(json.dumps(r.to_dict()))
+    return 0
+
+
+def cmd_summary(a) -> int:
+    from backend.summary import summarize
+    s = summarize(a.file, a.t_from, a.t_to)
+    if a.json:
+        print(json.dumps(s, indent=2, sort_keys=True))
+    else:
+        from backend.summary import format_text
+        print(format_text(s))
+    return 0
+
+
+def cmd_agent(a) -> int:
+    from backend import agent
+    return agent.serve(sys.stdin, sys.stdout)
+
+
+def cmd_gui(a, rest: list[str]) -> int:
+    from gui.app import main as gui_main
+    return gui_main(rest)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="xdpscope", description="See what XDP does on a NIC.")
+    sub = p.add_subparsers(dest="cmd")
+    d = sub.add_parser("doctor", help="check kernel, bcc, headers, tracepoints, interfaces")
+    d.add_argument("--json", action="store_true")
+    lab = sub.add_parser("lab", help="veth + namespace topology for exact counting")
+    lab.add_argument("action", choices=["up", "down", "status"])
+    lab.add_argument("--targets", type=int, default=3)
+    lab.add_argument("--prefix", default="xs")
+    r = sub.add_parser("record", help="attach a program, sample its counters into a trace")
+    r.add_argument("--iface", required=True)
+    r.add_argument("--program", required=True, help="pass|drop|tx|redirect|cpumap|mix or a .c file")
+    r.add_argument("--targets", help="comma-separated redirect target interfaces (CPU ids for cpumap)")
+    r.add_argument("--policy", default="rr", choices=["rr", "hash", "cpu"])
+    r.add_argument("--mix", help="mix percentages, e.g. PASS=40,DROP=30,TX=10,REDIRECT=20")
+    r.add_argument("--mode", default="auto", choices=["auto", "native", "generic"])
+    r.add_argument("--hz", type=float, default=10.0)
+    r.add_argument("--duration", type=float, help="seconds (default: until SIGINT/SIGTERM)")
+    r.add_argument("--run-time", action="store_true", help="kernel BPF run-time statistics")
+    r.add_argument("--trace-redirects", action="store_true", help="per-packet xdp_redirect probe (costly)")
+    r.add_argument("--force", action="store_true", help="allow non-pass programs on the default-route NIC")
+    r.add_argument("-o", "--output", required=True)
+    i = sub.add_parser("inject", help="live frames into the program attached to an interface")
+    i.add_argument("--iface", required=True)
+    i.add_argument("--count", type=int, required=True)
+    i.add_argument("--batch", type=int, default=64)
+    i.add_argument("--size", type=int, default=64)
+    i.add_argument("--flows", type=int, default=1)
+    i.add_argument("--cpu", type=int)
+    s = sub.add_parser("summary", help="totals of a trace file")
+    s.add_argument("file")
+    s.add_argument("--json", action="store_true")
+    s.add_argument("--from", dest="t_from", type=float)
+    s.add_argument("--to", dest="t_to", type=float)
+    ag = sub.add_parser("agent", help="the engine as JSON lines on stdin/stdout")
+    ag.add_argument("--stdio", action="store_true", required=True)
+    sub.add_parser("gui", help="the desktop app (default)", add_help=False)
+    return p
+
+
+COMMANDS = {"doctor": cmd_doctor, "lab": cmd_lab, "record": cmd_record, "inject": cmd_inject,
+            "summary": cmd_summary, "agent": cmd_agent}
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] == "gui" or argv[0].startswith("--replay"):
+        rest = argv[1:] if argv and argv[0] == "gui" else argv
+        return run_guarded(lambda: cmd_gui(None, rest))
+    args = parser().parse_args(argv)
+    if args.cmd is None:
+        parser().print_help()
+        return 2
+    return run_guarded(lambda: COMMANDS[args.cmd](args))
+
+
+def run_guarded(fn) -> int:
+    """Users get one clear message and a non-zero exit, never a traceback."""
+    try:
+        return fn()
+    except XdpscopeError as e:
+        print(f"xdpscope: {e}", file=sys.stderr)
+        return e.code
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
