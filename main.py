@@ -56,7 +56,6 @@ def parse_mix(text: str | None) -> dict[str, int]:
 def cmd_record(a) -> int:
     from backend.session import Session, SessionConfig
     from backend.trace import TraceWriter
-    stop_sig = threading.Event()
     cfg = SessionConfig(a.iface, program_spec(a), a.mode, a.hz, a.run_time, a.trace_redirects, a.force)
     session = Session(cfg)
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -72,13 +71,12 @@ def cmd_record(a) -> int:
             session.run(writer.write)
     finally:
         session.close()
-    del stop_sig
     return 0
 
 
 def cmd_inject(a) -> int:
     from backend import injector
-    r = injector.inject(a.iface, a.count, a.batch, a.size, a.flows, a.cpu)
+    r = injector.inject(a.iface, a.count, a.batch, a.size, a.flows, a.cpu, a.first_flow)
     print(json.dumps(r.to_dict()))
     return 0
 
@@ -95,8 +93,13 @@ def cmd_summary(a) -> int:
 
 
 def cmd_agent(a) -> int:
+    import os
     from backend import agent
-    return agent.serve(sys.stdin, sys.stdout)
+    # The protocol owns the real stdout; anything else printing (bcc, libraries) goes to stderr.
+    proto = os.fdopen(os.dup(1), "w", encoding="utf-8")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    return agent.serve(sys.stdin, proto)
 
 
 def cmd_gui(a, rest: list[str]) -> int:
@@ -132,7 +135,8 @@ def parser() -> argparse.ArgumentParser:
     i.add_argument("--batch", type=int, default=64)
     i.add_argument("--size", type=int, default=64)
     i.add_argument("--flows", type=int, default=1)
-    i.add_argument("--cpu", type=int)
+    i.add_argument("--first-flow", type=int, default=0, help="first flow id (UDP source port 1024+id)")
+    i.add_argument("--cpu", type=int, help="CPU to inject on (default: the first allowed)")
     s = sub.add_parser("summary", help="totals of a trace file")
     s.add_argument("file")
     s.add_argument("--json", action="store_true")

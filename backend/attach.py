@@ -58,7 +58,7 @@ def _driver_reason(prog_fd: int, ifindex: int, flags: int) -> str:
             return ""
         except OSError:
             pass
-        text = bpf["xs_extack"][0].text.decode(errors="replace")
+        text = bpf[b"xs_extack"][0].text.decode(errors="replace")
         bpf.cleanup()
         return text
     except Exception:  # the reason is a courtesy; never let it hide the real error

@@ -11,6 +11,7 @@ from backend import bpfsys, kernel, nic
 from backend.errors import XdpscopeError
 
 MIN_FRAME, MAX_FRAME = 60, 3000   # live frames must fit one page with headroom
+MAX_FLOWS = 65535 - 1024         # flows differ in the UDP source port, from 1024
 MAX_BATCH = 256                   # kernel limit for live-frame batches
 SRC_MAC = bytes.fromhex("027873000001")   # locally administered, owned by no interface:
 DST_MAC = bytes.fromhex("027873000002")   # passed frames are OTHERHOST and never routed
@@ -51,7 +52,8 @@ def split(count: int, flows: int) -> list[int]:
 
 
 def inject(iface: str, count: int, batch: int = 64, size: int = 64, flows: int = 1,
-           cpu: int | None = None) -> InjectResult:
+           cpu: int | None = None, first_flow: int = 0) -> InjectResult:
+    """count frames in `flows` runs (flow ids first_flow..), each run in batches of `batch`."""
     kernel.require_root("inject")
     if count < 1 or count > 2**31 - 1:
         raise XdpscopeError("--count must be between 1 and 2147483647")
@@ -59,8 +61,8 @@ def inject(iface: str, count: int, batch: int = 64, size: int = 64, flows: int =
         raise XdpscopeError(f"--batch must be between 1 and {MAX_BATCH}")
     if not MIN_FRAME <= size <= MAX_FRAME:
         raise XdpscopeError(f"--size must be between {MIN_FRAME} and {MAX_FRAME} bytes")
-    if not 1 <= flows <= min(count, 65535 - 1024):
-        raise XdpscopeError("--flows must be between 1 and the frame count")
+    if not 1 <= flows <= count or not 0 <= first_flow or first_flow + flows > MAX_FLOWS:
+        raise XdpscopeError(f"--flows must be between 1 and the frame count, flow ids below {MAX_FLOWS}")
     info = nic.interface(iface)
     prog_id = info.xdp["prog_id"]
     if not prog_id:
@@ -76,7 +78,7 @@ def inject(iface: str, count: int, batch: int = 64, size: int = 64, flows: int =
     t0 = time.monotonic()
     try:
         for flow, n in enumerate(split(count, flows)):
-            bpfsys.xdp_live_run(fd, frame(size, flow), n, batch, info.ifindex)
+            bpfsys.xdp_live_run(fd, frame(size, first_flow + flow), n, batch, info.ifindex)
     except OSError as e:
         raise XdpscopeError(f"{iface}: live-frame test run refused: {e.strerror}") from None
     finally:

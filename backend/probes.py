@@ -28,22 +28,22 @@ class Probes:
 
     def read(self, raw: Raw) -> None:
         """Add every probe counter to raw (keys: see collector.to_sample)."""
-        for key, per_cpu in self.bpf["xs_flush"].items():
+        for key, per_cpu in self.bpf[b"xs_flush"].items():
             raw[("flush", key.ifindex, key.size)] = list(per_cpu)
-        for key, per_cpu in self.bpf["xs_devtx"].items():
+        for key, per_cpu in self.bpf[b"xs_devtx"].items():
             raw[("devtx", key.value, "sent")] = [v.sent for v in per_cpu]
             raw[("devtx", key.value, "drops")] = [v.drops for v in per_cpu]
-        for key, per_cpu in self.bpf["xs_rerr"].items():
+        for key, per_cpu in self.bpf[b"xs_rerr"].items():
             raw[("rerr", key.ifindex, key.err)] = list(per_cpu)
-        _read_array(self.bpf["xs_exc"], "exc", raw)
-        _read_array(self.bpf["xs_cpumap_bulk"], "cpumap", raw)
-        for key, per_cpu in self.bpf["xs_napi"].items():
+        _read_array(self.bpf[b"xs_exc"], "exc", raw)
+        _read_array(self.bpf[b"xs_cpumap_bulk"], "cpumap", raw)
+        for key, per_cpu in self.bpf[b"xs_napi"].items():
             dev = key.dev.decode(errors="replace")
             for f in ("polls", "work", "budget", "full"):
                 raw[("napi", dev, f)] = [getattr(v, f) for v in per_cpu]
             for b in range(9):
                 raw[("napi_hist", dev, b)] = [v.hist[b] for v in per_cpu]
-        for key, per_cpu in self.bpf["xs_redir"].items():
+        for key, per_cpu in self.bpf[b"xs_redir"].items():
             raw[("redir", key.value)] = list(per_cpu)
 
 

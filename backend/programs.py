@@ -54,7 +54,7 @@ class LoadedProgram:
     target_ifindex: dict[str, int]
 
     def counters(self):
-        return self.bpf["xs_counters"] if self.spec.count else None
+        return self.bpf[b"xs_counters"] if self.spec.count else None
 
 
 def validate(spec: ProgramSpec) -> None:
@@ -129,7 +129,7 @@ def _fill_maps(bpf, spec: ProgramSpec, ifindex_of) -> dict[str, int]:
         # The program's slot is the CPU id, so targets must be CPUs 0..n-1.
         if spec.targets != [str(i) for i in range(len(spec.targets))]:
             raise XdpscopeError("cpumap --targets are CPU ids 0..n-1, e.g. 0,1")
-        table = bpf["xs_cpumap"]
+        table = bpf[b"xs_cpumap"]
         for cpu in range(len(spec.targets)):
             try:
                 table[u32(cpu)] = u32(CPUMAP_QSIZE)  # value = the CPU's queue size
@@ -137,7 +137,7 @@ def _fill_maps(bpf, spec: ProgramSpec, ifindex_of) -> dict[str, int]:
                 raise XdpscopeError(f"cpumap: cannot use CPU {cpu}: {e}") from None
         return {}
     if spec.name in ("redirect", "mix") and spec.targets:
-        table = bpf["xs_devmap"]
+        table = bpf[b"xs_devmap"]
         resolved = {name: ifindex_of(name) for name in spec.targets}
         for slot, name in enumerate(spec.targets):
             try:

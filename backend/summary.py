@@ -105,3 +105,18 @@ def summarize(path: str | os.PathLike, t_from: float | None = None, t_to: float 
         "rates": {"peak_pps": peak,
                   "mean_pps": {a: n / duration if duration > 0 else 0.0 for a, n in actions.items()}},
     })
+
+
+def format_text(s: dict) -> str:
+    """A short human-readable form of summarize()'s result."""
+    lines = [f"{s['iface']}  {s['program']}  {s.get('mode', '')}  {s['duration_s']:.1f} s, {s['samples']} samples"]
+    lines.append("verdicts: " + ", ".join(f"{k} {v}" for k, v in s["actions"].items()))
+    if s["redirect_targets"]:
+        lines.append("redirects: " + ", ".join(f"{k} {v}" for k, v in s["redirect_targets"].items()))
+    if s["flush_batches"]:
+        lines.append("flushes (size: count): " + ", ".join(f"{k}: {v}" for k, v in s["flush_batches"].items()))
+    for target, errs in s["redirect_errors"].items():
+        lines.append(f"redirect errors to {target}: " + ", ".join(f"{k} {v}" for k, v in errs.items()))
+    if s["exceptions"]:
+        lines.append("exceptions: " + ", ".join(f"{k} {v}" for k, v in s["exceptions"].items()))
+    return "\n".join(lines)

@@ -88,7 +88,7 @@ class Hover:
     def readout(self, x: float) -> str:
         lines: list[str] = []
         for item in self.plot.items:
-            if isinstance(item, pg.PlotDataItem) and item.isVisible():
+            if isinstance(item, pg.PlotDataItem) and item.isVisible() and item.name():
                 xs, ys = item.getOriginalDataset()
                 if xs is None or len(xs) == 0:
                     continue
@@ -138,6 +138,8 @@ class SeriesPlot:
         plot.setAutoVisible(y=True)
         self.legend = plot.addLegend(offset=(-10, 10), labelTextSize="8pt")
         self.curves: dict[str, pg.PlotDataItem] = {}
+        # invisible, unnamed: keeps y = 0 inside the auto range so flat rates are not magnified noise
+        self.baseline = plot.plot([0.0, 0.0], [0.0, 0.0], pen=pg.mkPen((0, 0, 0, 0), width=1))
         self.hover = Hover(plot, unit)
         self._xrange: tuple[float, float] | None = None
 
@@ -167,6 +169,7 @@ class SeriesPlot:
     def set_xrange(self, t0: float, t1: float) -> None:
         if self._xrange != (t0, t1):
             self._xrange = (t0, t1)
+            self.baseline.setData([t0, t1], [0.0, 0.0])
             self.plot.setXRange(t0, max(t1, t0 + 1e-6), padding=0)
 
 
@@ -270,7 +273,7 @@ class FanoutPanel(Panel):
         self.share_plot.setYRange(0, 100, padding=0.02)
         self.glw.ci.layout.setColumnStretchFactor(0, 3)
         self.glw.ci.layout.setColumnStretchFactor(1, 1)
-        self.share = pg.BarGraphItem(x=[], height=[], width=0.7, brush="#c070f0", pen=None)
+        self.share = pg.BarGraphItem(x=[], height=[], width=0.7, brush="#c070f0", pen=pg.mkPen((0, 0, 0, 0), width=1))
         self.share_plot.addItem(self.share)
         self.share_labels: list[str] = []
         self.share_hover = Hover(self.share_plot, " %", self.share_labels)
@@ -311,7 +314,7 @@ class FlushPanel(Panel):
         self.hist_plot.setMouseEnabled(x=False, y=False)
         self.hist_plot.setXRange(-0.5, FLUSH_BINS - 0.5, padding=0)
         self.hist = pg.BarGraphItem(x=np.arange(FLUSH_BINS), height=np.zeros(FLUSH_BINS), width=0.8,
-                                    brush="#4090f0", pen=None)
+                                    brush="#4090f0", pen=pg.mkPen((0, 0, 0, 0), width=1))
         self.hist_plot.addItem(self.hist)
         self.hist_hover = Hover(self.hist_plot, " flushes", [f"size {i}" for i in range(FLUSH_BINS)])
         self.mean = SeriesPlot(self.glw.addPlot(row=0, col=1), "Mean flush size (frames)")
@@ -321,7 +324,7 @@ class FlushPanel(Panel):
         self.heat_plot.setLabel("bottom", "time since session start", units="s")
         self.heat_plot.setMouseEnabled(x=False, y=False)
         self.heat_plot.setYRange(-0.5, FLUSH_BINS - 0.5, padding=0)
-        self.heat_plot.setXLink(self.mean.plot)
+        self.heat_plot.disableAutoRange(axis="x")
         self.heat = pg.ImageItem(axisOrder="col-major")
         self.heat.setColorMap(pg.colormap.get("viridis"))
         self.heat_plot.addItem(self.heat)
@@ -339,6 +342,7 @@ class FlushPanel(Panel):
             mean = np.where(nflush > 0, frames / nflush, np.nan)
         self.mean.set("mean", v.t, mean, "#4090f0")
         self.mean.set_xrange(v.t0, v.t1)
+        self.heat_plot.setXRange(v.t0, v.t1, padding=0)
         image = heat_columns(flush)
         if len(image):
             self.heat.setImage(image, autoLevels=False, levels=(0, max(float(image.max()), 1.0)))

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 from PySide6.QtCore import QElapsedTimer, QObject, Qt, Signal
-from PySide6.QtWidgets import (QCheckBox, QDoubleSpinBox, QHBoxLayout, QLabel, QSlider, QToolButton,
+from PySide6.QtWidgets import (QCheckBox, QDoubleSpinBox, QHBoxLayout, QLabel, QSlider, QStyle, QToolButton,
                                QWidget)
 
 from backend.trace import TraceReader
@@ -18,6 +18,9 @@ from backend.trace import TraceReader
 from .sources import Source
 
 SPEED_MIN, SPEED_MAX = 0.1, 100.0
+_SP = QStyle.StandardPixmap
+ICONS = {"⏮": _SP.SP_MediaSkipBackward, "◀|": _SP.SP_MediaSeekBackward, "▶": _SP.SP_MediaPlay,
+         "⏸": _SP.SP_MediaPause, "|▶": _SP.SP_MediaSeekForward, "⏭": _SP.SP_MediaSkipForward}
 
 
 class ReplaySource(Source):
@@ -171,6 +174,8 @@ class ReplayBar(QWidget):
         def button(text: str, tip: str, slot) -> QToolButton:
             b = QToolButton()
             b.setText(text)
+            if text in ICONS:
+                b.setIcon(self.style().standardIcon(ICONS[text]))
             b.setToolTip(tip)
             b.clicked.connect(slot)
             lay.addWidget(b)
@@ -255,6 +260,7 @@ class ReplayBar(QWidget):
 
     def _playing(self, playing: bool) -> None:
         self.play_btn.setText("⏸" if playing else "▶")
+        self.play_btn.setIcon(self.style().standardIcon(ICONS[self.play_btn.text()]))
 
     def _loop_changed(self, *_) -> None:
         if self.source is not None:

@@ -11,10 +11,10 @@ from pyroute2 import IPRoute
 from pyroute2.ethtool import Ethtool
 from pyroute2.netlink.rtnl.ifinfmsg import IFF_NOARP, IFF_UP
 
-from backend import lab
+from backend import kernel, lab
 from backend.errors import XdpscopeError
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="lab tests need root")
+pytestmark = pytest.mark.kernel
 
 PREFIX = f"t{os.getpid() % 10000}"  # unique per run so parallel runs do not collide
 
@@ -146,11 +146,9 @@ TRACEPOINT_PROBE(xdp, xdp_devmap_xmit) {
 
 def test_xdp_behaviour(up_lab: lab.Lab) -> None:
     """Targets accept redirected frames, nx drops them at flush with -ENXIO, big refuses attach."""
-    bcc = pytest.importorskip("bcc")
-    try:
-        b = bcc.BPF(text=XDP_SRC)
-    except Exception as e:  # no kernel headers found: bcc cannot compile here
-        pytest.skip(f"bcc cannot compile: {e}")
+    bcc = kernel.import_bcc()
+    kernel.use_headers()  # the nearest installed headers when the running kernel has none
+    b = bcc.BPF(text=XDP_SRC)
     L = up_lab
     fn = b.load_func(b"xdp_prog", bcc.BPF.XDP)
     with pytest.raises(Exception):  # "Peer MTU is too large to set XDP" (ERANGE)

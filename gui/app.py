@@ -1,0 +1,85 @@
+"""`xdpscope gui`: argument handling, the embedded default, and screenshots for the docs."""
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+import tempfile
+from pathlib import Path
+
+from PySide6.QtCore import QSettings, QTimer
+from PySide6.QtWidgets import QApplication
+
+REPO = Path(__file__).resolve().parent.parent
+SAMPLE_TRACE = REPO / "resources" / "sample.xst"
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="xdpscope gui", description="Visualize how Linux runs XDP programs.")
+    p.add_argument("trace", nargs="?", help="trace file to replay (same as --replay)")
+    p.add_argument("--replay", metavar="FILE", help="replay a trace file instead of going live")
+    p.add_argument("--live", action="store_true",
+                   help="start the agent and the lab demo even when not root (sudo -n / pkexec)")
+    p.add_argument("--agent", metavar="CMD", help="agent command line (default: <repo>/xdpscope agent --stdio)")
+    p.add_argument("--screenshot", metavar="PNG", help="save a screenshot of the window and exit")
+    p.add_argument("--after", metavar="SECONDS", type=float, default=3.0, help="delay before --screenshot")
+    p.add_argument("--size", metavar="WxH", default="", help="window size, e.g. 1600x1000")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    from .main_window import MainWindow  # after argparse: --help works without a display
+
+    app = QApplication.instance() or QApplication([sys.argv[0]])
+    app.setApplicationName("xdpscope")
+    app.setOrganizationName("xdpscope")
+    settings = QSettings("xdpscope", "xdpscope")
+    if args.screenshot:  # docs screenshots: a fixed layout, not the user's
+        settings = QSettings(str(Path(tempfile.mkdtemp(prefix="xdpscope-gui-")) / "settings.ini"),
+                             QSettings.Format.IniFormat)
+    commands = [shlex.split(args.agent)] if args.agent else None
+    win = MainWindow(settings=settings, agent_commands=commands)
+    if args.size:
+        w, h = (int(v) for v in args.size.lower().split("x"))
+        win.resize(w, h)
+
+    replay = args.replay or args.trace
+    if replay:
+        if not win.open_trace(replay):
+            print(f"xdpscope gui: {win.last_error}", file=sys.stderr)
+            return 1
+    elif os.geteuid() == 0 or args.live:
+        win.run_default_live()
+    elif SAMPLE_TRACE.exists():
+        win.open_trace(SAMPLE_TRACE)
+        win.log_line("not root: showing the bundled sample trace (Agent → Start agent, or run as root, to go live)")
+    else:
+        win.statusBar().showMessage("not root and no bundled trace: open a trace (File → Open) or start the agent")
+
+    win.show()
+    if args.screenshot:
+        def shoot() -> None:
+            win.frame(force=True)
+            app.processEvents()
+            pix = win.grab()
+            pix.setDevicePixelRatio(1.0)  # HiDPI: save at the pixel size, not doubled
+            ok = pix.save(args.screenshot)
+            print(f"xdpscope gui: screenshot {'saved to' if ok else 'FAILED:'} {args.screenshot}", file=sys.stderr)
+            win.close()
+            app.exit(0 if ok else 1)
+        QTimer.singleShot(int(args.after * 1000), shoot)
+    app.aboutToQuit.connect(lambda: _stop_agent(win))
+    return app.exec()
+
+
+def _stop_agent(win) -> None:
+    """On quit: ask the agent to detach and exit, and wait briefly so it is not killed mid-detach."""
+    if win.live is not None and win.live.client.running:
+        win.live.client.stop()
+        win.live.client.proc.waitForFinished(3000)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,369 @@
+"""The main window: plots in docks, the sources panel, session metadata, replay bar, recording.
+
+One QTimer draws at ~30 FPS; each frame computes the visible window of the current source's model
+once and lets every visible panel redraw only if that window or its data changed.
+"""
+from __future__ import annotations
+
+import collections
+import os
+import time
+from pathlib import Path
+
+from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer
+from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence, QShortcut
+from PySide6.QtWidgets import (QDockWidget, QFileDialog, QLabel, QMainWindow, QPlainTextEdit, QSpinBox,
+                               QToolBar, QWidget)
+
+from backend.errors import XdpscopeError
+
+from .agent_client import AgentClient
+from .meta_panel import MetaPanel
+from .plots import ErrorsPanel, FanoutPanel, FlushPanel, NapiPanel, Panel, VerdictPanel, make_view
+from .recorder import Recorder, default_name
+from .replay import ReplayBar, ReplaySource
+from .sources import LiveSource, Source
+from .sources_panel import SourcesPanel
+
+FRAME_MS = 33           # ~30 FPS; a frame with nothing new costs one comparison per panel
+DEFAULT_WINDOW_S = 30
+TRACE_FILTER = "xdpscope traces (*.xst);;All files (*)"
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, settings: QSettings | None = None, agent_commands: list[list[str]] | None = None) -> None:
+        super().__init__()
+        self.setWindowTitle("xdpscope")
+        self.setObjectName("xdpscope-main")
+        self.setAcceptDrops(True)
+        self.setDockNestingEnabled(True)
+        self.settings = settings or QSettings("xdpscope", "xdpscope")
+        self.agent_commands = agent_commands
+        self.live: LiveSource | None = None
+        self.replay: ReplaySource | None = None
+        self.source: Source | None = None
+        self.recorder = Recorder(self)
+        self.last_error = ""
+        self.frame_times: collections.deque[float] = collections.deque(maxlen=2000)  # seconds per drawing frame
+
+        self.verdicts = VerdictPanel()
+        self.setCentralWidget(self.verdicts)
+        self.fanout, self.flush, self.errors, self.napi = FanoutPanel(), FlushPanel(), ErrorsPanel(), NapiPanel()
+        self.panels: list[Panel] = [self.verdicts, self.fanout, self.flush, self.errors, self.napi]
+        self.sources_panel = SourcesPanel()
+        self.meta_panel = MetaPanel()
+        self.log = QPlainTextEdit()
+        self.log.setReadOnly(True)
+        self.log.setMaximumBlockCount(5000)
+        self.docks: dict[str, QDockWidget] = {}
+        self._dock("Sources", self.sources_panel, Qt.DockWidgetArea.LeftDockWidgetArea)
+        self._dock("Session", self.meta_panel, Qt.DockWidgetArea.LeftDockWidgetArea)
+        self._dock("Fan-out", self.fanout, Qt.DockWidgetArea.RightDockWidgetArea)
+        self._dock("Flushes", self.flush, Qt.DockWidgetArea.RightDockWidgetArea)
+        self._dock("Errors", self.errors, Qt.DockWidgetArea.BottomDockWidgetArea)
+        self._dock("NAPI", self.napi, Qt.DockWidgetArea.BottomDockWidgetArea)
+        self._dock("Log", self.log, Qt.DockWidgetArea.BottomDockWidgetArea)
+        self.tabifyDockWidget(self.docks["Sources"], self.docks["Session"])
+        self.tabifyDockWidget(self.docks["Errors"], self.docks["NAPI"])
+        self.tabifyDockWidget(self.docks["NAPI"], self.docks["Log"])
+        self.docks["Sources"].raise_()
+        self.docks["Errors"].raise_()
+
+        self._build_actions()
+        self.replay_bar = ReplayBar()
+        bar = QToolBar("Replay")
+        bar.setObjectName("replay-toolbar")
+        bar.addWidget(self.replay_bar)
+        self.addToolBar(Qt.ToolBarArea.BottomToolBarArea, bar)
+        self.replay_toolbar = bar
+
+        self.source_label = QLabel("no source")
+        self.record_label = QLabel("")
+        self.statusBar().addWidget(self.source_label, 1)
+        self.statusBar().addPermanentWidget(self.record_label)
+
+        sp = self.sources_panel
+        sp.sig_start_agent.connect(self.start_agent)
+        sp.sig_stop_agent.connect(lambda: self.live and self.live.stop())
+        sp.sig_attach.connect(lambda args: self.live and self.live.attach(args))
+        sp.sig_detach.connect(lambda: self.live and self.live.detach())
+        sp.sig_inject.connect(lambda args, loop: self.live and self.live.inject(args, loop))
+        sp.sig_stop_inject.connect(lambda: self.live and self.live.stop_inject())
+        sp.sig_lab.connect(lambda action: self.live and self.live.lab_action(action))
+        self.recorder.sig_started.connect(lambda p: self.log_line(f"recording to {p}"))
+        self.recorder.sig_stopped.connect(lambda p, n: self.log_line(f"recorded {n} samples to {p}"))
+
+        self._restore()
+        self.timer = QTimer(self)
+        self.timer.setInterval(FRAME_MS)
+        self.timer.timeout.connect(self.frame)
+        self.timer.start()
+        self.status_timer = QTimer(self)
+        self.status_timer.setInterval(500)
+        self.status_timer.timeout.connect(self._update_record_label)
+        self.status_timer.start()
+
+    # -- construction ----------------------------------------------------------------------
+    def _dock(self, title: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
+        d = QDockWidget(title, self)
+        d.setObjectName(f"dock-{title}")
+        d.setWidget(widget)
+        self.addDockWidget(area, d)
+        self.docks[title] = d
+        return d
+
+    def _build_actions(self) -> None:
+        fm = self.menuBar().addMenu("&File")
+        self.open_action = QAction("&Open trace…", self, shortcut=QKeySequence.StandardKey.Open,
+                                   triggered=self.open_dialog)
+        fm.addAction(self.open_action)
+        self.record_action = QAction("● &Record", self, checkable=True, shortcut="Ctrl+R",
+                                     toolTip="Record the live samples to a trace file")
+        self.record_action.toggled.connect(self.set_recording)
+        fm.addAction(self.record_action)
+        fm.addSeparator()
+        fm.addAction(QAction("&Quit", self, shortcut=QKeySequence.StandardKey.Quit, triggered=self.close))
+        vm = self.menuBar().addMenu("&View")
+        for d in self.docks.values():
+            vm.addAction(d.toggleViewAction())
+        am = self.menuBar().addMenu("&Agent")
+        am.addAction(QAction("&Start agent", self, triggered=self.start_agent))
+        am.addAction(QAction("S&top agent", self, triggered=lambda: self.live and self.live.stop()))
+        am.addAction(QAction("Run the &lab demo", self, triggered=self.run_default_live))
+
+        tb = QToolBar("Main")
+        tb.setObjectName("main-toolbar")
+        self.addToolBar(tb)
+        tb.addAction(self.open_action)
+        tb.addAction(self.record_action)
+        self.live_action = QAction("Live view", self, triggered=self.show_live, enabled=False,
+                                   toolTip="Back to the live session")
+        tb.addAction(self.live_action)
+        tb.addSeparator()
+        self.pause_action = QAction("Pause", self, checkable=True, toolTip="Freeze the view (Space); data keeps arriving")
+        self.pause_action.toggled.connect(self._pause_toggled)
+        tb.addAction(self.pause_action)
+        tb.addWidget(QLabel(" window "))
+        self.window_box = QSpinBox()
+        self.window_box.setRange(1, 3600)
+        self.window_box.setSuffix(" s")
+        self.window_box.setValue(DEFAULT_WINDOW_S)
+        self.window_box.setToolTip("Length of the visible time window")
+        self.window_box.valueChanged.connect(self._window_changed)
+        tb.addWidget(self.window_box)
+        QShortcut(QKeySequence(Qt.Key.Key_Space), self, activated=self.toggle_play)
+        QShortcut(QKeySequence(Qt.Key.Key_Right), self, activated=lambda: self.replay and self.replay.step(1))
+        QShortcut(QKeySequence(Qt.Key.Key_Left), self, activated=lambda: self.replay and self.replay.step(-1))
+        QShortcut(QKeySequence(Qt.Key.Key_Home), self, activated=lambda: self.replay and self.replay.to_start())
+        QShortcut(QKeySequence(Qt.Key.Key_End), self, activated=lambda: self.replay and self.replay.to_end())
+
+    # -- settings --------------------------------------------------------------------------
+    def _restore(self) -> None:
+        s = self.settings
+        geo, state = s.value("geometry"), s.value("state")
+        if isinstance(geo, QByteArray):
+            self.restoreGeometry(geo)
+        else:
+            self.resize(1600, 1000)
+        if isinstance(state, QByteArray):
+            self.restoreState(state)
+        else:  # first run: plots get the room, controls a column, errors a strip
+            self.resizeDocks([self.docks["Sources"], self.docks["Fan-out"]], [340, 600], Qt.Orientation.Horizontal)
+            self.resizeDocks([self.docks["Errors"], self.docks["Fan-out"], self.docks["Flushes"]], [230, 300, 450],
+                             Qt.Orientation.Vertical)
+        try:
+            self.window_box.setValue(int(s.value("window_s", DEFAULT_WINDOW_S)))
+        except (TypeError, ValueError):
+            pass
+
+    def save_settings(self) -> None:
+        s = self.settings
+        s.setValue("geometry", self.saveGeometry())
+        s.setValue("state", self.saveState())
+        s.setValue("window_s", self.window_box.value())
+        s.sync()
+
+    def last_dir(self) -> str:
+        return str(self.settings.value("last_dir", os.getcwd()))
+
+    # -- sources ---------------------------------------------------------------------------
+    def set_source(self, src: Source) -> None:
+        if self.source is not None:
+            try:
+                self.source.model.sig_meta.disconnect(self.meta_panel.set_meta)
+            except (RuntimeError, TypeError):
+                pass
+        self.source = src
+        src.model.sig_meta.connect(self.meta_panel.set_meta)
+        self.meta_panel.set_meta(src.model.meta)
+        is_replay = isinstance(src, ReplaySource)
+        self.replay_bar.set_source(src if is_replay else None)
+        self.pause_action.setEnabled(not is_replay)
+        self.live_action.setEnabled(self.live is not None and src is not self.live)
+        for p in self.panels:
+            p.invalidate()
+        if is_replay:
+            self.source_label.setText(f"replay: {src.path}  ({len(src.times):,} samples, "
+                                      f"{src.t_last - src.t_first:.1f} s)")
+        else:
+            self.source_label.setText("live" + (f": {src.meta.get('program', '')} on {src.meta.get('iface', '')}"
+                                                if getattr(src, "attached", False) else " (not attached)"))
+        self.frame(force=True)
+
+    def open_trace(self, path: str | os.PathLike) -> bool:
+        """Replay a trace; on a bad file say why (status bar and log), keep the current source."""
+        try:
+            src = ReplaySource(path, window=self.window_box.value(), parent=self)
+        except (XdpscopeError, OSError) as e:
+            self.last_error = str(e)
+            self.log_line(f"cannot open trace: {e}")
+            self.statusBar().showMessage(str(e), 10_000)
+            return False
+        if self.replay is not None:
+            self.replay.close()
+            self.replay.deleteLater()
+        self.replay = src
+        self.settings.setValue("last_dir", str(Path(path).resolve().parent))
+        self.set_source(src)
+        self.log_line(f"replaying {path}")
+        return True
+
+    def open_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open trace", self.last_dir(), TRACE_FILTER)
+        if path:
+            self.open_trace(path)
+
+    def ensure_live(self) -> LiveSource:
+        if self.live is None:
+            client = AgentClient(self.agent_commands) if self.agent_commands is not None else AgentClient()
+            live = LiveSource(client, parent=self)
+            sp = self.sources_panel
+            live.sig_agent.connect(self._agent_state)
+            live.sig_interfaces.connect(sp.set_interfaces)
+            live.sig_programs.connect(sp.set_programs)
+            live.sig_lab.connect(sp.set_lab)
+            live.sig_attached.connect(self._attached)
+            live.sig_detached.connect(self._detached)
+            live.sig_error.connect(self._live_error)
+            live.sig_status.connect(lambda m: self.statusBar().showMessage(m, 8000))
+            live.sig_sample.connect(self.recorder.write)
+            live.client.sig_stderr.connect(lambda line: self.log_line(f"agent: {line}"))
+            self.live = live
+        return self.live
+
+    def start_agent(self) -> None:
+        live = self.ensure_live()
+        if not live.client.running:
+            live.start()
+
+    def run_default_live(self) -> None:
+        """Lab up, redirect attached, inject loop: live plots with no further input."""
+        live = self.ensure_live()
+        self.set_source(live)
+        live.run_default()
+
+    def show_live(self) -> None:
+        if self.live is not None:
+            self.set_source(self.live)
+
+    def _agent_state(self, state: str, message: str) -> None:
+        self.sources_panel.set_agent_state(state, message)
+        self.log_line(f"agent {state}" + (f": {message}" if message else ""))
+        if state in ("dead", "stopped"):
+            self.sources_panel.set_attached(False)
+            self.record_action.setChecked(False)
+            if self.source is self.live:
+                self.source_label.setText(f"live: agent {state}" + (f" — {message}" if message else ""))
+
+    def _attached(self, meta: dict) -> None:
+        self.sources_panel.set_attached(True, meta)
+        self.log_line(f"attached: {meta.get('program', '?')} on {meta.get('iface', '?')}")
+        if self.source is self.live or self.source is None:
+            self.set_source(self.live)
+
+    def _detached(self, reason: str) -> None:
+        self.sources_panel.set_attached(False)
+        self.record_action.setChecked(False)
+        self.log_line(f"detached: {reason}")
+
+    def _live_error(self, message: str) -> None:
+        self.log_line(message)
+        self.statusBar().showMessage(message, 10_000)
+        self.sources_panel.agent_msg.setText(message)
+
+    # -- recording -------------------------------------------------------------------------
+    def set_recording(self, on: bool) -> None:
+        if not on:
+            self.recorder.stop()
+            return
+        if self.recorder.active:
+            return
+        if self.live is None or not self.live.attached:
+            self.statusBar().showMessage("recording needs a live session: attach a program first", 8000)
+            self.record_action.setChecked(False)
+            return
+        directory = self.settings.value("record_dir", self.last_dir())
+        try:
+            self.recorder.start(default_name(directory), self.live.meta)
+        except XdpscopeError as e:
+            self.log_line(f"cannot record: {e}")
+            self.record_action.setChecked(False)
+
+    def _update_record_label(self) -> None:
+        r = self.recorder
+        if not r.active:
+            self.record_label.setText("")
+            return
+        secs = int(r.elapsed())
+        self.record_label.setText(f"● REC {secs // 60:02d}:{secs % 60:02d}  {r.size() / 1e6:.2f} MB  {r.path.name}")
+
+    # -- view ------------------------------------------------------------------------------
+    def toggle_play(self) -> None:
+        if isinstance(self.source, ReplaySource):
+            self.source.toggle()
+        elif self.source is not None:
+            self.pause_action.toggle()
+
+    def _pause_toggled(self, on: bool) -> None:
+        if self.source is not None and not isinstance(self.source, ReplaySource):
+            self.source.model.set_paused(on)
+
+    def _window_changed(self, seconds: int) -> None:
+        if self.source is not None:
+            self.source.set_window(float(seconds))
+
+    def frame(self, force: bool = False) -> None:
+        """One drawing frame: advance a replay, then let visible panels redraw if their view changed."""
+        if self.source is None:
+            return
+        t0 = time.perf_counter()
+        self.source.tick()
+        view = make_view(self.source.model, float(self.window_box.value()))
+        for p in self.panels:
+            if force or p.isVisible():
+                p.refresh(view)
+        self.frame_times.append(time.perf_counter() - t0)
+
+    def log_line(self, text: str) -> None:
+        self.log.appendPlainText(f"{time.strftime('%H:%M:%S')}  {text}")
+
+    # -- drag and drop, close --------------------------------------------------------------
+    def dragEnterEvent(self, e: QDragEnterEvent) -> None:
+        if e.mimeData().hasUrls() and any(u.isLocalFile() for u in e.mimeData().urls()):
+            e.acceptProposedAction()
+
+    def dropEvent(self, e: QDropEvent) -> None:
+        for u in e.mimeData().urls():
+            if u.isLocalFile():
+                self.open_trace(u.toLocalFile())
+                e.acceptProposedAction()
+                return
+
+    def closeEvent(self, e: QCloseEvent) -> None:
+        self.save_settings()
+        self.recorder.stop()
+        if self.live is not None:
+            self.live.stop()
+        if self.replay is not None:
+            self.replay.close()
+        super().closeEvent(e)

@@ -1,0 +1,116 @@
+"""Helpers for GUI tests and benchmarks: synthetic samples with known numbers, a fake agent.
+
+The numbers are chosen so every plotted series has a closed form the tests can recompute.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import textwrap
+from pathlib import Path
+
+from backend.sample import FLUSH_BINS, Sample
+from backend.trace import TraceWriter
+
+TARGETS = ("xs-t0", "xs-t1")
+
+
+def synthetic(i: int, dt: float = 0.1, cpus: int = 2, targets: int = 2) -> Sample:
+    """Sample number i (1-based) of a session sampled every dt seconds."""
+    names = [f"xs-t{k}" for k in range(targets)]
+    redirect = [(k + 1) * i for k in range(targets)]           # per target, all on cpu0 but the last
+    actions = [[0, i % 3, 10 + i, 0, sum(redirect)]] + [[1 if i % 50 == 0 else 0, 0, 5, 0, 0]
+                                                          for _ in range(cpus - 1)]
+    flush = {names[0]: [1 if b == i % FLUSH_BINS else 0 for b in range(FLUSH_BINS)]}
+    if targets > 1:
+        flush[names[1]] = [0] * (FLUSH_BINS - 1) + [i % 4]
+    return Sample(
+        t=round(i * dt, 9), dt=dt, actions=actions,
+        targets={n: [r] + [0] * (cpus - 1) for n, r in zip(names, redirect)},
+        flush=flush,
+        devmap={names[-1]: {"sent": redirect[-1], "drops": i % 2}},
+        redirect_errors={"xs-nx": {"ENXIO": i % 5}},
+        exceptions={"ABORTED": 1} if i % 50 == 0 else {},
+        napi={"eth0": {"polls": 2, "work": i, "budget": 128, "full": 0}},
+        run={"cnt": 3 * i, "ns": 300 * i + i},
+    )
+
+
+def write_trace(path: str | os.PathLike, n: int, dt: float = 0.1, meta: dict | None = None,
+                **kw) -> list[Sample]:
+    samples = [synthetic(i, dt, **kw) for i in range(1, n + 1)]
+    with TraceWriter(path, meta or {"program": "redirect", "iface": "xs-in", "targets": list(TARGETS),
+                                   "hz": round(1 / dt), "host": "test"}) as w:
+        for s in samples:
+            w.write(s)
+    return samples
+
+
+FAKE_AGENT = r'''
+import json, sys, threading, time
+sys.path.insert(0, {repo!r})
+from gui.testing import synthetic
+
+def send(obj):
+    sys.stdout.write(json.dumps(obj) + "\n"); sys.stdout.flush()
+
+IFACES = [{{"name": "eth0", "ifindex": 2, "driver": "virtio_net", "kind": "", "mtu": 1500, "up": True,
+           "xdp": {{"attached": False, "prog_id": 0, "mode": ""}},
+           "modes": {{"native": {{"possible": False, "why": "EOPNOTSUPP: GUEST_TSO4 without CTRL_GUEST_OFFLOADS"}},
+                     "generic": {{"possible": True, "why": ""}}}}}},
+          {{"name": "xs-in", "ifindex": 5, "driver": "veth", "kind": "veth", "mtu": 1500, "up": True,
+           "xdp": {{"attached": False, "prog_id": 0, "mode": ""}},
+           "modes": {{"native": {{"possible": True, "why": ""}}, "generic": {{"possible": True, "why": ""}}}}}}]
+LAB = {{"prefix": "xs", "ingress": "xs-in", "targets": ["xs-t0", "xs-t1"]}}
+streaming = threading.Event()
+print("fake agent starting", file=sys.stderr, flush=True)
+send({{"event": "ready", "protocol": 1, "version": "0.0-fake", "root": True, "pid": 1}})
+
+def stream(hz):
+    i = 0
+    while True:
+        time.sleep(1 / hz)
+        if streaming.is_set():
+            i += 1
+            send({{"event": "sample", "sample": synthetic(i, 1 / hz).to_dict()}})
+
+threading.Thread(target=stream, args=({hz},), daemon=True).start()
+for line in sys.stdin:
+    req = json.loads(line)
+    cmd, rid = req.get("cmd"), req.get("id")
+    if cmd == "interfaces":
+        send({{"id": rid, "ok": True, "result": IFACES}})
+    elif cmd == "programs":
+        send({{"id": rid, "ok": True, "result": [{{"name": "redirect", "description": "fake redirect", "params": []}}]}})
+    elif cmd == "lab":
+        send({{"id": rid, "ok": True, "result": LAB if req.get("action") != "down" else None}})
+    elif cmd == "attach":
+        streaming.set()
+        send({{"id": rid, "ok": True, "result": {{"iface": req["iface"], "program": req["program"],
+              "targets": req.get("targets", []), "hz": {hz}, "host": "fake", "mode": "generic"}}}})
+    elif cmd == "inject":
+        time.sleep(0.05)
+        send({{"id": rid, "ok": True, "result": {{"frames": req.get("count", 0), "runs": 1, "seconds": 0.05, "prog_id": 9}}}})
+    elif cmd == "detach":
+        streaming.clear()
+        send({{"id": rid, "ok": True, "result": {{}}}})
+        send({{"event": "detached", "reason": "detach requested"}})
+    elif cmd == "stop":
+        send({{"id": rid, "ok": True, "result": {{}}}})
+        break
+    else:
+        send({{"id": rid, "ok": False, "error": f"unknown command {{cmd}}"}})
+print("fake agent stopped", file=sys.stderr, flush=True)
+'''
+
+
+def fake_agent_command(tmp_dir: str | os.PathLike, hz: int = 20) -> list[str]:
+    """A command line running a protocol-speaking fake agent that streams synthetic samples."""
+    repo = str(Path(__file__).resolve().parent.parent)
+    script = Path(tmp_dir) / "fake_agent.py"
+    script.write_text(textwrap.dedent(FAKE_AGENT.format(repo=repo, hz=hz)))
+    return [sys.executable, str(script)]
+
+
+def failing_agent_command(message: str = "xdpscope agent: bpf() not permitted", code: int = 1) -> list[str]:
+    return [sys.executable, "-c", f"import sys; print({message!r}, file=sys.stderr); sys.exit({code})"]
