@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import threading
@@ -56,6 +57,8 @@ def parse_mix(text: str | None) -> dict[str, int]:
 def cmd_record(a) -> int:
     from backend.session import Session, SessionConfig
     from backend.trace import TraceWriter
+    if os.path.exists(a.output) and not a.overwrite:
+        raise XdpscopeError(f"{a.output} exists: choose another name or pass --overwrite")
     cfg = SessionConfig(a.iface, program_spec(a), a.mode, a.hz, a.run_time, a.trace_redirects, a.force)
     session = Session(cfg)
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -128,7 +131,8 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--run-time", action="store_true", help="kernel BPF run-time statistics")
     r.add_argument("--trace-redirects", action="store_true", help="per-packet xdp_redirect probe (costly)")
     r.add_argument("--force", action="store_true", help="allow non-pass programs on the default-route NIC")
-    r.add_argument("-o", "--output", required=True)
+    r.add_argument("-o", "--output", required=True, help="trace file to write (SQLite)")
+    r.add_argument("--overwrite", action="store_true", help="replace an existing trace file")
     i = sub.add_parser("inject", help="live frames into the program attached to an interface")
     i.add_argument("--iface", required=True)
     i.add_argument("--count", type=int, required=True)

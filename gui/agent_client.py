@@ -101,7 +101,8 @@ class AgentClient(QObject):
         if self.ready:
             self.request("stop")
         p.closeWriteChannel()  # end of stdin acts as stop too
-        QTimer.singleShot(timeout_ms, lambda: p.state() != QProcess.ProcessState.NotRunning and p.kill())
+        # context p: the timer dies with the process object, never touching a deleted QProcess
+        QTimer.singleShot(timeout_ms, p, lambda: p.state() != QProcess.ProcessState.NotRunning and p.kill())
 
     def kill(self) -> None:
         if self.running:

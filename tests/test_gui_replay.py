@@ -56,8 +56,9 @@ def check_window(w, samples, end):
     _, y = data(w.verdicts.rates.curves["total"])
     np.testing.assert_allclose(y, [sum(s.action_totals()) / s.dt for s in sel])
     # displayed (not only stored) data: getData() after downsampling/clipping holds the same points
-    x, y = w.verdicts.rates.curves["PASS"].getData()
-    np.testing.assert_allclose(y, [s.action_totals()[2] / s.dt for s in sel])
+    if len(sel) > 1:  # a single point has no line to display
+        x, y = w.verdicts.rates.curves["PASS"].getData()
+        np.testing.assert_allclose(y, [s.action_totals()[2] / s.dt for s in sel])
     assert w.verdicts.rates.plot.vb.viewRange()[0] == pytest.approx([end - WINDOW, end])
     # 2. fan-out: rate per target and share over the window
     totals = {}
@@ -83,8 +84,12 @@ def check_window(w, samples, end):
     np.testing.assert_allclose(y, [s.redirect_errors["xs-nx"]["ENXIO"] / s.dt for s in sel])
     _, y = data(w.errors.rates.curves["devmap drops xs-t1"])
     np.testing.assert_allclose(y, [s.devmap["xs-t1"]["drops"] / s.dt for s in sel])
-    _, y = data(w.errors.rates.curves["exception ABORTED"])
-    np.testing.assert_allclose(y, [s.exceptions.get("ABORTED", 0) / s.dt for s in sel])
+    aborted = [s.exceptions.get("ABORTED", 0) / s.dt for s in sel]
+    if any(aborted):
+        _, y = data(w.errors.rates.curves["exception ABORTED"])
+        np.testing.assert_allclose(y, aborted)
+    else:  # an error kind not in the loaded history has no curve
+        assert "exception ABORTED" not in w.errors.rates.curves or not w.errors.rates.curves["exception ABORTED"].isVisible()
     assert "exception DROP" not in w.errors.rates.curves
     # 5. NAPI work per poll against budget; run time per packet
     _, y = data(w.napi.work.curves["work/poll"])
@@ -136,6 +141,7 @@ def test_speed_and_play(win, trace):
     src.set_playing(True)
     src.play_for(0.5)                     # 0.5 s of wall time at 10x = 5 s of trace
     assert src.position == pytest.approx(10.0)
+    src.playing = False                   # frame() must not advance by the wall clock while we check
     check_window(win, samples, 10.0)
     win.replay_bar.speed.setValue(0.1)
     src.play_for(1.0)
@@ -156,7 +162,9 @@ def test_loop_range(win, trace):
     src.set_playing(True)
     src.play_for(0.3)                     # 7.9 + 0.3 passes B = 8.0: wraps to A + 0.2
     assert src.position == pytest.approx(5.2)
+    src.playing = False
     check_window(win, samples, 5.2)
+    src.playing = True
     for _ in range(50):
         src.play_for(0.25)
         assert 5.0 <= src.position <= 8.0

@@ -1,0 +1,100 @@
+"""The GUI's agent side: a dead agent is shown with its message, replay keeps working; a
+protocol-speaking fake agent feeds the live view and the recorder."""
+import os
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+import numpy as np
+import pytest
+from PySide6.QtCore import QSettings
+
+from backend.trace import TraceReader
+from gui.agent_client import AgentClient
+from gui.main_window import MainWindow
+from gui.testing import fake_agent_command, failing_agent_command, write_trace
+
+
+def make_window(qtbot, tmp_path, commands):
+    w = MainWindow(settings=QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat), agent_commands=commands)
+    qtbot.addWidget(w)
+    w.show()
+    return w
+
+
+def test_dead_agent_is_shown_and_replay_still_works(qtbot, tmp_path):
+    w = make_window(qtbot, tmp_path, [failing_agent_command("xdpscope agent: bpf() not permitted: EPERM")])
+    w.start_agent()
+    qtbot.waitUntil(lambda: w.live.state == "dead", timeout=10_000)
+    msg = w.sources_panel.agent_msg.text()
+    assert "exited with status 1" in msg and "bpf() not permitted: EPERM" in msg
+    assert "dead" in w.sources_panel.agent_state.text()
+    assert not w.sources_panel.attach_btn.isEnabled()
+    assert "bpf() not permitted" in w.log.toPlainText()
+    # the GUI stays usable: a replay opens and draws
+    samples = write_trace(tmp_path / "r.xst", 100)
+    assert w.open_trace(tmp_path / "r.xst")
+    w.frame(force=True)
+    x, y = w.verdicts.rates.curves["PASS"].getOriginalDataset()
+    end = w.replay.position
+    sel = [s for s in samples if end - w.window_box.value() < s.t <= end]
+    np.testing.assert_allclose(y, [s.action_totals()[2] / s.dt for s in sel])
+
+
+def test_agent_that_cannot_start(qtbot, tmp_path):
+    w = make_window(qtbot, tmp_path, [[str(tmp_path / "no-such-agent"), "agent", "--stdio"]])
+    w.start_agent()
+    qtbot.waitUntil(lambda: w.live.state == "dead", timeout=10_000)
+    assert "cannot start" in w.sources_panel.agent_msg.text()
+
+
+def test_client_falls_back_to_next_command(qtbot, tmp_path):
+    """sudo -n failing (password needed) before ready: the next way up is tried."""
+    c = AgentClient([failing_agent_command("sudo: a password is required"), fake_agent_command(tmp_path)])
+    with qtbot.waitSignal(c.sig_ready, timeout=15_000):
+        c.start()
+    assert c.command[-1].endswith("fake_agent.py")
+    with qtbot.waitSignal(c.sig_response, timeout=5_000) as blocker:
+        c.request("hello-unknown")
+    assert blocker.args[1] is False and "unknown command" in blocker.args[2]
+    with qtbot.waitSignal(c.sig_died, timeout=5_000) as died:
+        c.stop()
+    assert died.args == ["agent stopped"]
+
+
+def test_live_default_and_recording(qtbot, tmp_path):
+    """Lab up -> attach redirect to the lab -> inject loop, all without input; then record."""
+    w = make_window(qtbot, tmp_path, [fake_agent_command(tmp_path, hz=50)])
+    w.settings.setValue("record_dir", str(tmp_path))
+    w.run_default_live()
+    qtbot.waitUntil(lambda: w.live is not None and w.live.attached, timeout=15_000)
+    assert w.source is w.live
+    assert w.meta_panel.value("iface") == "xs-in"
+    assert w.meta_panel.value("targets") == "xs-t0, xs-t1"
+    qtbot.waitUntil(lambda: w.live.inject_args is not None, timeout=5_000)
+    qtbot.waitUntil(lambda: len(w.live.model.history) >= 10, timeout=10_000)
+    names = [w.sources_panel.iface_tree.topLevelItem(i).text(1) for i in
+             range(w.sources_panel.iface_tree.topLevelItemCount())]
+    assert "virtio_net ★" in names
+    w.frame(force=True)
+    x, y = w.verdicts.rates.curves["REDIRECT"].getOriginalDataset()
+    assert len(x) >= 10 and np.all(y > 0)
+    # recording: the toolbar toggle writes what arrives, with the attach response's meta
+    w.record_action.setChecked(True)
+    assert w.recorder.active
+    start = len(w.live.model.history)
+    qtbot.waitUntil(lambda: w.recorder.count >= 20, timeout=10_000)
+    w._update_record_label()
+    assert "REC" in w.record_label.text()
+    w.record_action.setChecked(False)
+    path = w.recorder.path
+    with TraceReader(path) as r:
+        assert r.meta["iface"] == "xs-in" and r.meta["program"] == "redirect"
+        assert len(r) == w.recorder.count
+        first = next(r.samples())
+    assert first.t == pytest.approx(float(w.live.model.history.t[w.live.model.history.start + start]), abs=0.2)
+    # detach from the panel
+    with qtbot.waitSignal(w.live.sig_detached, timeout=5_000):
+        w.sources_panel.detach_btn.click()
+    assert not w.live.attached
+    w.live.stop()
+    qtbot.waitUntil(lambda: w.live.state == "stopped", timeout=5_000)
