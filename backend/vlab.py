@@ -46,11 +46,18 @@ GUEST_NIC_FMT = "vnic{}"
 STATE_DIR = Path(os.environ.get("XDPSCOPE_VLAB_DIR", "/tmp/xdpscope-vlab"))
 GUEST_PYTHON = "/usr/bin/python3"  # the host's system python: it has Debian's bcc
 
-# With a tap backend QEMU offers GUEST_TSO4/6, ECN, UFO and GUEST_CSUM; virtio_net refuses native
-# XDP with those unless it can turn them off through the control queue (CTRL_GUEST_OFFLOADS, which
-# QEMU offers by default: native attach works as is). Turning them off at the device keeps native
-# XDP working even with ctrl_guest_offloads=off, and makes the receive path the plain one.
-DEFAULT_DEVICE_OPTS = "guest_tso4=off,guest_tso6=off,guest_ecn=off,guest_ufo=off"
+# virtio-net-pci device options. With a tap backend QEMU offers GUEST_TSO4/6, ECN, UFO and
+# GUEST_CSUM; virtio_net (6.1, virtnet_xdp_set) refuses native XDP with any of them (EOPNOTSUPP,
+# "Can't set XDP while host is implementing GRO_HW/CSUM") unless it can turn them off through the
+# control queue, i.e. unless CTRL_GUEST_OFFLOADS was negotiated. QEMU offers it by default, so the
+# default device attaches natively (measured). Presets:
+DEVICE_OPTS = {
+    "default": "",                                   # QEMU's defaults: native XDP works
+    "no-ctrl-offloads": "ctrl_guest_offloads=off",   # native XDP fails: EOPNOTSUPP (like eth0 here)
+    "no-offloads": "ctrl_guest_offloads=off,guest_tso4=off,guest_tso6=off,guest_ecn=off,"
+                   "guest_ufo=off,guest_csum=off",   # native XDP works without the control queue
+}
+DEFAULT_DEVICE_OPTS = DEVICE_OPTS["default"]
 
 
 @dataclass
