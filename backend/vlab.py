@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -184,7 +185,6 @@ def vng_command(cfg: Config) -> list[str]:
     agent = [GUEST_PYTHON, str(GUEST_AGENT), "--spool", sd]
     for i in range(1, cfg.nics + 1):
         agent += ["--nic", f"{cfg.mac(i)}={GUEST_NIC_FMT.format(i)}"]
-    import shlex
     return ["ip", "netns", "exec", NETNS, find_vng(),
             "--run", kernel,
             "--disable-kvm",          # nested KVM hangs on this machine; TCG works
@@ -444,3 +444,145 @@ def down(state_dir: Path | None = None, *, grace: float = 20.0) -> bool:
 
 def guest_nic(i: int) -> str:
     return GUEST_NIC_FMT.format(i)
+
+
+GUEST_XDP = ROOT / "vlab" / "guest_xdp.py"
+
+
+def xdp_check(mode: str = "drop", count: int = 1000, *, targets: tuple[int, ...] = (2, 3),
+              target_prog: bool = True, generic: bool = False, settle: float = 3.0,
+              state_dir: Path | None = None) -> dict:
+    """End-to-end check on a running lab: compile + natively attach vlab/guest_xdp.py's program to
+    vnic1 (bcc, in the guest), write `count` frames into vlabtap1, then read the program's counters
+    and ethtool -S. mode "drop": every frame dropped and counted; "redirect": round-robin through a
+    devmap to the `targets` NICs, frames counted again where they come out, at their host taps.
+
+    Returns {"guest": guest_xdp.py's JSON, "send": send()'s JSON, "total_s": seconds}."""
+    sd = Path(state_dir or STATE_DIR)
+    t0 = time.monotonic()
+    mk = sd / f"check-{mode}-{time.time_ns()}"
+    mk.mkdir()
+    argv = [GUEST_PYTHON, str(GUEST_XDP), mode, "--dev", guest_nic(1), "--marker", str(mk)]
+    if mode == "redirect":
+        for t in targets:
+            argv += ["--to", guest_nic(t)]
+        if not target_prog:
+            argv.append("--no-target-prog")
+    if generic:
+        argv.append("--generic")
+    try:
+        job = start(argv, timeout=900, state_dir=sd)
+        while not (mk / "attached").exists():
+            resp = sd / "resp" / (job + ".json")
+            if resp.exists():  # the guest program ended before attaching: report why
+                cp = wait(job, state_dir=sd, command=argv)
+                raise XdpscopeError(f"vlab: guest XDP program failed (rc {cp.returncode}): "
+                                    f"{cp.stderr.strip().splitlines()[-1:] or cp.stdout}")
+            if time.monotonic() - t0 > 600:
+                raise XdpscopeError("vlab: guest XDP program not attached after 600 s")
+            time.sleep(0.1)
+        capture = list(targets) if mode == "redirect" else []
+        taps0 = tap_stats(state_dir=sd)
+        sent = send(1, count, capture=capture, expect=count if capture and target_prog else None,
+                    settle=settle, state_dir=sd)
+        # The guest may still be working through its receive ring (TCG is slow): wait until the
+        # driver has seen every frame or nothing moved for `settle` seconds.
+        _wait_rx(count, settle, sd)
+        (mk / "stop").touch()
+        cp = wait(job, timeout=300, state_dir=sd, command=argv)
+        if cp.returncode != 0:
+            raise XdpscopeError(f"vlab: guest XDP program failed (rc {cp.returncode}): {cp.stderr.strip()}")
+        taps1 = tap_stats(state_dir=sd)
+        taps = {t: {k: v - taps0[t].get(k, 0) for k, v in c.items()} for t, c in taps1.items()}
+        return {"guest": json.loads(cp.stdout), "send": sent, "taps": taps, "total_s": time.monotonic() - t0}
+    finally:
+        shutil.rmtree(mk, ignore_errors=True)
+
+
+def tap_stats(state_dir: Path | None = None) -> dict:
+    """Host-side counters of the lab's taps: {tap: {tx_packets, tx_dropped, rx_packets, ...}}.
+    A tap's tx is towards the guest: tx_packets counts frames QEMU has read (so it lags a fast
+    sender under TCG), tx_dropped frames tun dropped because its ring (txqueuelen) was full."""
+    p = _ip("-n", NETNS, "-s", "-j", "link", "show", check=False)
+    out = {}
+    try:
+        for link in json.loads(p.stdout or "[]"):
+            name = link.get("ifname", "")
+            if name.startswith(TAP_FMT.format("")):
+                st = link.get("stats64", {})
+                out[name] = {f"{d}_{k}": st.get(d, {}).get(k, 0) for d in ("rx", "tx")
+                             for k in ("packets", "bytes", "dropped", "errors")}
+    except ValueError:
+        pass
+    return out
+
+
+def _wait_rx(count: int, settle: float, sd: Path) -> None:
+    last, t_last = None, time.monotonic()
+    while time.monotonic() - t_last < settle:
+        cp = run(["cat", f"/sys/class/net/{guest_nic(1)}/statistics/rx_packets"], timeout=30, state_dir=sd)
+        try:
+            n = int(cp.stdout)
+        except ValueError:
+            return
+        if n != last:
+            last, t_last = n, time.monotonic()
+        if n >= count:  # rx_packets counts every frame the driver received, XDP_DROP included
+            return
+        time.sleep(0.2)
+
+
+def cli(argv: list[str]) -> int:
+    """`xdpscope vlab up|run|down|status|check` (main.py can hand its arguments over as they are)."""
+    import argparse
+    ap = argparse.ArgumentParser(prog="xdpscope vlab", description="QEMU/TCG virtio_net lab")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    u = sub.add_parser("up", help="boot the guest (3 virtio-net NICs behind taps in netns " + NETNS + ")")
+    u.add_argument("--nics", type=int, default=3)
+    u.add_argument("--queues", type=int, default=4)
+    u.add_argument("--cpus", type=int, default=2)
+    u.add_argument("--memory", default="1G")
+    u.add_argument("--kernel")
+    u.add_argument("--device-opts", default="default",
+                   help="preset (" + ", ".join(DEVICE_OPTS) + ") or raw virtio-net-pci options")
+    r = sub.add_parser("run", help="run a command in the guest")
+    r.add_argument("--timeout", type=float, default=600)
+    r.add_argument("command", nargs=argparse.REMAINDER)
+    sub.add_parser("down", help="stop the guest, remove namespace and taps")
+    sub.add_parser("status")
+    c = sub.add_parser("check", help="attach a counting XDP program to vnic1 and send frames")
+    c.add_argument("mode", choices=("drop", "redirect"), nargs="?", default="drop")
+    c.add_argument("--count", type=int, default=1000)
+    a = ap.parse_args(argv)
+    if a.cmd == "up":
+        cfg = Config(nics=a.nics, queues=a.queues, cpus=a.cpus, memory=a.memory, kernel=a.kernel,
+                     device_opts=DEVICE_OPTS.get(a.device_opts, a.device_opts))
+        up(cfg, log=lambda m: print(m, file=sys.stderr))
+        return 0
+    if a.cmd == "run":
+        cmd = a.command[1:] if a.command[:1] == ["--"] else a.command
+        if not cmd:
+            ap.error("run: no command")
+        cp = run(cmd, timeout=a.timeout)
+        sys.stdout.write(cp.stdout)
+        sys.stderr.write(cp.stderr)
+        return cp.returncode
+    if a.cmd == "down":
+        print("vlab: stopped" if down() else "vlab: was not up (cleaned anyway)", file=sys.stderr)
+        return 0
+    if a.cmd == "status":
+        lab = status()
+        print(json.dumps(asdict(lab), indent=1) if lab else "vlab: down")
+        return 0 if lab else 1
+    if a.cmd == "check":
+        print(json.dumps(xdp_check(a.mode, a.count), indent=1))
+        return 0
+    return 2
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(cli(sys.argv[1:]))
+    except XdpscopeError as e:
+        print(f"xdpscope: {e}", file=sys.stderr)
+        sys.exit(e.code)

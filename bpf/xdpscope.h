@@ -32,10 +32,13 @@ static __always_inline int xs_count(int act, u32 slot)
     struct xs_counters *c = xs_counters.lookup(&key);
     if (!c)
         return act;
-    if ((u32)act < 5)
-        c->verdict[act]++;
-    else
+    u32 a = act;
+    if (a < 5) {
+        asm volatile("" : "+r"(a));  /* clang would bound-check a copy; the verifier needs this one */
+        c->verdict[a & 7]++;
+    } else {
         c->invalid++;
+    }
     if (act == XDP_REDIRECT && slot < XS_MAX_TARGETS) {
         asm volatile("" : "+r"(slot));  /* clang would bound-check a copy; the verifier needs this one */
         c->target[slot & (XS_MAX_TARGETS - 1)]++;

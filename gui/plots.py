@@ -132,8 +132,8 @@ class SeriesPlot:
     def __init__(self, plot: pg.PlotItem, title: str, unit: str = "") -> None:
         self.plot = plot
         plot.setTitle(title)
-        plot.showGrid(x=True, y=True, alpha=0.2)
-        plot.setLabel("bottom", "time since session start", units="s")
+        # plot.showGrid(x=True, y=True, alpha=0.2)
+        plot.setLabel("bottom", "time since session start (s)")
         plot.setMouseEnabled(x=False, y=True)  # x follows the window; y may be zoomed
         plot.setAutoVisible(y=True)
         self.legend = plot.addLegend(offset=(-10, 10), labelTextSize="8pt")
@@ -321,7 +321,7 @@ class FlushPanel(Panel):
         self.heat_plot = self.glw.addPlot(row=1, col=0, colspan=2)
         self.heat_plot.setTitle("Flushes: time x size")
         self.heat_plot.setLabel("left", "frames per flush")
-        self.heat_plot.setLabel("bottom", "time since session start", units="s")
+        self.heat_plot.setLabel("bottom", "time since session start (s)")
         self.heat_plot.setMouseEnabled(x=False, y=False)
         self.heat_plot.setYRange(-0.5, FLUSH_BINS - 0.5, padding=0)
         self.heat_plot.disableAutoRange(axis="x")

@@ -124,7 +124,7 @@ def main():
                 break
         drain(0)
     after = tap_stats(a.dev)
-    json.dump({"sent": sent, "send_s": send_s, "dev": a.dev,
+    json.dump({"sent": sent, "send_s": send_s, "dev": a.dev,  # tap_tx_*: when sending ended
                "tap_tx_packets": after["tx_packets"] - before["tx_packets"],
                "tap_tx_dropped": after["tx_dropped"] - before["tx_dropped"],
                "captured": counts, "captured_other": other}, sys.stdout)
