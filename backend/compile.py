@@ -43,7 +43,7 @@ def compile_bpf(text: str, cflags: list[str], what: str):
     kernel.use_headers()
     with _captured_stderr() as err:
         try:
-            return bcc.BPF(text=text, cflags=[f"-I{BPF_DIR}", *cflags])
+            return bcc.BPF(text=text.encode(), cflags=[f"-I{BPF_DIR}", *cflags])
         except Exception:
             failed = True
         else:
@@ -57,7 +57,7 @@ def load_xdp(bpf, func: str, what: str) -> int:
     bcc = kernel.import_bcc()
     with _captured_stderr() as err:
         try:
-            fn = bpf.load_func(func, bcc.BPF.XDP)
+            fn = bpf.load_func(func.encode(), bcc.BPF.XDP)
         except Exception as e:
             fn, exc = None, e
     if fn is None:

@@ -25,6 +25,7 @@ class Keyed:
         self.names: list[str] = []
         self.index: dict[str, int] = {}
         self.data = np.zeros((rows, max(width, 1)), dtype=np.float64)
+        self.seen: list[bool] = []  # column ever non-zero: lets plots skip all-zero series cheaply
         for n in names:
             self.col(n)
 
@@ -36,7 +37,14 @@ class Keyed:
                 self.data = np.concatenate([self.data, np.zeros_like(self.data)], axis=1)
             self.names.append(name)
             self.index[name] = i
+            self.seen.append(False)
         return i
+
+    def put(self, row: int, name: str, value: float) -> None:
+        i = self.col(name)
+        self.data[row, i] = value
+        if value:
+            self.seen[i] = True
 
 
 class History:
@@ -66,6 +74,7 @@ class History:
         self.has_napi = False
         self.has_run = False
         self.has_cpumap = False
+        self.has_cpumap_drops = False
 
     def __len__(self) -> int:
         return self.end - self.start
@@ -113,13 +122,13 @@ class History:
         for hist in s.flush.values():
             self.flush[r, :len(hist)] += hist
         for name, out in s.devmap.items():
-            self.devmap_sent.data[r, self.devmap_sent.col(name)] = out.get("sent", 0)
-            self.devmap_drops.data[r, self.devmap_drops.col(name)] = out.get("drops", 0)
+            self.devmap_sent.put(r, name, out.get("sent", 0))
+            self.devmap_drops.put(r, name, out.get("drops", 0))
         for name, errs in s.redirect_errors.items():
             for errno, n in errs.items():
-                self.redirect_errors.data[r, self.redirect_errors.col(f"{name} {errno}")] = n
+                self.redirect_errors.put(r, f"{name} {errno}", n)
         for verdict, n in s.exceptions.items():
-            self.exceptions.data[r, self.exceptions.col(verdict)] = n
+            self.exceptions.put(r, verdict, n)
         if s.cpumap:
             self.has_cpumap = True
             for key, v in s.cpumap.items():
@@ -127,6 +136,7 @@ class History:
                     self.cpumap[r, :len(v)] += v
                 else:
                     self.cpumap_drops[r] += v
+                    self.has_cpumap_drops = self.has_cpumap_drops or bool(v)
         if s.napi:
             self.has_napi = True
             for dev in s.napi.values():

@@ -21,6 +21,7 @@ pg.setConfigOptions(antialias=False, background="#1e1f22", foreground="#c8c8c8")
 VERDICT_COLORS = {"ABORTED": "#e04848", "DROP": "#f0a030", "PASS": "#50c060",
                   "TX": "#4090f0", "REDIRECT": "#c070f0", "total": "#e8e8e8"}
 HEATMAP_MAX_COLUMNS = 600  # heatmap time bins; beyond this, samples are summed per column
+MAX_POINTS = 1000          # min/max pairs per curve; more samples than this are peak-decimated
 
 
 def color(i: int) -> pg.QtGui.QColor:
@@ -45,6 +46,26 @@ class View:
     @property
     def t(self) -> np.ndarray:
         return self.h.t[self.sl]
+
+    def points(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(x, y) to draw: the samples themselves, or when there are more than 2*MAX_POINTS,
+        min and max of each bin of consecutive samples (peak decimation, vectorised for all
+        columns of y at once, so a one-hour window costs what a one-minute window does)."""
+        t = self.t
+        n = len(t)
+        if n <= 2 * MAX_POINTS:
+            return t, y
+        k = -(-n // MAX_POINTS)
+        # bins anchored to absolute row numbers: they do not shift as the window scrolls
+        head = (-self.sl.start) % k
+        m = (n - head) // k * k
+        body = y[head:head + m].reshape((m // k, k) + y.shape[1:])
+        lo, hi = np.fmin.reduce(body, axis=1), np.fmax.reduce(body, axis=1)
+        yy = np.stack([lo, hi], axis=1).reshape((-1,) + y.shape[1:])
+        tb = t[head:head + m].reshape(m // k, k)
+        xx = np.stack([tb[:, 0], tb[:, -1]], axis=1).reshape(-1)
+        return (np.concatenate([t[:head], xx, t[head + m:]]),
+                np.concatenate([y[:head], yy, y[head + m:]]))
 
     def rate(self, counts: np.ndarray) -> np.ndarray:
         """counts (rows in the window, any trailing shape) / dt of each row."""
@@ -241,18 +262,18 @@ class VerdictPanel(Panel):
         self.invalidate()
 
     def draw(self, v: View) -> None:
-        t = v.t
         counts = v.h.actions[v.sl]
-        rates = v.rate(counts)
+        rates = v.rate(np.concatenate([counts, counts.sum(axis=1, keepdims=True)], axis=1))
+        t, rates = v.points(rates)
         for a, name in enumerate(ACTIONS):
             self.rates.set(name, t, rates[:, a], VERDICT_COLORS[name])
-        self.rates.set("total", t, v.rate(counts.sum(axis=1)), VERDICT_COLORS["total"])
+        self.rates.set("total", t, rates[:, -1], VERDICT_COLORS["total"])
         self.rates.set_xrange(v.t0, v.t1)
         if self.cpu is not None:
             per_cpu = v.h.cpu_actions[v.sl]  # rows x cpu x action
             sel = self.cpu_verdict.currentIndex() - 1
             per_cpu = per_cpu.sum(axis=2) if sel < 0 else per_cpu[:, :, sel]
-            r = v.rate(per_cpu)
+            t, r = v.points(v.rate(per_cpu))
             names = set()
             for c in range(per_cpu.shape[1]):
                 names.add(f"cpu{c}")
@@ -285,9 +306,9 @@ class FanoutPanel(Panel):
         k = v.h.targets
         names = k.names
         counts = k.data[v.sl, :len(names)]
-        rates = v.rate(counts)
+        t, rates = v.points(v.rate(counts))
         for i, name in enumerate(names):
-            self.rates.set(name, v.t, rates[:, i], color(i))
+            self.rates.set(name, t, rates[:, i], color(i))
         self.rates.hide_except(set(names))
         self.rates.set_xrange(v.t0, v.t1)
         totals = counts.sum(axis=0)
@@ -340,7 +361,7 @@ class FlushPanel(Panel):
         frames = flush @ np.arange(FLUSH_BINS)
         with np.errstate(invalid="ignore", divide="ignore"):
             mean = np.where(nflush > 0, frames / nflush, np.nan)
-        self.mean.set("mean", v.t, mean, "#4090f0")
+        self.mean.set("mean", *v.points(mean), "#4090f0")
         self.mean.set_xrange(v.t0, v.t1)
         self.heat_plot.setXRange(v.t0, v.t1, padding=0)
         image = heat_columns(flush)
@@ -378,20 +399,21 @@ class ErrorsPanel(Panel):
     def series(self, v: View) -> list[tuple[str, np.ndarray]]:
         """(name, counts per sample in window) for every error kind seen in the session."""
         h, out = v.h, []
-        live = slice(h.start, h.end)
         for prefix, k in (("exception", h.exceptions), ("redirect error", h.redirect_errors),
                           ("devmap drops", h.devmap_drops)):
             for i, name in enumerate(k.names):
-                if k.data[live, i].any():
+                if k.seen[i]:
                     out.append((f"{prefix} {name}", k.data[v.sl, i]))
-        if h.has_cpumap and h.cpumap_drops[live].any():
+        if h.has_cpumap_drops:
             out.append(("cpumap drops", h.cpumap_drops[v.sl]))
         return out
 
     def draw(self, v: View) -> None:
         series = self.series(v)
-        for i, (name, counts) in enumerate(series):
-            self.rates.set(name, v.t, v.rate(counts), color(i))
+        if series:
+            t, rates = v.points(v.rate(np.stack([c for _, c in series], axis=1)))
+            for i, (name, _) in enumerate(series):
+                self.rates.set(name, t, rates[:, i], color(i))
         self.rates.hide_except({n for n, _ in series})
         self.rates.set_xrange(v.t0, v.t1)
         self.summary.setText("in window: " + ("; ".join(f"{n}: {int(c.sum()):,}" for n, c in series)
@@ -415,11 +437,12 @@ class NapiPanel(Panel):
         napi = h.napi[v.sl]
         with np.errstate(invalid="ignore", divide="ignore"):
             polls = np.where(napi[:, 0] > 0, napi[:, 0], np.nan)
-            self.work.set("work/poll", v.t, napi[:, 1] / polls, "#50c060")
-            self.work.set("budget", v.t, napi[:, 2] / polls, "#e04848")
+            t, y = v.points(napi[:, 1:3] / polls[:, None])
+            self.work.set("work/poll", t, y[:, 0], "#50c060")
+            self.work.set("budget", t, y[:, 1], "#e04848")
             run = h.run[v.sl]
             cnt = np.where(run[:, 0] > 0, run[:, 0], np.nan)
-            self.runtime.set("ns/packet", v.t, run[:, 1] / cnt, "#f0a030")
+            self.runtime.set("ns/packet", *v.points(run[:, 1] / cnt), "#f0a030")
         self.work.set_xrange(v.t0, v.t1)
         self.runtime.set_xrange(v.t0, v.t1)
         notes = []

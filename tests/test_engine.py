@@ -166,3 +166,14 @@ def test_auto_mode_falls_back_with_the_drivers_reason(record, lab):
     with TraceReader(rec.out) as r:
         assert r.meta["mode"] == "generic" and r.meta["requested_mode"] == "auto"
         assert "ERANGE" in r.meta["mode_note"] and "Peer MTU is too large" in r.meta["mode_note"]
+
+
+def test_duration_and_sigterm_end_a_recording(record, lab):
+    from tests.conftest import Recorder
+    timed = record("--iface", lab.ingress, "--program", "pass", "--hz", "10", "--duration", "1", name="timed.xst")
+    assert timed.proc.wait(timeout=30) == 0
+    s = timed.summary()
+    assert 0.9 <= s["duration_s"] <= 1.3 and 9 <= s["samples"] <= 12
+    term = record("--iface", lab.ingress, "--program", "pass", name="term.xst")
+    assert isinstance(term, Recorder) and term.stop(signal.SIGTERM) == 0
+    assert not nic.interface(lab.ingress).xdp["attached"]
