@@ -33,7 +33,14 @@ def cmd_lab(a) -> int:
 
 
 def program_spec(a):
+    """The program to attach, or None to watch the one already attached."""
     from backend import programs, session
+    if a.watch:
+        if a.program:
+            raise XdpscopeError("--watch observes the attached program: leave out --program")
+        return None
+    if not a.program:
+        raise XdpscopeError("record needs --program (or --watch to observe an attached program)")
     spec = (session.read_user_program(a.program) if a.program.endswith(".c")
             else programs.ProgramSpec(name=a.program))
     spec.targets = [t for t in (a.targets or "").split(",") if t]
@@ -121,7 +128,9 @@ def parser() -> argparse.ArgumentParser:
     lab.add_argument("--prefix", default="xs")
     r = sub.add_parser("record", help="attach a program, sample its counters into a trace")
     r.add_argument("--iface", required=True)
-    r.add_argument("--program", required=True, help="pass|drop|tx|redirect|cpumap|mix or a .c file")
+    r.add_argument("--program", help="pass|drop|tx|redirect|cpumap|mix or a .c file")
+    r.add_argument("--watch", action="store_true",
+                   help="observe the XDP program someone else attached (nothing is replaced)")
     r.add_argument("--targets", help="comma-separated redirect target interfaces (CPU ids for cpumap)")
     r.add_argument("--policy", default="rr", choices=["rr", "hash", "cpu"])
     r.add_argument("--mix", help="mix percentages, e.g. PASS=40,DROP=30,TX=10,REDIRECT=20")

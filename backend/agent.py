@@ -51,16 +51,19 @@ class Agent:
     def cmd_attach(self, req: dict):
         if self.session is not None:
             raise XdpscopeError("already attached: detach first")
-        if req.get("program") == "user":
+        if req.get("program") == "watch":
+            spec = None
+        elif req.get("program") == "user":
             spec = programs.ProgramSpec(name="user", source=req.get("source", ""),
                                         source_name=req.get("source_name", "program.c"))
         elif str(req.get("program", "")).endswith(".c"):
             spec = read_user_program(req["program"])
         else:
             spec = programs.ProgramSpec(name=str(req.get("program", "")))
-        spec.targets = list(req.get("targets") or [])
-        spec.policy = req.get("policy", "rr")
-        spec.mix = {k.upper(): int(v) for k, v in (req.get("mix") or {}).items()}
+        if spec is not None:
+            spec.targets = list(req.get("targets") or [])
+            spec.policy = req.get("policy", "rr")
+            spec.mix = {k.upper(): int(v) for k, v in (req.get("mix") or {}).items()}
         cfg = SessionConfig(str(req.get("iface", "")), spec, req.get("mode", "auto"),
                             float(req.get("hz", 10)), bool(req.get("run_time")),
                             bool(req.get("trace_redirects")), bool(req.get("force")))

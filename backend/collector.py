@@ -7,7 +7,7 @@ import threading
 import time
 from typing import Callable
 
-from backend import bpfsys, nic
+from backend import bpfsys, driver, nic
 from backend.probes import Probes, Raw
 from backend.programs import LoadedProgram
 from backend.sample import ACTIONS, FLUSH_BINS, NAPI_BINS, Sample
@@ -16,12 +16,17 @@ MIN_HZ, MAX_HZ = 1, 100
 
 
 class Collector:
+    """program: ours (its counters give verdicts and fan-out), or None when watching a program
+    someone else attached (prog_fd): verdicts then come from the driver's counters."""
+
     def __init__(self, program: LoadedProgram | None, probes: Probes | None, run_stats: bool = False,
-                 driver_reader: Callable[[], dict[str, int]] | None = None):
+                 iface: str = "", driver_name: str = "", prog_fd: int | None = None):
         self.program = program
         self.probes = probes
         self.run_stats = run_stats
-        self.driver_reader = driver_reader
+        self.iface = iface
+        self.driver_name = driver_name
+        self.prog_fd = program.fd if program is not None else prog_fd
         self.start = time.monotonic()
         self._last_t = self.start
         self._last: Raw = {}
@@ -36,12 +41,12 @@ class Collector:
                 raw[("target", slot)] = [c.target[slot] for c in per_cpu]
         if self.probes is not None:
             self.probes.read(raw)
-        if self.run_stats and self.program is not None:
-            info = bpfsys.prog_info(self.program.fd)
+        if self.run_stats and self.prog_fd is not None:
+            info = bpfsys.prog_info(self.prog_fd)
             raw[("run", "cnt")] = [info.run_cnt]
             raw[("run", "ns")] = [info.run_time_ns]
-        if self.driver_reader is not None:
-            for name, value in self.driver_reader().items():
+        if self.iface:
+            for name, value in driver.read_stats(self.iface).items():
                 raw[("driver", name)] = [value]
         return raw
 
@@ -58,6 +63,13 @@ class Collector:
         dt = now - self._last_t
         self._last, self._last_t = raw, now
         return self.to_sample(delta, now - self.start, dt)
+
+    @property
+    def verdicts_from(self) -> str:
+        if self.program is not None:
+            return "program counters"
+        return f"driver counters ({self.driver_name}): {driver.EXPLAIN}" \
+            if self.driver_name in driver.VERDICT_COUNTERS else "none (the driver has no XDP counters)"
 
     def target_name(self, slot: int) -> str:
         spec = self.program.spec
@@ -98,6 +110,9 @@ class Collector:
                 s.run[key[1]] = n
             elif kind == "driver":
                 s.driver[key[1]] = n
+        if self.program is None:  # watching: verdicts as the driver counts them (one row, not per CPU)
+            derived = driver.verdicts(self.driver_name, s.driver)
+            s.actions = [derived] if derived is not None else []
         return s
 
     def run(self, hz: float, emit: Callable[[Sample], None], stop: threading.Event) -> None:

@@ -22,7 +22,7 @@ VERSION = "0.1.0"
 @dataclass
 class SessionConfig:
     iface: str
-    program: programs.ProgramSpec
+    program: programs.ProgramSpec | None   # None: watch the program already attached
     mode: str = "auto"
     hz: float = 10.0
     run_time: bool = False
@@ -38,36 +38,61 @@ class Session:
         self.meta: dict = {}
         self._attachment: attach.Attachment | None = None
         self._stats_fd = -1
+        self._watched_fd = -1
         self._stop = threading.Event()
         self.collector: Collector | None = None
 
     def start(self) -> dict:
-        """Compile, attach and take the baseline read; returns the session metadata."""
-        kernel.require_root("attaching XDP programs")
+        """Compile, attach (or find the watched program) and take the baseline read;
+        returns the session metadata."""
+        kernel.require_root("attaching XDP programs" if self.cfg.program else "watching XDP")
         cfg = self.cfg
         iface = nic.interface(cfg.iface)
-        attach.check_allowed(iface, cfg.program.name, cfg.force)
-        programs.validate(cfg.program)
+        if cfg.program is not None:
+            attach.check_allowed(iface, cfg.program.name, cfg.force)
+            programs.validate(cfg.program)
         headers = kernel.use_headers()
-        loaded = programs.load(cfg.program, nic.ifindex_of)
-        prb = probes.load(iface.ifindex, cfg.trace_redirects)
         if cfg.run_time:
             self._stats_fd = bpfsys.enable_run_stats()
-        self._attachment = attach.attach(loaded.fd, iface, cfg.mode)
-        self.collector = Collector(loaded, prb, run_stats=cfg.run_time)
+        if cfg.program is None:
+            meta = self._watch(iface)
+        else:
+            meta = self._attach(iface)
         self.collector.baseline()
         self.meta = {
             "host": socket.gethostname(), "kernel": platform.release(), "version": VERSION,
-            "iface": iface.name, "ifindex": iface.ifindex, "driver": iface.driver,
-            "program": cfg.program.name if cfg.program.name != "user" else cfg.program.source_name,
-            "params": cfg.program.params(), "mode": self._attachment.mode,
-            "mode_note": self._attachment.note, "requested_mode": cfg.mode, "hz": cfg.hz,
-            "cpus": os.cpu_count(), "targets": [self.collector.target_name(i)
-                                                for i in range(len(cfg.program.targets))],
-            "probes": prb.available, "probes_enabled": prb.enabled, "headers": headers.note,
-            "run_time": cfg.run_time, "source": "live", "started": time.time(),
+            "iface": iface.name, "ifindex": iface.ifindex, "driver": iface.driver, **meta,
+            "requested_mode": cfg.mode, "hz": cfg.hz, "cpus": os.cpu_count(),
+            "probes": self.collector.probes.available, "probes_enabled": self.collector.probes.enabled,
+            "verdicts_from": self.collector.verdicts_from, "headers": headers.note,
+            "run_time": cfg.run_time, "started": time.time(),
         }
         return self.meta
+
+    def _attach(self, iface: nic.Interface) -> dict:
+        cfg = self.cfg
+        loaded = programs.load(cfg.program, nic.ifindex_of)
+        prb = probes.load(iface.ifindex, cfg.trace_redirects)
+        self._attachment = attach.attach(loaded.fd, iface, cfg.mode)
+        self.collector = Collector(loaded, prb, cfg.run_time, iface.name, iface.driver)
+        return {"program": cfg.program.name if cfg.program.name != "user" else cfg.program.source_name,
+                "params": cfg.program.params(), "mode": self._attachment.mode,
+                "mode_note": self._attachment.note, "source": "live",
+                "targets": [self.collector.target_name(i) for i in range(len(cfg.program.targets))]}
+
+    def _watch(self, iface: nic.Interface) -> dict:
+        """Observe the program someone else attached: nothing is replaced. Fan-out comes from
+        the per-packet xdp_redirect probe, verdicts from the driver's counters."""
+        prog_id = iface.xdp["prog_id"]
+        if not prog_id:
+            raise XdpscopeError(f"{iface.name}: no XDP program attached to watch")
+        self._watched_fd = bpfsys.prog_fd_by_id(prog_id)
+        info = bpfsys.prog_info(self._watched_fd)
+        prb = probes.load(iface.ifindex, trace_redirects=True)
+        self.collector = Collector(None, prb, self.cfg.run_time, iface.name, iface.driver, self._watched_fd)
+        return {"program": f"watch: {info.name.decode(errors='replace') or '?'} (id {prog_id})",
+                "params": {"prog_id": prog_id, "prog_name": info.name.decode(errors="replace")},
+                "mode": iface.xdp["mode"], "mode_note": "", "source": "watch", "targets": []}
 
     def run(self, emit: Callable[[Sample], None]) -> None:
         """Stream samples until stop(); blocks the calling thread."""
@@ -81,9 +106,10 @@ class Session:
         if self._attachment is not None:
             self._attachment.close()
             self._attachment = None
-        if self._stats_fd >= 0:
-            os.close(self._stats_fd)
-            self._stats_fd = -1
+        for name in ("_stats_fd", "_watched_fd"):
+            if getattr(self, name) >= 0:
+                os.close(getattr(self, name))
+                setattr(self, name, -1)
 
 
 def read_user_program(path: str) -> programs.ProgramSpec:

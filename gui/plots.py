@@ -59,9 +59,11 @@ class View:
         # bins anchored to absolute row numbers: they do not shift as the window scrolls
         head = (-self.sl.start) % k
         m = (n - head) // k * k
-        body = y[head:head + m].reshape((m // k, k) + y.shape[1:])
-        lo, hi = np.fmin.reduce(body, axis=1), np.fmax.reduce(body, axis=1)
-        yy = np.stack([lo, hi], axis=1).reshape((-1,) + y.shape[1:])
+        # series-major copy so each bin is contiguous: reduces ~2x faster than along a middle axis
+        y2 = y.reshape(n, -1)
+        body = np.ascontiguousarray(y2[head:head + m].T).reshape(y2.shape[1], m // k, k)
+        lo, hi = np.fmin.reduce(body, axis=2), np.fmax.reduce(body, axis=2)  # fmin/fmax skip NaN gaps
+        yy = np.stack([lo, hi], axis=2).reshape(y2.shape[1], -1).T.reshape((-1,) + y.shape[1:])
         tb = t[head:head + m].reshape(m // k, k)
         xx = np.stack([tb[:, 0], tb[:, -1]], axis=1).reshape(-1)
         return (np.concatenate([t[:head], xx, t[head + m:]]),
@@ -78,7 +80,9 @@ def make_view(model: AppModel, length: float) -> View:
     end = model.view_end()
     h = model.history
     sl = h.window(end, length)
-    return View(h, sl, end - length, end, (id(h), model.version, sl.start, sl.stop, end, length))
+    # early in a session show [0, length] rather than negative time before the session existed
+    t0, t1 = (end - length, end) if end >= length else (0.0, float(length))
+    return View(h, sl, t0, t1, (id(h), model.version, sl.start, sl.stop, end, length))
 
 
 class Hover:

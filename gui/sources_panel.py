@@ -22,6 +22,7 @@ BUILTIN_PROGRAMS = [
     {"name": "redirect", "description": "XDP_REDIRECT to the targets through a devmap"},
     {"name": "cpumap", "description": "XDP_REDIRECT to other CPUs through a cpumap"},
     {"name": "mix", "description": "verdicts drawn at the given percentages"},
+    {"name": "watch", "description": "observe the program already attached (replaces nothing)"},
     {"name": "user", "description": "your own XDP program (a C file, compiled by the agent)"},
 ]
 AGENT_COLORS = {"ready": "#50c060", "starting": "#f0a030", "dead": "#e04848", "stopped": "#909090"}
