@@ -1,4 +1,1 @@
-"""xdpscope GUI (PySide6 + pyqtgraph): a client of the agent or of a trace file, never of BPF."""
-from . import qt_guard
-
-qt_guard.install()
+"""xdpscope desktop client (PySide6 + pyqtgraph): talks to an agent or reads a trace, never to BPF."""
