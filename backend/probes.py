@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from backend import kernel
+from backend import btf, kernel
 from backend.compile import BPF_DIR, compile_bpf
 
 # tracepoint -> (macro, on by default)
@@ -17,6 +17,8 @@ TRACEPOINTS = {
     "xdp:xdp_redirect": ("XS_TP_XDP_REDIRECT", False),  # per packet: only on request
 }
 
+RAW_PROBES = {"xdp:xdp_devmap_xmit", "napi:napi_poll"}
+
 Raw = dict[tuple, list[int]]   # counter key -> per-CPU cumulative values
 
 
@@ -25,14 +27,15 @@ class Probes:
     bpf: object
     available: dict[str, bool]          # tracepoint -> present in this kernel
     enabled: list[str] = field(default_factory=list)
+    raw: bool = False                   # flush and NAPI probes are raw tracepoints (RAW_PROBES)
 
     def read(self, raw: Raw) -> None:
         """Add every probe counter to raw (keys: see collector.to_sample)."""
-        for key, per_cpu in self.bpf[b"xs_flush"].items():
-            raw[("flush", key.ifindex, key.size)] = list(per_cpu)
         for key, per_cpu in self.bpf[b"xs_devtx"].items():
             raw[("devtx", key.value, "sent")] = [v.sent for v in per_cpu]
             raw[("devtx", key.value, "drops")] = [v.drops for v in per_cpu]
+            for size in range(18):
+                raw[("flush", key.value, size)] = [v.flush[size] for v in per_cpu]
         for key, per_cpu in self.bpf[b"xs_rerr"].items():
             raw[("rerr", key.ifindex, key.err)] = list(per_cpu)
         _read_array(self.bpf[b"xs_exc"], "exc", raw)
@@ -52,13 +55,25 @@ def _read_array(table, name: str, raw: Raw) -> None:
         raw[(name, key.value)] = list(per_cpu)
 
 
+def raw_flags() -> list[str]:
+    """Flush and NAPI probes run as raw tracepoints (no trace record is built: a fraction of
+    the cost) when the kernel's BTF gives the struct offsets they read; else as tracepoints."""
+    offsets = {"XS_OFF_NETDEV_IFINDEX": btf.offset_of("net_device", "ifindex"),
+               "XS_OFF_NETDEV_NAME": btf.offset_of("net_device", "name"),
+               "XS_OFF_NAPI_DEV": btf.offset_of("napi_struct", "dev")}
+    if None in offsets.values():
+        return []
+    return ["-DXS_RAW", *(f"-D{k}={v}" for k, v in offsets.items())]
+
+
 def load(ifindex: int, trace_redirects: bool = False) -> Probes:
     """Compile and attach the probes this kernel supports, filtered to one interface."""
     have = kernel.tracepoints()
     available = {tp: tp in have for tp in TRACEPOINTS}
     wanted = [tp for tp, (_, default) in TRACEPOINTS.items()
               if available[tp] and (default or trace_redirects)]
-    flags = [f"-DXS_IFINDEX={ifindex}", *(f"-D{TRACEPOINTS[tp][0]}" for tp in wanted)]
+    raw = raw_flags()
+    flags = [f"-DXS_IFINDEX={ifindex}", *(f"-D{TRACEPOINTS[tp][0]}" for tp in wanted), *raw]
     text = "#include <uapi/linux/bpf.h>\n" + (BPF_DIR / "probes.c").read_text()
     bpf = compile_bpf(text, flags, "probes")  # TRACEPOINT_PROBEs attach on load
-    return Probes(bpf, available, wanted)
+    return Probes(bpf, available, wanted, raw=bool(raw))

@@ -29,11 +29,16 @@ def mpps(prog_fd: int, iface: nic.Interface, frames: int, batch: int) -> float:
 
 
 def set_probes(p: probes.Probes, on: bool) -> None:
+    """Attach or detach every probe of the session, as loading attached them."""
     for tp in p.enabled:
         cat, name = tp.split(":")
-        fn = f"tracepoint__{cat}__{name}".encode()
-        if on:
-            p.bpf.attach_tracepoint(tp=tp.encode(), fn_name=fn)
+        if p.raw and tp in probes.RAW_PROBES:
+            if on:
+                p.bpf.attach_raw_tracepoint(tp=name.encode(), fn_name=f"raw_tracepoint__{name}".encode())
+            else:
+                p.bpf.detach_raw_tracepoint(tp=name.encode())
+        elif on:
+            p.bpf.attach_tracepoint(tp=tp.encode(), fn_name=f"tracepoint__{cat}__{name}".encode())
         else:
             p.bpf.detach_tracepoint(tp.encode())
 
@@ -63,7 +68,7 @@ def main() -> int:
             without.append(mpps(bare.fd, iface, a.frames, a.batch))
         result = {
             "frames_per_run": a.frames, "rounds": a.rounds, "batch": a.batch, "targets": a.targets,
-            "probes": prb.enabled,
+            "probes": prb.enabled, "raw_tracepoints": prb.raw,
             "instrumented_mpps": [round(x, 3) for x in with_obs],
             "bare_mpps": [round(x, 3) for x in without],
             "median_instrumented_mpps": round(statistics.median(with_obs), 3),

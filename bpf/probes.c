@@ -7,14 +7,12 @@
 #endif
 #define XS_MINE(ifindex) (XS_IFINDEX == 0 || (ifindex) == XS_IFINDEX)
 
-struct xs_flush_key { int ifindex; u32 size; };
-struct xs_dev_val { u64 sent; u64 drops; };
+struct xs_dev_val { u64 sent; u64 drops; u64 flush[32]; };  /* flush[i]: flushes of i frames, 17 = more */
 struct xs_err_key { int ifindex; int err; };
 struct xs_napi_key { char dev[16]; };
 struct xs_napi_val { u64 polls; u64 work; u64 budget; u64 full; u64 hist[9]; };
 
-BPF_PERCPU_HASH(xs_flush, struct xs_flush_key, u64, 4096);
-BPF_PERCPU_HASH(xs_devtx, int, struct xs_dev_val, 1024);
+BPF_PERCPU_HASH(xs_devtx, int, struct xs_dev_val, 1024);  /* by target ifindex: one lookup per flush */
 BPF_PERCPU_HASH(xs_rerr, struct xs_err_key, u64, 1024);
 BPF_PERCPU_ARRAY(xs_exc, u64, 6);          /* index = verdict, 5 = invalid */
 BPF_PERCPU_ARRAY(xs_cpumap_bulk, u64, 10); /* 0..8 bulk sizes, 9 = dropped frames */
@@ -29,25 +27,39 @@ static __always_inline void xs_add_err(int ifindex, int err, u64 n)
         *v += n;
 }
 
-#ifdef XS_TP_XDP_DEVMAP_XMIT
 /* One event per bulk-queue flush (bq_xmit_all): sent + drops is the flush size. */
-TRACEPOINT_PROBE(xdp, xdp_devmap_xmit)
+static __always_inline void xs_devmap_flush(int from, int to, int sent, int drops, int err)
 {
-    if (!XS_MINE(args->from_ifindex))
-        return 0;
-    int to = args->to_ifindex;
-    u32 size = args->sent + args->drops;
-    struct xs_flush_key fk = {.ifindex = to, .size = size > 16 ? 17 : size};
-    u64 zero = 0, *n = xs_flush.lookup_or_try_init(&fk, &zero);
-    if (n)
-        (*n)++;
+    if (!XS_MINE(from))
+        return;
+    u32 size = sent + drops;
     struct xs_dev_val dz = {}, *d = xs_devtx.lookup_or_try_init(&to, &dz);
     if (d) {
-        d->sent += args->sent;
-        d->drops += args->drops;
+        d->sent += sent;
+        d->drops += drops;
+        u32 bin = size > 16 ? 17 : size;
+        asm volatile("" : "+r"(bin));  /* keep clang from bound-checking a copy (verifier) */
+        d->flush[bin & 31]++;
     }
-    if (args->err && args->drops)
-        xs_add_err(to, args->err, args->drops);
+    if (err && drops)
+        xs_add_err(to, err, drops);
+}
+
+#if defined(XS_TP_XDP_DEVMAP_XMIT) && defined(XS_RAW)
+/* Raw tracepoint: no trace record is built, so it costs far less per flush.
+ * args: from_dev, to_dev, sent, drops, err; ifindex read at the running kernel's BTF offset. */
+RAW_TRACEPOINT_PROBE(xdp_devmap_xmit)
+{
+    int from = 0, to = 0;
+    bpf_probe_read_kernel(&from, sizeof(from), (void *)ctx->args[0] + XS_OFF_NETDEV_IFINDEX);
+    bpf_probe_read_kernel(&to, sizeof(to), (void *)ctx->args[1] + XS_OFF_NETDEV_IFINDEX);
+    xs_devmap_flush(from, to, (int)ctx->args[2], (int)ctx->args[3], (int)ctx->args[4]);
+    return 0;
+}
+#elif defined(XS_TP_XDP_DEVMAP_XMIT)
+TRACEPOINT_PROBE(xdp, xdp_devmap_xmit)
+{
+    xs_devmap_flush(args->from_ifindex, args->to_ifindex, args->sent, args->drops, args->err);
     return 0;
 }
 #endif
@@ -92,26 +104,43 @@ TRACEPOINT_PROBE(xdp, xdp_cpumap_enqueue)
 }
 #endif
 
-#ifdef XS_TP_NAPI_POLL
 /* Work done per NAPI poll against the budget, per device (log2 histogram of work). */
-TRACEPOINT_PROBE(napi, napi_poll)
+static __always_inline void xs_napi_poll(struct xs_napi_key *k, int work, int budget)
 {
-    struct xs_napi_key k;
-    __builtin_memset(&k, 0, sizeof(k));
-    bpf_probe_read_kernel_str(k.dev, sizeof(k.dev), (char *)args + (args->data_loc_dev_name & 0xFFFF));
-    struct xs_napi_val z = {}, *v = xs_napi.lookup_or_try_init(&k, &z);
+    struct xs_napi_val z = {}, *v = xs_napi.lookup_or_try_init(k, &z);
     if (!v)
-        return 0;
-    int work = args->work;
+        return;
     v->polls++;
     v->work += work;
-    v->budget += args->budget;
-    if (work >= args->budget)
+    v->budget += budget;
+    if (work >= budget)
         v->full++;
     /* log2 bins 0, 1, 2-3, 4-7, ... 64-127, >=128 (no __builtin_clz: it crashes bcc's clang) */
     u32 bin = work <= 0 ? 0 : work < 2 ? 1 : work < 4 ? 2 : work < 8 ? 3 : work < 16 ? 4 :
               work < 32 ? 5 : work < 64 ? 6 : work < 128 ? 7 : 8;
     v->hist[bin]++;
+}
+
+#if defined(XS_TP_NAPI_POLL) && defined(XS_RAW)
+/* args: napi, work, budget; the device name read through napi->dev at BTF offsets. */
+RAW_TRACEPOINT_PROBE(napi_poll)
+{
+    struct xs_napi_key k;
+    void *dev = 0;
+    __builtin_memset(&k, 0, sizeof(k));
+    bpf_probe_read_kernel(&dev, sizeof(dev), (void *)ctx->args[0] + XS_OFF_NAPI_DEV);
+    if (dev)
+        bpf_probe_read_kernel_str(k.dev, sizeof(k.dev), dev + XS_OFF_NETDEV_NAME);
+    xs_napi_poll(&k, (int)ctx->args[1], (int)ctx->args[2]);
+    return 0;
+}
+#elif defined(XS_TP_NAPI_POLL)
+TRACEPOINT_PROBE(napi, napi_poll)
+{
+    struct xs_napi_key k;
+    __builtin_memset(&k, 0, sizeof(k));
+    bpf_probe_read_kernel_str(k.dev, sizeof(k.dev), (char *)args + (args->data_loc_dev_name & 0xFFFF));
+    xs_napi_poll(&k, args->work, args->budget);
     return 0;
 }
 #endif

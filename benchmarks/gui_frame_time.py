@@ -1,0 +1,131 @@
+"""UI timer frame time with 1 h of history at 20 Hz and 8 redirect targets (offscreen Qt).
+
+The main window's own timer is stopped; the benchmark plays its role: it feeds the history
+(72,000 samples = 1 h at 20 Hz, 8 targets, 2 CPUs, every panel's data present), then simulates
+a live session: the timer ticks at the window's FRAME_MS (~30 FPS) while samples arrive at 20 Hz
+(so about one tick in three has nothing new, as in the app), and times each tick.
+
+Measured per tick:
+- draw:  MainWindow.frame(), the timer callback: the model's visible window and every visible
+         panel's redraw (numpy + pyqtgraph item updates). This is what `frame_times` records.
+- paint: frame() plus a synchronous QWidget.repaint() of the plot widget of every panel that
+         redrew in this tick (Qt's raster painting of the items, offscreen), i.e. the work the
+         event loop does for that tick before it can handle input again.
+Reported for ticks that redrew (`redraw_*`) and for all ticks (`tick_*`), p50/p99/max in ms.
+The default dock layout is used: Verdicts, Fan-out, Flushes and Errors are visible; NAPI is a
+hidden tab (a hidden panel is not redrawn). `--all-panels` shows NAPI too (Errors then hidden).
+
+    QT_QPA_PLATFORM=offscreen .venv/bin/python benchmarks/gui_frame_time.py [--window 3600]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np  # noqa: E402
+from PySide6.QtCore import QSettings  # noqa: E402
+from PySide6.QtWidgets import QApplication  # noqa: E402
+
+
+def stats(ms: list[float]) -> dict:
+    if not ms:
+        return {}
+    a = np.asarray(ms)
+    return {"n": len(a), "p50": round(float(np.percentile(a, 50)), 2), "p99": round(float(np.percentile(a, 99)), 2),
+            "max": round(float(a.max()), 2)}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--history", type=int, default=72_000, help="samples fed before timing (default 1 h at 20 Hz)")
+    ap.add_argument("--hz", type=float, default=20.0)
+    ap.add_argument("--targets", type=int, default=8)
+    ap.add_argument("--window", type=int, default=3600, help="visible window, s (default: all of the hour)")
+    ap.add_argument("--live-seconds", type=float, default=30.0, help="simulated live time that is timed")
+    ap.add_argument("--size", default="1600x1000")
+    ap.add_argument("--all-panels", action="store_true", help="raise the NAPI tab as well")
+    a = ap.parse_args()
+
+    from gui.main_window import FRAME_MS, MainWindow
+    from gui.sources import Source
+    from gui.testing import synthetic
+
+    app = QApplication.instance() or QApplication([sys.argv[0]])
+    tmp = tempfile.mkdtemp(prefix="xdpscope-bench-")
+    w = MainWindow(settings=QSettings(str(Path(tmp) / "s.ini"), QSettings.Format.IniFormat))
+    w.timer.stop()
+    w.status_timer.stop()
+    width, height = (int(v) for v in a.size.split("x"))
+    w.resize(width, height)
+    w.show()
+    if a.all_panels:
+        w.docks["NAPI"].raise_()
+    app.processEvents()
+    w.window_box.setValue(a.window)
+    src = Source(w)
+    w.set_source(src)
+    dt = 1.0 / a.hz
+
+    t0 = time.perf_counter()
+    i = 0
+    for i in range(1, a.history + 1):
+        src.model.history.append(synthetic(i, dt, targets=a.targets))
+    src.model.version += 1
+    feed_s = time.perf_counter() - t0
+    w.frame(force=True)
+    app.processEvents()
+
+    visible = [type(p).__name__ for p in w.panels if p.isVisible()]
+    ticks = int(a.live_seconds * 1000 / FRAME_MS)
+    due = lambda j: int(j * FRAME_MS / 1000 * a.hz)  # noqa: E731  samples arrived by tick j
+
+    def run(paint: bool, start: int) -> tuple[list[float], list[float], int]:
+        redraw, every = [], []
+        nxt = start
+        for j in range(ticks):
+            target = start + due(j + 1)
+            while nxt < target:
+                nxt += 1
+                src.model.append(synthetic(nxt, dt, targets=a.targets))
+            keys = [p._key for p in w.panels]
+            t = time.perf_counter()
+            w.frame()
+            drew = [p for p, k in zip(w.panels, keys) if p._key != k]
+            if paint:
+                for p in drew:
+                    p.glw.viewport().repaint()
+            ms = (time.perf_counter() - t) * 1000
+            every.append(ms)
+            if drew:
+                redraw.append(ms)
+            app.processEvents()  # input, deferred deletes: outside the timed part, as between ticks
+        return redraw, every, nxt
+
+    d_redraw, d_every, nxt = run(False, i)
+    p_redraw, p_every, nxt = run(True, nxt)
+    h = src.model.history
+    out = {
+        "benchmark": "gui_frame_time",
+        "history_samples_at_start": a.history, "hz": a.hz, "targets": a.targets, "window_s": a.window,
+        "samples_in_view": int(min(len(h), a.window * a.hz)), "window_px": [width, height],
+        "visible_panels": visible, "tick_ms": FRAME_MS, "ticks_per_run": ticks,
+        "feed_seconds": round(feed_s, 2),
+        "draw": {"redraw": stats(d_redraw), "tick": stats(d_every)},
+        "draw_and_paint": {"redraw": stats(p_redraw), "tick": stats(p_every)},
+        "target_p99_ms": 16,
+    }
+    print(json.dumps(out, indent=1))
+    w.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
