@@ -1,4 +1,4 @@
-"""xdpscope command line: gui (default), doctor, lab, record, inject, summary, agent."""
+"""xdpscope command line: gui (default), doctor, lab, vlab, record, inject, summary, agent."""
 from __future__ import annotations
 
 import argparse
@@ -66,7 +66,8 @@ def cmd_record(a) -> int:
     from backend.trace import TraceWriter
     if os.path.exists(a.output) and not a.overwrite:
         raise XdpscopeError(f"{a.output} exists: choose another name or pass --overwrite")
-    cfg = SessionConfig(a.iface, program_spec(a), a.mode, a.hz, a.run_time, a.trace_redirects, a.force)
+    cfg = SessionConfig(a.iface, program_spec(a), a.mode, a.hz, a.run_time, a.trace_redirects, a.force,
+                        a.prepare_targets)
     session = Session(cfg)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: session.stop())
@@ -99,6 +100,38 @@ def cmd_summary(a) -> int:
     else:
         from backend.summary import format_text
         print(format_text(s))
+    return 0
+
+
+def _seconds(option: str, text: str | None) -> float | None:
+    if text is None:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise XdpscopeError(f"{option} {text!r}: expected seconds since the session start") from None
+
+
+def cmd_report(a) -> int:
+    os.environ["QT_QPA_PLATFORM"] = "offscreen"  # headless: no display needed, none used
+    from gui.export import parse_size
+    from gui.report import DEFAULT_SIZE, check_window, output_kind
+    t_from, t_to = _seconds("--from", a.t_from), _seconds("--to", a.t_to)
+    check_window(t_from, t_to)
+    output_kind(a.output)
+    size = parse_size(a.size) if a.size else DEFAULT_SIZE
+    from PySide6.QtCore import qInstallMessageHandler
+    from PySide6.QtWidgets import QApplication
+
+    def qt_message(mode, context, message):  # the offscreen platform's window-manager notes are noise here
+        if "propagateSizeHints" not in message:
+            print(f"xdpscope: qt: {message}", file=sys.stderr)
+    qInstallMessageHandler(qt_message)
+    app = QApplication.instance() or QApplication(["xdpscope"])  # noqa: F841  (kept alive while rendering)
+    from gui.report import write_report
+    rep = write_report(a.file, a.output, t_from, t_to, size)
+    print(f"{a.output}: report of {rep.summary['samples']} samples ({rep.summary['duration_s']:.3f} s), "
+          f"{len(rep.plots)} plots, {len(rep.findings)} findings")
     return 0
 
 
@@ -140,6 +173,9 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--run-time", action="store_true", help="kernel BPF run-time statistics")
     r.add_argument("--trace-redirects", action="store_true", help="per-packet xdp_redirect probe (costly)")
     r.add_argument("--force", action="store_true", help="allow non-pass programs on the default-route NIC")
+    r.add_argument("--prepare-targets", action="store_true",
+                   help="attach 'pass' natively to each redirect target for the session (virtio_net "
+                        "accepts redirected frames only then)")
     r.add_argument("-o", "--output", required=True, help="trace file to write (SQLite)")
     r.add_argument("--overwrite", action="store_true", help="replace an existing trace file")
     i = sub.add_parser("inject", help="live frames into the program attached to an interface")
@@ -155,20 +191,32 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true")
     s.add_argument("--from", dest="t_from", type=float)
     s.add_argument("--to", dest="t_to", type=float)
+    rp = sub.add_parser("report", help="HTML, PDF or PNG report of a trace (headless)")
+    rp.add_argument("file", help="trace file")
+    rp.add_argument("-o", "--output", required=True, help="OUT.html, OUT.pdf or OUT.png (one tall image)")
+    rp.add_argument("--from", dest="t_from", metavar="S", help="window start, s since session start")
+    rp.add_argument("--to", dest="t_to", metavar="S", help="window end, s since session start")
+    rp.add_argument("--size", metavar="WxH", help="pixels of each plot image (default 1200x460)")
     ag = sub.add_parser("agent", help="the engine as JSON lines on stdin/stdout")
     ag.add_argument("--stdio", action="store_true", required=True)
+    sub.add_parser("vlab", help="QEMU guest with 3 virtio_net NICs: up|run|down|status|check (see docs/vlab.md)",
+                   add_help=False)
     sub.add_parser("gui", help="the desktop app (default)", add_help=False)
     return p
 
 
 COMMANDS = {"doctor": cmd_doctor, "lab": cmd_lab, "record": cmd_record, "inject": cmd_inject,
-            "summary": cmd_summary, "agent": cmd_agent}
+            "summary": cmd_summary, "report": cmd_report,
+            "agent": cmd_agent}
 
 
 def main(argv: list[str]) -> int:
     if not argv or argv[0] == "gui" or argv[0].startswith("--replay"):
         rest = argv[1:] if argv and argv[0] == "gui" else argv
         return run_guarded(lambda: cmd_gui(None, rest))
+    if argv[0] == "vlab":  # its own argument parser (backend/vlab.py)
+        from backend import vlab
+        return run_guarded(lambda: vlab.cli(argv[1:]))
     args = parser().parse_args(argv)
     if args.cmd is None:
         parser().print_help()

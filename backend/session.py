@@ -28,6 +28,7 @@ class SessionConfig:
     run_time: bool = False
     trace_redirects: bool = False
     force: bool = False
+    prepare_targets: bool = False   # attach `pass` natively to each redirect target (virtio_net needs it)
 
 
 class Session:
@@ -37,6 +38,8 @@ class Session:
         self.cfg = cfg
         self.meta: dict = {}
         self._attachment: attach.Attachment | None = None
+        self._target_links: list[attach.Attachment] = []
+        self._target_prog = None
         self._stats_fd = -1
         self._watched_fd = -1
         self._stop = threading.Event()
@@ -73,12 +76,34 @@ class Session:
         cfg = self.cfg
         loaded = programs.load(cfg.program, nic.ifindex_of)
         prb = probes.load(iface.ifindex, cfg.trace_redirects)
+        prepared = self._prepare_targets() if cfg.prepare_targets else []
         self._attachment = attach.attach(loaded.fd, iface, cfg.mode)
         self.collector = Collector(loaded, prb, cfg.run_time, iface.name, iface.driver)
         return {"program": cfg.program.name if cfg.program.name != "user" else cfg.program.source_name,
                 "params": cfg.program.params(), "mode": self._attachment.mode,
-                "mode_note": self._attachment.note, "source": "live",
+                "mode_note": self._attachment.note, "source": "live", "prepared_targets": prepared,
                 "targets": [self.collector.target_name(i) for i in range(len(cfg.program.targets))]}
+
+    def _prepare_targets(self) -> list[str]:
+        """Some drivers (virtio_net) accept XDP frames through ndo_xdp_xmit only while an XDP
+        program is attached to them: attach `pass` natively (bpf_link, for this session) to each
+        redirect target that has no XDP program yet. Returns the interfaces prepared."""
+        spec = self.cfg.program
+        if spec.name == "cpumap" or not spec.targets:
+            return []
+        done = []
+        for name in spec.targets:
+            target = nic.interface(name)
+            if target.xdp["attached"]:
+                continue  # it already has a program, so it already accepts frames
+            if self._target_prog is None:
+                self._target_prog = programs.load(programs.ProgramSpec(name="pass", count=False), nic.ifindex_of)
+            try:
+                self._target_links.append(attach.attach(self._target_prog.fd, target, "native"))
+            except XdpscopeError as e:
+                raise XdpscopeError(f"--prepare-targets: {e}") from None
+            done.append(name)
+        return done
 
     def _watch(self, iface: nic.Interface) -> dict:
         """Observe the program someone else attached: nothing is replaced. Fan-out comes from
@@ -106,6 +131,9 @@ class Session:
         if self._attachment is not None:
             self._attachment.close()
             self._attachment = None
+        for link in self._target_links:
+            link.close()
+        self._target_links = []
         for name in ("_stats_fd", "_watched_fd"):
             if getattr(self, name) >= 0:
                 os.close(getattr(self, name))

@@ -9,7 +9,7 @@ import operator
 import os
 from typing import Any
 
-from .sample import ACTIONS
+from .sample import ACTIONS, Sample
 from .trace import TraceReader
 
 
@@ -47,6 +47,36 @@ def _sorted(x: Any) -> Any:
     return x
 
 
+def _median(hist: list[int]) -> float | None:
+    """Median of the values a histogram counts (bin i = how many times value i occurred): the middle
+    value, or the mean of the two middle values when the count is even; None for an empty histogram."""
+    n = sum(hist)
+    if not n:
+        return None
+
+    def nth(k: int) -> int:  # k-th smallest value, 0-based
+        seen = 0
+        for value, count in enumerate(hist):
+            seen += count
+            if seen > k:
+                return value
+        raise AssertionError("unreachable")
+    return float(nth(n // 2)) if n % 2 else (nth(n // 2 - 1) + nth(n // 2)) / 2
+
+
+def merge(samples: list[Sample]) -> Sample:
+    """One sample covering consecutive samples: deltas added, t of the last, dt the sum of dts."""
+    acc: dict[str, Any] = {}
+    for s in samples:
+        for name in _FIELDS:
+            acc[name] = _add(acc.get(name), getattr(s, name))
+    return Sample(t=samples[-1].t, dt=math.fsum(s.dt for s in samples),
+                  **{k: v for k, v in acc.items() if v is not None})
+
+
+_FIELDS = ("actions", "targets", "flush", "devmap", "redirect_errors", "exceptions", "cpumap", "napi", "driver", "run")
+
+
 def summarize(path: str | os.PathLike, t_from: float | None = None, t_to: float | None = None) -> dict:
     """Totals and rates over the samples with t_from <= t <= t_to (the whole trace by default)."""
     with TraceReader(path) as reader:
@@ -55,9 +85,11 @@ def summarize(path: str | os.PathLike, t_from: float | None = None, t_to: float 
         per_cpu: list[list[int]] = []
         sums: dict[str, Any] = {}  # Sample field -> merged deltas
         peak = dict.fromkeys(ACTIONS, 0.0)
+        span: list[float] | None = None
         for s in reader.samples(t_from, t_to):
             count += 1
             dts.append(s.dt)
+            span = [s.t - s.dt, s.t] if span is None else [span[0], s.t]
             per_cpu = _add(per_cpu, s.actions)
             for name in ("targets", "flush", "devmap", "redirect_errors", "exceptions", "cpumap", "napi",
                          "driver", "run"):
@@ -77,6 +109,11 @@ def summarize(path: str | os.PathLike, t_from: float | None = None, t_to: float 
     for h in sums.get("flush", {}).values():
         flush_all = _add(flush_all, h)
     flushes = sum(flush_all)
+    frames = sum(i * n for i, n in enumerate(flush_all))
+    redirected = sum(targets.values())
+    by_errno: dict[str, int] = {}
+    for errs in sums.get("redirect_errors", {}).values():
+        by_errno = _add(by_errno, errs)
     run = {"cnt": 0, "ns": 0, **sums.get("run", {})}
     run["ns_per_run"] = run["ns"] / run["cnt"] if run["cnt"] else None
     return _sorted({
@@ -96,7 +133,17 @@ def summarize(path: str | os.PathLike, t_from: float | None = None, t_to: float 
         "devmap": sums.get("devmap", {}),
         "flush_batches": _bins(flush_all),
         "flush_batches_by_target": flush_by_target,
-        "flush_mean": sum(i * n for i, n in enumerate(flush_all)) / flushes if flushes else None,
+        "flush_mean": frames / flushes if flushes else None,
+        # added for reports (existing keys above keep their meaning)
+        "flush_count": flushes,
+        "flush_frames": frames,
+        "flush_median": _median(flush_all),
+        "flush_mean_by_target": {name: (sum(i * n for i, n in enumerate(h)) / sum(h) if sum(h) else None)
+                                 for name, h in sums.get("flush", {}).items()},
+        "redirect_shares": {name: (100.0 * n / redirected if redirected else None) for name, n in targets.items()},
+        "redirect_errors_by_errno": by_errno,
+        "span": span,
+        "meta": {k: v for k, v in meta.items()},
         "exceptions": sums.get("exceptions", {}),
         "cpumap": {k: _bins(v) if isinstance(v, list) else v for k, v in sums.get("cpumap", {}).items()},
         "napi": sums.get("napi", {}),

@@ -28,8 +28,19 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def has_display() -> bool:
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+                or os.environ.get("QT_QPA_PLATFORM"))
+
+
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
+    if not has_display():
+        if not args.screenshot:  # Qt would abort with a page of plugin errors
+            print("xdpscope: no display (DISPLAY is not set): run it in a desktop session or under "
+                  "xvfb-run; on a server use record / summary / report", file=sys.stderr)
+            return 1
+        os.environ["QT_QPA_PLATFORM"] = "offscreen"  # screenshots need no screen
     from .main_window import MainWindow  # after argparse: --help works without a display
 
     app = QApplication.instance() or QApplication([sys.argv[0]])

@@ -7,7 +7,8 @@ so the live part is always one contiguous slice and no per-frame wrap-around cop
 """
 from __future__ import annotations
 
-from typing import Iterable
+import itertools
+from typing import Callable, Iterable
 
 import numpy as np
 from PySide6.QtCore import QObject, Signal
@@ -16,6 +17,8 @@ from backend.sample import ACTIONS, CPUMAP_BINS, FLUSH_BINS, Sample
 
 DEFAULT_CAPACITY = 72_000  # 1 h at 20 Hz
 NAPI_FIELDS = ("polls", "work", "budget", "full")
+_serials = itertools.count(1)
+RowFn = Callable[["History", slice], np.ndarray]  # storage rows -> (rows, columns) of per-row values
 
 
 class Keyed:
@@ -55,6 +58,9 @@ class History:
         rows = 2 * self.capacity
         self.start = 0  # first live row
         self.end = 0    # one past the last live row
+        self.base = 0   # absolute row number (0 = first sample ever appended) of storage row 0
+        self.serial = next(_serials)  # unique per History, unlike id(): views key on it
+        self.bins: dict = {}  # (name, k, how, ...) -> Bins: reductions cached per bin of rows
         z = lambda *shape: np.zeros((rows, *shape), dtype=np.float64)  # noqa: E731
         self.t = z()
         self.dt = z()
@@ -96,6 +102,7 @@ class History:
             a[:keep] = a[lo:self.end]
             a[keep:] = 0
         self.start, self.end = 0, keep
+        self.base += lo
 
     def _grow_cpus(self, ncpu: int) -> None:
         old = self.cpu_actions
@@ -152,12 +159,120 @@ class History:
         if self.end - self.start > self.capacity:
             self.start = self.end - self.capacity
 
+    def rows(self, a: int, e: int) -> slice:
+        """Storage slice of the absolute rows [a, e) (clipped to the rows held)."""
+        lo, hi = self.base + self.start, self.base + self.end
+        a, e = min(max(a, lo), hi), min(max(e, lo), hi)
+        return slice(a - self.base, max(a, e) - self.base)
+
+    def reduce(self, name: tuple, fn: RowFn, how: str, k: int, b_lo: int, b_hi: int
+               ) -> tuple[np.ndarray, np.ndarray]:
+        """Per-bin reductions of fn over the bins [b_lo, b_hi) of k absolute rows (bin b = rows
+        b*k .. b*k+k-1). Complete bins are computed once and cached; see Bins.get."""
+        key = (name, k, how)
+        b = self.bins.get(key)
+        if b is None:
+            b = self.bins[key] = Bins(fn, k, how)
+        return b.get(self, b_lo, b_hi)
+
     def window(self, t_end: float, length: float) -> slice:
         """Rows with t_end - length < t <= t_end (absolute row indices)."""
         t = self.t[self.start:self.end]
         i0 = int(np.searchsorted(t, t_end - length, side="right"))
         i1 = int(np.searchsorted(t, t_end, side="right"))
         return slice(self.start + i0, self.start + i1)
+
+
+def _2d(y: np.ndarray) -> np.ndarray:
+    return y.reshape(y.shape[0], int(np.prod(y.shape[1:], dtype=int)))
+
+
+class Bins:
+    """Reductions of fn(history rows) over fixed bins of k consecutive rows, anchored to absolute
+    row numbers so they do not shift as the window scrolls. A bin is computed once, the first time
+    it is asked for after it is complete; a live frame then costs one new bin now and then instead
+    of a pass over the whole window. Bins that are not complete (the newest, still filling, or one
+    reaching before the oldest row held) are computed from the rows there are, and not cached.
+
+    how = "minmax": values (bins, 2, cols) = fmin, fmax per bin (NaN rows are skipped), x (bins, 2)
+                    = t of the bin's first and last row (peak decimation of a curve);
+    how = "sum":    values (bins, cols) = sums per bin, x (bins, 2) = start of the first row's
+                    interval (t - dt) and t of the last row (NaN for a bin without rows)."""
+
+    def __init__(self, fn: RowFn, k: int, how: str) -> None:
+        self.fn, self.k, self.how = fn, int(k), how
+        self.b0 = self.b1 = 0          # cached bins [b0, b1)
+        self.x: np.ndarray | None = None
+        self.v: np.ndarray | None = None
+
+    def _reduce(self, t: np.ndarray, dt0: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """t (bins, k), dt0 (bins,) = dt of each bin's first row, y (bins, k, cols)."""
+        if self.how == "sum":
+            return np.stack([t[:, 0] - dt0, t[:, -1]], axis=1), y.sum(axis=1)
+        return (np.stack([t[:, 0], t[:, -1]], axis=1),
+                np.stack([np.fmin.reduce(y, axis=1), np.fmax.reduce(y, axis=1)], axis=1))
+
+    def _compute(self, h: History, b_lo: int, b_hi: int) -> tuple[np.ndarray, np.ndarray]:
+        k, nb = self.k, b_hi - b_lo
+        sl = h.rows(b_lo * k, b_hi * k)
+        if sl.stop - sl.start == nb * k:  # every row held: one vectorised pass
+            y = _2d(self.fn(h, sl)).reshape(nb, k, -1)
+            return self._reduce(h.t[sl].reshape(nb, k), h.dt[sl][::k], y)
+        xs, vs = [], []
+        for b in range(b_lo, b_hi):   # bins reaching outside the rows held: from what there is
+            sl = h.rows(b * k, (b + 1) * k)
+            y = _2d(self.fn(h, sl))
+            if len(y):
+                x, v = self._reduce(h.t[sl][None, :], h.dt[sl][:1], y[None])
+            else:
+                x = np.full((1, 2), np.nan)
+                v = np.zeros((1, y.shape[1])) if self.how == "sum" else np.full((1, 2, y.shape[1]), np.nan)
+            xs.append(x)
+            vs.append(v)
+        return np.concatenate(xs), np.concatenate(vs)
+
+    def get(self, h: History, b_lo: int, b_hi: int) -> tuple[np.ndarray, np.ndarray]:
+        """(x, values) of the bins [b_lo, b_hi)."""
+        k = self.k
+        b_hi = max(b_hi, b_lo)
+        held_lo, held_hi = h.base + h.start, h.base + h.end
+        c_lo = min(max(b_lo, -(-held_lo // k)), b_hi)   # complete bins: [c_lo, c_hi)
+        c_hi = min(max(b_lo, held_hi // k, c_lo), b_hi)
+        parts = []
+        if b_lo < c_lo:
+            parts.append(self._compute(h, b_lo, c_lo))
+        if c_lo < c_hi:
+            if self.v is None or c_hi < self.b0 or c_lo > self.b1:  # nothing reusable: start over
+                self.x, self.v = self._compute(h, c_lo, c_hi)
+                self.b0, self.b1 = c_lo, c_hi
+            else:
+                if c_lo < self.b0:
+                    x, v = self._compute(h, c_lo, self.b0)
+                    if v.shape[1:] != self.v.shape[1:]:  # columns appeared (a new target...)
+                        return self._restart(h, b_lo, b_hi)
+                    self.x, self.v, self.b0 = np.concatenate([x, self.x]), np.concatenate([v, self.v]), c_lo
+                if c_hi > self.b1:
+                    x, v = self._compute(h, self.b1, c_hi)
+                    if v.shape[1:] != self.v.shape[1:]:
+                        return self._restart(h, b_lo, b_hi)
+                    self.x, self.v, self.b1 = np.concatenate([self.x, x]), np.concatenate([self.v, v]), c_hi
+                drop = min(max(0, -(-held_lo // k) - self.b0), c_lo - self.b0)  # no window reaches these again
+                if drop > 0:
+                    self.x, self.v, self.b0 = self.x[drop:], self.v[drop:], self.b0 + drop
+            parts.append((self.x[c_lo - self.b0:c_hi - self.b0], self.v[c_lo - self.b0:c_hi - self.b0]))
+        if c_hi < b_hi:
+            parts.append(self._compute(h, c_hi, b_hi))
+        if not parts:
+            cols = _2d(self.fn(h, slice(0, 0))).shape[1]
+            return np.zeros((0, 2)), np.zeros((0, cols) if self.how == "sum" else (0, 2, cols))
+        if len({v.shape[1:] for _, v in parts}) > 1:  # columns appeared (a new target...)
+            return self._restart(h, b_lo, b_hi)
+        return np.concatenate([x for x, _ in parts]), np.concatenate([v for _, v in parts])
+
+    def _restart(self, h: History, b_lo: int, b_hi: int) -> tuple[np.ndarray, np.ndarray]:
+        """The row function's columns changed: drop the cache and compute it again (rare)."""
+        self.x, self.v, self.b0, self.b1 = None, None, 0, 0
+        return self.get(h, b_lo, b_hi)
 
 
 class AppModel(QObject):

@@ -28,15 +28,34 @@ def color(i: int) -> pg.QtGui.QColor:
     return pg.intColor(i, hues=9, values=1, maxValue=255, minValue=200, sat=200)
 
 
+def _pow2(x: float) -> int:
+    """Smallest power of two >= x (>= 1): bin widths from a few sizes, so caches are reused."""
+    return 1 << max(0, int(np.ceil(np.log2(max(float(x), 1.0)))))
+
+
+def rate(h: History, sl: slice, counts: np.ndarray) -> np.ndarray:
+    """counts (rows of sl, any trailing shape) / dt of each row; NaN where dt is not positive."""
+    dt = h.dt[sl]
+    dt = np.where(dt > 0, dt, np.nan)
+    return counts / (dt if counts.ndim == 1 else dt.reshape((-1,) + (1,) * (counts.ndim - 1)))
+
+
 @dataclass
 class View:
-    """The visible window of one model, computed once per frame and shared by every panel."""
+    """The visible window of one model, computed once per frame and shared by every panel.
+
+    Panels ask it for per-row series through functions fn(history, storage slice) -> values
+    (one row per sample); with more than 2*MAX_POINTS samples in the window it answers from
+    min/max bins cached in the history (each bin computed once), so a frame costs about the same
+    for a one-hour window as for a one-minute one. Window totals come from cached sum bins."""
 
     h: History
     sl: slice
     t0: float
     t1: float
     key: tuple
+    throttle: bool = False  # the UI timer's frames: panels may defer a redraw (Panel.refresh)
+    drawn: int = 0          # panels redrawn in this frame so far
     _cache: dict = field(default_factory=dict)
 
     @property
@@ -47,22 +66,73 @@ class View:
     def t(self) -> np.ndarray:
         return self.h.t[self.sl]
 
+    @property
+    def a(self) -> int:
+        """Absolute row number of the first sample in the window."""
+        return self.h.base + self.sl.start
+
+    @property
+    def e(self) -> int:
+        return self.h.base + self.sl.stop
+
+    def series(self, name: tuple, fn) -> tuple[np.ndarray, np.ndarray]:
+        """(x, y) to draw of fn's values over the window: the samples themselves, or with more than
+        2*MAX_POINTS samples, raw rows up to the first bin boundary, then the min and max of each
+        bin of k rows (k a power of two, bins anchored to absolute rows, cached), then the raw rows
+        of the bin still filling. `name` identifies fn (and its parameters) for the cache."""
+        h, n = self.h, self.n
+        if n <= 2 * MAX_POINTS:
+            return self.t, fn(h, self.sl)
+        k = _pow2(n / MAX_POINTS)
+        a, e = self.a, self.e
+        b_lo, b_hi = -(-a // k), e // k
+        x, v = h.reduce(name, fn, "minmax", k, b_lo, b_hi)
+        head, tail = h.rows(a, b_lo * k), h.rows(b_hi * k, e)
+        yh, yt = fn(h, head), fn(h, tail)
+        return (np.concatenate([h.t[head], x.reshape(-1), h.t[tail]]),
+                np.concatenate([yh, v.reshape((-1,) + yh.shape[1:]), yt]))
+
+    def total(self, name: tuple, fn) -> np.ndarray:
+        """Sum of fn's values over the window (exact for integer counts)."""
+        h, n = self.h, self.n
+        if n <= 2 * MAX_POINTS:
+            return fn(h, self.sl).sum(axis=0)
+        k = _pow2(n / MAX_POINTS)
+        a, e = self.a, self.e
+        b_lo, b_hi = -(-a // k), e // k
+        _, v = h.reduce(name, fn, "sum", k, b_lo, b_hi)
+        yh, yt = fn(h, h.rows(a, b_lo * k)), fn(h, h.rows(b_hi * k, e))
+        return yh.sum(axis=0) + v.reshape((len(v),) + yh.shape[1:]).sum(axis=0) + yt.sum(axis=0)
+
+    def columns(self, name: tuple, fn, max_cols: int) -> tuple[np.ndarray, float, float]:
+        """(image rows = time columns, x of the first column's start, width in s) for a heatmap:
+        one column per sample, or with more than max_cols samples, sums over bins of k rows
+        (cached; the first and last bins may reach outside the window: columns stay fixed in time
+        as the window scrolls, the plot's x range clips them)."""
+        h, n = self.h, self.n
+        t, dt = self.t, h.dt[self.sl]
+        x0 = float(t[0] - dt[0])
+        if n <= max_cols:
+            return fn(h, self.sl), x0, max(float(t[-1]) - x0, 1e-6)
+        k = _pow2(n / max_cols)
+        a, e = self.a, self.e
+        b_lo, b_hi = a // k, -(-e // k)
+        _, v = h.reduce(name, fn, "sum", k, b_lo, b_hi)
+        step = (float(t[-1]) - x0) / n  # seconds per sample
+        return v, x0 - (a - b_lo * k) * step, (b_hi - b_lo) * k * step
+
     def points(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(x, y) to draw: the samples themselves, or when there are more than 2*MAX_POINTS,
-        min and max of each bin of consecutive samples (peak decimation, vectorised for all
-        columns of y at once, so a one-hour window costs what a one-minute window does)."""
-        t = self.t
-        n = len(t)
+        """(x, y) of values already computed for every row of the window, peak-decimated when
+        long. Not cached (a pass over y per call): panels use series(), which is."""
+        t, n = self.t, self.n
         if n <= 2 * MAX_POINTS:
             return t, y
         k = -(-n // MAX_POINTS)
-        # bins anchored to absolute row numbers: they do not shift as the window scrolls
-        head = (-self.sl.start) % k
+        head = (-self.a) % k
         m = (n - head) // k * k
-        # series-major copy so each bin is contiguous: reduces ~2x faster than along a middle axis
         y2 = y.reshape(n, -1)
         body = np.ascontiguousarray(y2[head:head + m].T).reshape(y2.shape[1], m // k, k)
-        lo, hi = np.fmin.reduce(body, axis=2), np.fmax.reduce(body, axis=2)  # fmin/fmax skip NaN gaps
+        lo, hi = np.fmin.reduce(body, axis=2), np.fmax.reduce(body, axis=2)
         yy = np.stack([lo, hi], axis=2).reshape(y2.shape[1], -1).T.reshape((-1,) + y.shape[1:])
         tb = t[head:head + m].reshape(m // k, k)
         xx = np.stack([tb[:, 0], tb[:, -1]], axis=1).reshape(-1)
@@ -71,18 +141,19 @@ class View:
 
     def rate(self, counts: np.ndarray) -> np.ndarray:
         """counts (rows in the window, any trailing shape) / dt of each row."""
-        dt = self.h.dt[self.sl]
-        dt = np.where(dt > 0, dt, np.nan)
-        return counts / (dt if counts.ndim == 1 else dt.reshape((-1,) + (1,) * (counts.ndim - 1)))
+        return rate(self.h, self.sl, counts)
 
 
-def make_view(model: AppModel, length: float) -> View:
+def make_view(model: AppModel, length: float, throttle: bool = False) -> View:
+    """The window of `length` seconds ending at the model's view end. throttle: this is a UI
+    timer frame, panels may defer redrawing (Panel.refresh); exports and forced frames draw."""
     end = model.view_end()
     h = model.history
     sl = h.window(end, length)
     # early in a session show [0, length] rather than negative time before the session existed
     t0, t1 = (end - length, end) if end >= length else (0.0, float(length))
-    return View(h, sl, t0, t1, (id(h), model.version, sl.start, sl.stop, end, length))
+    # history only appends: its serial and the absolute rows (with the window's end) fix the content
+    return View(h, sl, t0, t1, (h.serial, h.base + sl.start, h.base + sl.stop, end, length), throttle)
 
 
 class Hover:

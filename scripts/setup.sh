@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 APT_PKGS=(python3-bpfcc python3-venv linux-headers-amd64 iproute2 libbpf1 ethtool
           xvfb xauth fonts-dejavu-core libegl1 libgl1 libxkbcommon0 libxkbcommon-x11-0
           libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxcb-shape0 libxcb-image0
-          libxcb-render-util0 libxcb-xinerama0 libfontconfig1 libdbus-1-3 poppler-utils)
+          libxcb-render-util0 libxcb-xinerama0 libfontconfig1 libdbus-1-3 poppler-utils
+          qemu-system-x86 linux-image-amd64 busybox-static)  # the last three: the vlab (QEMU guest)
 
 missing=()
 for p in "${APT_PKGS[@]}"; do

@@ -59,6 +59,8 @@ def acts(aborted: float, drop: float, pass_: float, tx: float, redirect: float) 
 
 def test_whole_trace_every_number(trace: Path) -> None:
     got = summarize(trace)
+    meta = got.pop("meta")  # the trace's meta as recorded (created/ended are wall-clock times)
+    assert meta == {**META, "format_version": 1, "samples": 3, "created": meta["created"], "ended": meta["ended"]}
     assert got == {
         "format_version": 1, "iface": "xs-in", "program": "redirect", "mode": "generic", "driver": "veth",
         "hz": 8, "window": [None, None],
@@ -71,6 +73,11 @@ def test_whole_trace_every_number(trace: Path) -> None:
         "flush_batches": {"8": 2, "16": 2},
         "flush_batches_by_target": {"xs-t0": {"8": 1, "16": 1}, "xs-t1": {"8": 1, "16": 1}},
         "flush_mean": 12.0,
+        "flush_count": 4, "flush_frames": 48, "flush_median": 12.0,  # sizes 8, 8, 16, 16
+        "flush_mean_by_target": {"xs-t0": 12.0, "xs-t1": 12.0},
+        "redirect_shares": {"xs-t0": 50.0, "xs-t1": 50.0, "xs-t2": 0.0},
+        "redirect_errors_by_errno": {"ENETDOWN": 3, "ENXIO": 3},
+        "span": [0.0, 0.5],
         "exceptions": {"ABORTED": 3, "TX": 1},
         "cpumap": {"bulk": {"1": 1, "8": 2}, "drops": 1},
         "napi": {"xs-in": {"budget": 256, "full": 0, "hist": hist(9, b3=1, b4=3), "polls": 4, "work": 35}},
@@ -96,7 +103,8 @@ def test_window_inclusive(trace: Path) -> None:
     assert got["actions"] == acts(0, 5, 0, 0, 32)
     assert got["per_cpu_actions"] == [acts(0, 5, 0, 0, 16), acts(0, 0, 0, 0, 16)]
     assert got["redirect_targets"] == {"xs-t0": 16, "xs-t1": 16, "xs-t2": 0}
-    assert got["flush_batches"] == {"16": 2} and got["flush_mean"] == 16.0
+    assert got["flush_batches"] == {"16": 2} and got["flush_mean"] == 16.0 and got["flush_median"] == 16.0
+    assert got["span"] == [0.125, 0.5]
     assert got["redirect_errors"] == {"xs-t1": {"ENETDOWN": 3, "ENXIO": 1}}
     assert got["exceptions"] == {"ABORTED": 2, "TX": 1}
     assert got["run"] == {"cnt": 5, "ns": 500, "ns_per_run": 100.0}
@@ -121,6 +129,8 @@ def test_empty_window(trace: Path) -> None:
     assert got["actions"] == ZERO and got["per_cpu_actions"] == []
     assert got["redirect_targets"] == {"xs-t0": 0, "xs-t1": 0, "xs-t2": 0}
     assert got["flush_batches"] == {} and got["flush_mean"] is None
+    assert got["flush_median"] is None and got["flush_count"] == 0 and got["span"] is None
+    assert got["redirect_shares"] == {"xs-t0": None, "xs-t1": None, "xs-t2": None}
     assert got["exceptions"] == {} and got["redirect_errors"] == {}
     assert got["run"] == {"cnt": 0, "ns": 0, "ns_per_run": None}
     assert got["rates"] == {"peak_pps": dict.fromkeys(ZERO, 0.0), "mean_pps": dict.fromkeys(ZERO, 0.0)}
@@ -142,3 +152,11 @@ def test_bad_file_is_one_line_error(tmp_path: Path) -> None:
     with pytest.raises(XdpscopeError) as e:
         summarize(path)
     assert "\n" not in str(e.value) and str(path) in str(e.value)
+
+
+def test_flush_median_of_histogram() -> None:
+    from backend.summary import _median
+    assert _median([0, 3, 0, 1]) == 1.0          # 1 1 1 3
+    assert _median([0, 2, 0, 2]) == 2.0          # 1 1 3 3: mean of the middle two
+    assert _median([0, 1, 1, 1]) == 2.0          # 1 2 3
+    assert _median([0] * 17) is None

@@ -1,0 +1,497 @@
+"""Reports of a trace (or of a time window of it): HTML, PDF or one tall PNG, rendered headless.
+
+The plots are the app's own panels (gui/plots.py) drawn offscreen from the trace through the
+app's model (gui/model.py), so they look like the app. Every number in the tables is a value of
+backend.summary.summarize(path, t_from, t_to) — the numbers `xdpscope summary --json` prints —
+and each numeric cell names the summary value it shows in a `data-key` attribute (a JSON path),
+so a test can compare the visible text with the summary.
+"""
+from __future__ import annotations
+
+import base64
+import datetime
+import html
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from backend.errors import XdpscopeError
+from backend.sample import ACTIONS
+from backend.summary import merge, summarize
+from backend.trace import TraceReader
+
+DEFAULT_SIZE = (1200, 460)   # pixels of each plot image
+MAX_PLOT_ROWS = 20_000       # longer windows are plotted from merged consecutive samples
+PNG_MARGIN = 24              # PNG report: page = plot width + 2 margins, plots at exactly their pixels
+HIGH_RATE_PPS = 50_000       # "high rate" for the flush-size finding: mean REDIRECT + TX pps
+LOW_FLUSH_MEAN = 8.0         # "far below 16": less than half a bulk queue per flush
+FORMATS = (".html", ".htm", ".pdf", ".png")
+
+ERRNO_HINTS = {
+    "ENXIO": "the target cannot take XDP frames (a veth target needs an XDP program or GRO on its peer)",
+    "ENETDOWN": "the target interface is down",
+    "EOPNOTSUPP": "the target's driver cannot transmit XDP frames (no ndo_xdp_xmit)",
+}
+
+
+@dataclass
+class Plot:
+    title: str
+    image: Any          # QImage, exactly the requested pixels
+    note: str = ""
+
+
+@dataclass
+class Report:
+    trace: Path
+    window: tuple[float | None, float | None]
+    summary: dict
+    findings: list[str]
+    plots: list[Plot] = field(default_factory=list)
+    size: tuple[int, int] = DEFAULT_SIZE
+    merged: int = 1     # samples per plotted point-row (1: every sample)
+
+
+# -- numbers ------------------------------------------------------------------------------------
+
+def check_window(t_from: float | None, t_to: float | None) -> None:
+    for name, v in (("--from", t_from), ("--to", t_to)):
+        if v is not None and (not math.isfinite(v) or v < 0):
+            raise XdpscopeError(f"{name} {v}: must be a number of seconds since the session start, >= 0")
+    if t_from is not None and t_to is not None and t_from > t_to:
+        raise XdpscopeError(f"empty window: --from {t_from:g} is after --to {t_to:g}")
+
+
+def findings(s: dict) -> list[str]:
+    """What the numbers show, in words; each statement quotes values of the summary `s`."""
+    out: list[str] = []
+    meta, acts = s.get("meta", {}), s["actions"]
+    if s.get("mode") == "generic":
+        out.append("Generic (SKB) mode is in use: the program runs after the kernel has allocated an skb, "
+                   "which costs far more per packet than native mode, and redirected frames leave one skb at a "
+                   "time instead of through the devmap bulk queues.")
+    if meta.get("mode_note"):
+        out.append(f"Attach note: {meta['mode_note']}")
+    for target, errs in s["redirect_errors"].items():
+        for errno, n in errs.items():
+            hint = ERRNO_HINTS.get(errno)
+            out.append(f"Redirect errors: {n:,} frames redirected to {target} failed with {errno}"
+                       + (f" — {hint}." if hint else "."))
+    for target, d in s["devmap"].items():
+        drops, sent = d.get("drops", 0), d.get("sent", 0)
+        if drops:
+            out.append(f"Drops at a target: {target} dropped {drops:,} of the {drops + sent:,} frames flushed "
+                       "to it (xdp_devmap_xmit drops: the driver did not take them).")
+    high = acts["REDIRECT"] + acts["TX"]
+    rate = s["rates"]["mean_pps"]["REDIRECT"] + s["rates"]["mean_pps"]["TX"]
+    if s["flush_mean"] is not None and s["flush_mean"] < LOW_FLUSH_MEAN and rate >= HIGH_RATE_PPS and high:
+        out.append(f"Small flushes at a high rate: the mean devmap flush sent {s['flush_mean']:.2f} frames "
+                   f"(median {s['flush_median']:g}), far below the bulk size of 16, while REDIRECT and TX averaged "
+                   f"{s['rates']['mean_pps']['REDIRECT']:,.1f} and {s['rates']['mean_pps']['TX']:,.1f} pps: "
+                   "each NAPI poll ends with few frames per target, so the per-flush cost is paid often.")
+    if acts["ABORTED"]:
+        total = sum(acts.values())
+        exc = s["exceptions"].get("ABORTED", 0)
+        out.append(f"ABORTED verdicts: the program returned XDP_ABORTED for {acts['ABORTED']:,} of {total:,} "
+                   f"frames; the kernel drops them"
+                   + (f" ({exc:,} xdp_exception events recorded)." if exc else
+                      " (no xdp_exception events were recorded for them)."))
+    for verdict, n in s["exceptions"].items():
+        if verdict != "ABORTED" and n:
+            out.append(f"Exceptions: {n:,} xdp_exception events for {verdict}: the kernel could not carry out "
+                       "the verdict and dropped the frames.")
+    cpumap_drops = s["cpumap"].get("drops") if isinstance(s["cpumap"].get("drops"), int) else 0
+    if cpumap_drops:
+        out.append(f"cpumap drops: {cpumap_drops:,} frames could not be queued to the target CPUs.")
+    missing = [name for name, ok in (meta.get("probes") or {}).items() if ok is False]
+    if missing:
+        out.append("Not traced on this kernel (their numbers are absent, not zero): " + ", ".join(missing) + ".")
+    if not out:
+        out.append("No redirect errors, target drops, exceptions or ABORTED verdicts in this window.")
+    return out
+
+
+# -- plots --------------------------------------------------------------------------------------
+
+def load_model(path: str | os.PathLike, t_from: float | None, t_to: float | None, max_rows: int = MAX_PLOT_ROWS):
+    """The app's model holding exactly the samples summarize() counts (merged k at a time when there
+    are more than max_rows), and the View the panels draw: x from t_from (or 0) to t_to (or the end)."""
+    from .model import AppModel
+    from .plots import View
+    with TraceReader(path) as reader:
+        t = reader.times()
+        lo = 0 if t_from is None else int(np.searchsorted(t, t_from, side="left"))
+        hi = len(t) if t_to is None else int(np.searchsorted(t, t_to, side="right"))
+        n = max(hi - lo, 0)
+        k = max(1, -(-n // max_rows))
+        model = AppModel(capacity=max(-(-n // k), 2))
+        model.set_meta(reader.meta)
+        group: list = []
+        for s in reader.samples(t_from, t_to):
+            group.append(s)
+            if len(group) == k:
+                model.append(merge(group) if k > 1 else group[0])
+                group = []
+        if group:
+            model.append(merge(group))
+        end = float(t[hi - 1]) if n else (t_to or 0.0)
+    h = model.history
+    x0 = t_from if t_from is not None else 0.0
+    x1 = t_to if t_to is not None else end
+    model.cursor = x1
+    view = View(h, slice(h.start, h.end), float(x0), float(max(x1, x0 + 1e-3)), ("report", id(h), model.version))
+    return model, view, k
+
+
+def plot_images(path: str | os.PathLike, t_from: float | None, t_to: float | None,
+                size: tuple[int, int] = DEFAULT_SIZE) -> tuple[list[Plot], int]:
+    """The app's panels over the window, each as an image of exactly `size` pixels; panels with
+    nothing to show (no redirects, no flushes...) are left out."""
+    from .export import panel_image
+    from .plots import ErrorsPanel, FanoutPanel, FlushPanel, NapiPanel, VerdictPanel
+    model, view, k = load_model(path, t_from, t_to)
+    h = model.history
+    sl = view.sl
+    wanted = [(VerdictPanel, True),
+              (FanoutPanel, bool(h.targets.names) and bool(h.targets.data[sl].any())),
+              (FlushPanel, bool(h.flush[sl].any())),
+              (ErrorsPanel, any(h.exceptions.seen) or any(h.redirect_errors.seen) or any(h.devmap_drops.seen)
+               or h.has_cpumap_drops),
+              (NapiPanel, h.has_napi or h.has_run)]
+    w, hh = size
+    plots = [Plot(cls.title, panel_image(cls, view, w, hh)) for cls, show in wanted if show]
+    return plots, k
+
+
+def build(path: str | os.PathLike, t_from: float | None = None, t_to: float | None = None,
+          size: tuple[int, int] = DEFAULT_SIZE, with_plots: bool = True) -> Report:
+    check_window(t_from, t_to)
+    s = summarize(path, t_from, t_to)  # raises XdpscopeError for a missing or corrupt trace
+    if not s["samples"]:
+        with TraceReader(path) as r:
+            t = r.times()
+            covers = f"the trace covers t = {t[0]:g} … {t[-1]:g} s" if len(t) else "the trace has no samples"
+        raise XdpscopeError(f"{path}: no samples in the window {_window_text((t_from, t_to))} ({covers})")
+    rep = Report(Path(path), (t_from, t_to), s, findings(s), size=size)
+    if with_plots:
+        rep.plots, rep.merged = plot_images(path, t_from, t_to, size)
+    return rep
+
+
+# -- HTML ---------------------------------------------------------------------------------------
+
+def _window_text(window: tuple[float | None, float | None]) -> str:
+    a, b = window
+    if a is None and b is None:
+        return "whole session"
+    return f"t = {'start' if a is None else f'{a:g} s'} … {'end' if b is None else f'{b:g} s'}"
+
+
+def fmt_value(v: Any, kind: str) -> str:
+    """Visible text of a summary value. kind: int, rate (1 decimal), mean (2), pct (2), s (3), text, epoch."""
+    if v is None:
+        return "–"
+    if kind == "epoch":
+        return datetime.datetime.fromtimestamp(float(v), datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    if kind == "text":
+        if isinstance(v, bool):
+            return "yes" if v else "no"
+        if isinstance(v, (dict, list)):
+            return json.dumps(v, sort_keys=True)
+        return str(v)
+    if kind == "int":
+        return f"{int(v):,}"
+    decimals = {"rate": 1, "mean": 2, "pct": 2, "s": 3}[kind]
+    return f"{float(v):,.{decimals}f}"
+
+
+def _get(s: Any, key: list) -> Any:
+    """The summary value at a JSON path (None when absent)."""
+    for k in key:
+        if isinstance(s, dict):
+            s = s.get(k)
+        elif isinstance(s, list) and isinstance(k, int) and 0 <= k < len(s):
+            s = s[k]
+        else:
+            return None
+    return s
+
+
+class _Html:
+    """Builds the document; every value cell carries data-key (JSON path into the summary) and
+    data-kind (how it is formatted), so its text can be checked against the summary."""
+
+    def __init__(self, s: dict) -> None:
+        self.s = s
+        self.parts: list[str] = []
+
+    def add(self, text: str) -> None:
+        self.parts.append(text)
+
+    def cell(self, key: list, kind: str) -> str:
+        v = _get(self.s, key)
+        attr = html.escape(json.dumps(key), quote=True)
+        align = "left" if kind in ("text", "epoch") else "right"
+        return f'<td class="v" align="{align}" data-key="{attr}" data-kind="{kind}">{html.escape(fmt_value(v, kind))}</td>'
+
+    def table(self, title: str, head: list[str], rows: list[list[str]], note: str = "") -> None:
+        """rows: lists of ready <td> strings (label cells made with label())."""
+        if not rows:
+            return
+        self.add(f"<h2>{html.escape(title)}</h2>")
+        if note:
+            self.add(f'<p class="note">{html.escape(note)}</p>')
+        self.add('<table class="t" border="1" cellspacing="0" cellpadding="4">')
+        self.add("<thead><tr>" + "".join(f'<th bgcolor="#e8e8ec">{html.escape(h)}</th>' for h in head)
+                 + "</tr></thead><tbody>")
+        for r in rows:
+            self.add("<tr>" + "".join(r) + "</tr>")
+        self.add("</tbody></table>")
+
+
+def label(text: str) -> str:
+    return f'<td class="k">{html.escape(str(text))}</td>'
+
+
+CSS = """
+body { font-family: "DejaVu Sans", "Segoe UI", Helvetica, Arial, sans-serif; font-size: 10pt; color: #1a1a1a;
+       margin: 24px auto; max-width: 1280px; padding: 0 24px; }
+h1 { font-size: 17pt; margin: 0 0 4px 0; }
+h2 { font-size: 13pt; margin: 20px 0 6px 0; border-bottom: 1px solid #ccc; }
+p.sub, p.note { color: #555; margin: 2px 0; }
+table.t { border-collapse: collapse; margin: 4px 0 8px 0; }
+table.t th { background: #e8e8ec; text-align: left; padding: 3px 8px; border: 1px solid #bbb; }
+table.t td { padding: 3px 8px; border: 1px solid #ccc; }
+td.v { font-family: "DejaVu Sans Mono", monospace; text-align: right; }
+td.v[data-kind=text], td.v[data-kind=epoch] { text-align: left; font-family: inherit; }
+ul.findings li { margin: 3px 0; }
+div.fig { margin: 12px 0; }
+div.fig img { max-width: 100%; height: auto; }
+p.cap { color: #444; margin: 2px 0 14px 0; }
+"""
+QT_CSS = """
+h1 { font-size: 16pt; } h2 { font-size: 12pt; margin-top: 16px; margin-bottom: 4px; }
+p.sub, p.note, p.cap { color: #555555; }
+td.v { font-family: "DejaVu Sans Mono"; }
+"""
+
+
+def render_html(rep: Report, img_src: Callable[[int], str], img_width: int | None = None, qt: bool = False) -> str:
+    """The report as HTML; img_src(i) gives the src of plot i (a data: URI, or a resource name for
+    QTextDocument); img_width scales the images to that width (PDF page), else they keep their pixels."""
+    s, meta = rep.summary, rep.summary.get("meta", {})
+    d = _Html(s)
+    title = f"xdpscope report: {s.get('program') or '?'} on {s.get('iface') or '?'}"
+    d.add(f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+          f"<style>{QT_CSS if qt else CSS}</style></head><body>")
+    d.add(f"<h1>{html.escape(title)}</h1>")
+    span = s.get("span")
+    d.add(f'<p class="sub">{html.escape(rep.trace.name)} · {_window_text(rep.window)}'
+          + (f" (samples from t = {span[0]:.3f} to {span[1]:.3f} s)" if span else "")
+          + " · times are seconds since the session start</p>")
+
+    d.add("<h2>Findings</h2><ul class=\"findings\">")
+    for f in rep.findings:
+        d.add(f"<li>{html.escape(f)}</li>")
+    d.add("</ul>")
+
+    # session metadata: what the trace recorded (old traces may lack keys: shown as absent)
+    rows = []
+
+    def m(name: str, key: str, kind: str = "text") -> None:
+        if meta.get(key) not in (None, "", [], {}):
+            rows.append([label(name), d.cell(["meta", key], kind)])
+
+    m("host", "host")
+    m("kernel", "kernel")
+    m("interface", "iface")
+    m("ifindex", "ifindex", "int")
+    m("driver", "driver")
+    for key in ("xdp_features", "features", "native", "nic"):  # driver XDP features, when the trace has them
+        m(f"driver {key.replace('_', ' ')}", key)
+    if not any(k in meta for k in ("xdp_features", "features", "native")):
+        rows.append([label("driver XDP features"), '<td class="k">not recorded in this trace</td>'])
+    m("XDP mode", "mode")
+    m("requested mode", "requested_mode")
+    m("mode note", "mode_note")
+    m("program", "program")
+    m("parameters", "params")
+    m("redirect targets", "targets")
+    m("verdicts counted by", "verdicts_from")
+    m("probes enabled", "probes_enabled")
+    m("BPF run-time stats", "run_time")
+    m("collector rate (Hz)", "hz", "mean")
+    m("CPUs", "cpus", "int")
+    m("recording started", "created", "epoch")
+    m("recording ended", "ended", "epoch")
+    m("xdpscope version", "version")
+    rows.append([label("samples in window"), d.cell(["samples"], "int")])
+    rows.append([label("duration in window (s)"), d.cell(["duration_s"], "s")])
+    d.table("Session", ["", "value"], rows)
+
+    if rep.plots:
+        d.add("<h2>Plots</h2>")
+        if rep.merged > 1:
+            d.add(f'<p class="note">The window has more samples than the plots draw: every {rep.merged} '
+                  "consecutive samples are merged (counts added, intervals added) before plotting.</p>")
+        w, h = rep.size
+        sw, sh = (w, h) if img_width is None else (img_width, round(h * img_width / w))
+        for i, p in enumerate(rep.plots):
+            d.add(f'<div class="fig"><img src="{img_src(i)}" width="{sw}" height="{sh}" '
+                  f'alt="{html.escape(p.title)}"></div>'
+                  f'<p class="cap">{html.escape(p.title)}: x = seconds since the session start'
+                  + (f"; {html.escape(p.note)}" if p.note else "") + "</p>")
+
+    d.table("Verdicts", ["verdict", "frames", "mean rate (pps)", "peak rate (pps)"],
+            [[label(a), d.cell(["actions", a], "int"), d.cell(["rates", "mean_pps", a], "rate"),
+              d.cell(["rates", "peak_pps", a], "rate")] for a in ACTIONS],
+            "Totals are sums of the counter deltas; mean = total / duration; peak = the largest "
+            "delta / interval of one sample.")
+    if len(s["per_cpu_actions"]) > 1:
+        d.table("Verdicts per CPU (frames)", ["CPU", *ACTIONS],
+                [[label(f"cpu{i}")] + [d.cell(["per_cpu_actions", i, a], "int") for a in ACTIONS]
+                 for i in range(len(s["per_cpu_actions"]))])
+    if s["redirect_targets"]:
+        d.table("Redirect fan-out", ["target", "frames", "share (%)", "mean flush size (frames)"],
+                [[label(t), d.cell(["redirect_targets", t], "int"), d.cell(["redirect_shares", t], "pct"),
+                  d.cell(["flush_mean_by_target", t], "mean")] for t in s["redirect_targets"]])
+    if s["devmap"]:
+        d.table("Devmap transmit (per flush target)", ["target", "sent", "dropped"],
+                [[label(t), d.cell(["devmap", t, "sent"], "int"), d.cell(["devmap", t, "drops"], "int")]
+                 for t in s["devmap"]])
+    if s["flush_batches"]:
+        targets = list(s["flush_batches_by_target"])
+        rows = []
+        for size in s["flush_batches"]:
+            rows.append([label(size), d.cell(["flush_batches", size], "int")]
+                        + [d.cell(["flush_batches_by_target", t, size], "int")
+                           if size in s["flush_batches_by_target"][t] else '<td align="right">–</td>'
+                           for t in targets])
+        d.table("Flush sizes (flushes of each size)", ["frames per flush", "all targets", *targets], rows,
+                "One flush = one xdp_devmap_xmit event (sent + dropped frames); bins 0..16 are exact.")
+        d.table("Flush size statistics", ["", "value"],
+                [[label("flushes"), d.cell(["flush_count"], "int")],
+                 [label("frames flushed"), d.cell(["flush_frames"], "int")],
+                 [label("mean frames per flush"), d.cell(["flush_mean"], "mean")],
+                 [label("median frames per flush"), d.cell(["flush_median"], "mean")]])
+    if s["redirect_errors"]:
+        d.table("Redirect errors by errno", ["target", "errno", "frames"],
+                [[label(t), label(e), d.cell(["redirect_errors", t, e], "int")]
+                 for t, errs in s["redirect_errors"].items() for e in errs]
+                + [[label("all targets"), label(e), d.cell(["redirect_errors_by_errno", e], "int")]
+                   for e in s["redirect_errors_by_errno"]])
+    if s["exceptions"]:
+        d.table("Exceptions (xdp_exception events)", ["verdict", "events"],
+                [[label(v), d.cell(["exceptions", v], "int")] for v in s["exceptions"]])
+    if s["cpumap"]:
+        rows = []
+        for key, v in s["cpumap"].items():
+            if isinstance(v, dict):
+                rows += [[label(f"{key}: bulks of {size}"), d.cell(["cpumap", key, size], "int")] for size in v]
+            else:
+                rows.append([label(key), d.cell(["cpumap", key], "int")])
+        d.table("cpumap enqueue", ["", "count"], rows)
+    if s["napi"]:
+        d.table("NAPI polls", ["device", "polls", "work (packets)", "budget", "full polls"],
+                [[label(dev)] + [d.cell(["napi", dev, f], "int") for f in ("polls", "work", "budget", "full")]
+                 for dev in s["napi"]])
+    if s["run"]["cnt"]:
+        d.table("Program run time (kernel BPF stats)", ["", "value"],
+                [[label("runs"), d.cell(["run", "cnt"], "int")], [label("run time (ns)"), d.cell(["run", "ns"], "int")],
+                 [label("ns per run"), d.cell(["run", "ns_per_run"], "mean")]])
+    if s["driver_counters"]:
+        d.table("Driver counters (ethtool -S deltas)", ["counter", "value"],
+                [[label(k), d.cell(["driver_counters", k], "int")] for k in s["driver_counters"]])
+    d.add(f'<p class="note">Made by xdpscope from {html.escape(str(rep.trace.name))}; every number in '
+          "these tables is a value of <code>xdpscope summary --json</code> for the same window.</p>")
+    d.add("</body></html>")
+    return "\n".join(d.parts)
+
+
+# -- output -------------------------------------------------------------------------------------
+
+def _qt_document(rep: Report, text_width: int, img_width: int | None):
+    from PySide6.QtCore import QUrl
+    from PySide6.QtGui import QFont, QTextDocument
+    doc = QTextDocument()
+    doc.setDefaultFont(QFont("DejaVu Sans", 9))
+    for i, p in enumerate(rep.plots):
+        doc.addResource(QTextDocument.ResourceType.ImageResource, QUrl(f"plot{i}.png"), p.image)
+    doc.setHtml(render_html(rep, lambda i: f"plot{i}.png", img_width, qt=True))
+    doc.setTextWidth(text_width)
+    return doc
+
+
+def write_html(rep: Report, out: Path) -> None:
+    from .export import png_bytes, write_bytes
+    srcs = ["data:image/png;base64," + base64.b64encode(png_bytes(p.image)).decode("ascii") for p in rep.plots]
+    write_bytes(out, render_html(rep, lambda i: srcs[i]).encode("utf-8"))
+
+
+def write_pdf(rep: Report, out: Path) -> None:
+    from PySide6.QtCore import QMarginsF, QSizeF
+    from PySide6.QtGui import QPageLayout, QPageSize, QPdfWriter
+    try:
+        out.open("wb").close()
+    except OSError as e:
+        raise XdpscopeError(f"{out}: cannot write: {e.strerror or e}") from None
+    writer = QPdfWriter(str(out))
+    writer.setResolution(96)  # layout in CSS pixels; images keep all their pixels in the PDF
+    writer.setPageLayout(QPageLayout(QPageSize(QPageSize.PageSizeId.A4), QPageLayout.Orientation.Portrait,
+                                     QMarginsF(12, 12, 12, 12), QPageLayout.Unit.Millimeter))
+    writer.setTitle(f"xdpscope report: {rep.trace.name}")
+    writer.setCreator("xdpscope")
+    page = writer.pageLayout().paintRectPixels(96)
+    doc = _qt_document(rep, page.width(), page.width() - 2 * 4 - 2)
+    doc.setDocumentMargin(4)
+    doc.setPageSize(QSizeF(page.width(), page.height()))
+    doc.print_(writer)
+
+
+def write_png(rep: Report, out: Path) -> None:
+    from PySide6.QtGui import QColor, QImage, QPainter
+    from .export import save_image
+    w = rep.size[0] + 2 * PNG_MARGIN
+    doc = _qt_document(rep, w, None)
+    doc.setDocumentMargin(PNG_MARGIN)
+    doc.setTextWidth(w)
+    h = math.ceil(doc.size().height())
+    if h > 32767:
+        raise XdpscopeError(f"{out}: the report is {h} pixels tall, more than a PNG can hold here; "
+                            "use a smaller --size or HTML/PDF")
+    img = QImage(w, h, QImage.Format.Format_ARGB32)
+    img.setDevicePixelRatio(1.0)
+    img.fill(QColor("white"))
+    painter = QPainter(img)
+    try:
+        painter.setRenderHint(QPainter.RenderHint.TextAntialiasing, True)
+        doc.drawContents(painter)
+    finally:
+        painter.end()
+    save_image(img, out)
+
+
+def output_kind(out: str | os.PathLike) -> str:
+    ext = Path(out).suffix.lower()
+    if ext not in FORMATS:
+        raise XdpscopeError(f"{out}: unknown report format {ext or '(no extension)'!r}: use .html, .pdf or .png")
+    return {".htm": "html"}.get(ext, ext[1:])
+
+
+def write_report(trace: str | os.PathLike, out: str | os.PathLike, t_from: float | None = None,
+                 t_to: float | None = None, size: tuple[int, int] = DEFAULT_SIZE) -> Report:
+    """Render the report of `trace` over [t_from, t_to] to `out` (.html, .pdf or .png)."""
+    from .export import check_size
+    kind = output_kind(out)
+    size = check_size(*size)
+    out = Path(out)
+    if not out.parent.is_dir():
+        raise XdpscopeError(f"{out}: no such directory {str(out.parent)!r}")
+    rep = build(trace, t_from, t_to, size)
+    {"html": write_html, "pdf": write_pdf, "png": write_png}[kind](rep, out)
+    return rep
