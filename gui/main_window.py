@@ -338,9 +338,10 @@ class MainWindow(QMainWindow):
             return
         t0 = time.perf_counter()
         self.source.tick()
-        view = make_view(self.source.model, float(self.window_box.value()))
+        # a timer frame may defer some panels' redraws to spread the work (plots.Panel.refresh)
+        view = make_view(self.source.model, float(self.window_box.value()), throttle=not force)
         for p in self.panels:
-            if force or p.isVisible():
+            if force or p.shown():
                 p.refresh(view)
         self.frame_times.append(time.perf_counter() - t0)
 

@@ -5,6 +5,7 @@ All x values are seconds since the session start (sample.t). Rates are count del
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -14,7 +15,7 @@ from PySide6.QtWidgets import QCheckBox, QComboBox, QHBoxLayout, QLabel, QVBoxLa
 
 from backend.sample import ACTIONS, FLUSH_BINS
 
-from .model import AppModel, History
+from .model import AppModel, History, Keyed
 
 pg.setConfigOptions(antialias=False, background="#1e1f22", foreground="#c8c8c8")
 
@@ -22,6 +23,13 @@ VERDICT_COLORS = {"ABORTED": "#e04848", "DROP": "#f0a030", "PASS": "#50c060",
                   "TX": "#4090f0", "REDIRECT": "#c070f0", "total": "#e8e8e8"}
 HEATMAP_MAX_COLUMNS = 600  # heatmap time bins; beyond this, samples are summed per column
 MAX_POINTS = 1000          # min/max pairs per curve; more samples than this are peak-decimated
+# UI timer frames (View.throttle): a panel redraws at most once per REDRAW_MIN_S, or per pixel of
+# its time axis when that is longer (a 1 h window moves 1 px per ~3 s: redrawing at 20 Hz shows
+# nothing new), but at least every REDRAW_MAX_S; and at most PANELS_PER_FRAME panels per frame,
+# so panels take turns instead of all redrawing in the same tick.
+REDRAW_MIN_S = 0.060
+REDRAW_MAX_S = 0.5
+PANELS_PER_FRAME = 2
 
 
 def color(i: int) -> pg.QtGui.QColor:
@@ -242,9 +250,8 @@ class SeriesPlot:
     def curve(self, name: str, pen_color) -> pg.PlotDataItem:
         c = self.curves.get(name)
         if c is None:
+            # no pyqtgraph downsampling or clipping: View.series hands over <= ~2 points per pixel
             c = self.plot.plot(pen=pg.mkPen(pen_color, width=1), name=name, connect="finite")
-            c.setDownsampling(auto=True, method="peak")
-            c.setClipToView(True)
             self.curves[name] = c
         return c
 
@@ -285,15 +292,32 @@ class Panel(QWidget):
         lay.addLayout(self.controls)
         lay.addWidget(self.glw, 1)
         self._key: tuple | None = None
+        self._drawn_at = -1e9
 
     def invalidate(self) -> None:
         self._key = None
+        self._drawn_at = -1e9
+
+    def shown(self) -> bool:
+        """Visible on screen: a panel in a hidden dock tab is isVisible() but has nothing to show."""
+        return self.isVisible() and not self.visibleRegion().isEmpty()
+
+    def min_interval(self, view: View) -> float:
+        """Seconds between redraws on the UI timer: one pixel of the time axis, within bounds."""
+        px = max(self.glw.width() - 60, 100)  # minus the y axis
+        return float(np.clip((view.t1 - view.t0) / px, REDRAW_MIN_S, REDRAW_MAX_S))
 
     def refresh(self, view: View) -> bool:
-        """Redraw if needed; True when something was drawn."""
+        """Redraw if the view changed (on a throttled frame: and if this panel's turn has come);
+        True when something was drawn."""
         if view.key == self._key:
             return False
+        now = time.monotonic()
+        if view.throttle and (view.drawn >= PANELS_PER_FRAME or now - self._drawn_at < self.min_interval(view)):
+            return False
         self._key = view.key
+        self._drawn_at = now
+        view.drawn += 1
         self.draw(view)
         return True
 
@@ -337,24 +361,40 @@ class VerdictPanel(Panel):
         self.invalidate()
 
     def draw(self, v: View) -> None:
-        counts = v.h.actions[v.sl]
-        rates = v.rate(np.concatenate([counts, counts.sum(axis=1, keepdims=True)], axis=1))
-        t, rates = v.points(rates)
+        t, rates = v.series(("verdicts",), verdict_rates)
         for a, name in enumerate(ACTIONS):
             self.rates.set(name, t, rates[:, a], VERDICT_COLORS[name])
         self.rates.set("total", t, rates[:, -1], VERDICT_COLORS["total"])
         self.rates.set_xrange(v.t0, v.t1)
         if self.cpu is not None:
-            per_cpu = v.h.cpu_actions[v.sl]  # rows x cpu x action
             sel = self.cpu_verdict.currentIndex() - 1
-            per_cpu = per_cpu.sum(axis=2) if sel < 0 else per_cpu[:, :, sel]
-            t, r = v.points(v.rate(per_cpu))
+            t, r = v.series(("cpu", sel), lambda h, sl: cpu_rates(h, sl, sel))
             names = set()
-            for c in range(per_cpu.shape[1]):
+            for c in range(r.shape[1]):
                 names.add(f"cpu{c}")
                 self.cpu.set(f"cpu{c}", t, r[:, c], color(c))
             self.cpu.hide_except(names)
             self.cpu.set_xrange(v.t0, v.t1)
+
+
+def verdict_rates(h: History, sl: slice) -> np.ndarray:
+    """Rows x 6: packets/s per verdict (ACTIONS order), then their total."""
+    counts = h.actions[sl]
+    return rate(h, sl, np.concatenate([counts, counts.sum(axis=1, keepdims=True)], axis=1))
+
+
+def cpu_rates(h: History, sl: slice, verdict: int) -> np.ndarray:
+    """Rows x CPUs: packets/s of one verdict (index into ACTIONS), or of all (-1), per CPU."""
+    per_cpu = h.cpu_actions[sl]  # rows x cpu x action
+    return rate(h, sl, per_cpu.sum(axis=2) if verdict < 0 else per_cpu[:, :, verdict])
+
+
+def target_counts(h: History, sl: slice) -> np.ndarray:
+    return h.targets.data[sl, :len(h.targets.names)]
+
+
+def target_rates(h: History, sl: slice) -> np.ndarray:
+    return rate(h, sl, target_counts(h, sl))
 
 
 class FanoutPanel(Panel):
@@ -378,15 +418,13 @@ class FanoutPanel(Panel):
         self.controls.addStretch(1)
 
     def draw(self, v: View) -> None:
-        k = v.h.targets
-        names = k.names
-        counts = k.data[v.sl, :len(names)]
-        t, rates = v.points(v.rate(counts))
+        names = list(v.h.targets.names)
+        t, rates = v.series(("targets",), target_rates)
         for i, name in enumerate(names):
             self.rates.set(name, t, rates[:, i], color(i))
         self.rates.hide_except(set(names))
         self.rates.set_xrange(v.t0, v.t1)
-        totals = counts.sum(axis=0)
+        totals = v.total(("targets",), target_counts)
         total = totals.sum()
         share = totals / total * 100 if total > 0 else np.zeros(len(names))
         if self.share_labels != names:
@@ -424,41 +462,43 @@ class FlushPanel(Panel):
         self.heat = pg.ImageItem(axisOrder="col-major")
         self.heat.setColorMap(pg.colormap.get("viridis"))
         self.heat_plot.addItem(self.heat)
+        self._heat_x: tuple[float, float] | None = None
         self.summary = QLabel()
         self.controls.addWidget(self.summary)
         self.controls.addStretch(1)
 
     def draw(self, v: View) -> None:
-        flush = v.h.flush[v.sl]  # rows x 17: flushes of each size per sample
-        hist = flush.sum(axis=0)
+        hist = v.total(("flush",), flush_counts)  # flushes of each size in the window
         self.hist.setOpts(height=hist)
-        nflush = flush.sum(axis=1)
-        frames = flush @ np.arange(FLUSH_BINS)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            mean = np.where(nflush > 0, frames / nflush, np.nan)
-        self.mean.set("mean", *v.points(mean), "#4090f0")
+        self.mean.set("mean", *v.series(("flush mean",), flush_mean), "#4090f0")
         self.mean.set_xrange(v.t0, v.t1)
-        self.heat_plot.setXRange(v.t0, v.t1, padding=0)
-        image = heat_columns(flush)
-        if len(image):
+        if self._heat_x != (v.t0, v.t1):
+            self._heat_x = (v.t0, v.t1)
+            self.heat_plot.setXRange(v.t0, v.t1, padding=0)
+        if v.n:
+            image, x0, width = v.columns(("flush",), flush_counts, HEATMAP_MAX_COLUMNS)
             self.heat.setImage(image, autoLevels=False, levels=(0, max(float(image.max()), 1.0)))
-            x0 = float(v.t[0] - v.h.dt[v.sl][0])
-            self.heat.setRect(QRectF(x0, -0.5, max(float(v.t[-1]) - x0, 1e-6), FLUSH_BINS))
+            self.heat.setRect(QRectF(x0, -0.5, width, FLUSH_BINS))
             self.heat.show()
         else:
             self.heat.hide()
         total = hist.sum()
-        self.summary.setText(f"{int(total):,} flushes, {int(frames.sum()):,} frames in window"
-                             + (f", mean {frames.sum() / total:.2f}" if total else ""))
+        frames = float(hist @ np.arange(FLUSH_BINS))
+        self.summary.setText(f"{int(total):,} flushes, {int(frames):,} frames in window"
+                             + (f", mean {frames / total:.2f}" if total else ""))
 
 
-def heat_columns(flush: np.ndarray, max_cols: int = HEATMAP_MAX_COLUMNS) -> np.ndarray:
-    """Time x size image; consecutive samples are summed when there are more than max_cols."""
-    n = len(flush)
-    if n <= max_cols:
-        return flush
-    edges = np.linspace(0, n, max_cols + 1).astype(int)[:-1]
-    return np.add.reduceat(flush, edges, axis=0)
+def flush_counts(h: History, sl: slice) -> np.ndarray:
+    """Rows x 17: devmap flushes of each size (all targets)."""
+    return h.flush[sl]
+
+
+def flush_mean(h: History, sl: slice) -> np.ndarray:
+    """Mean frames per flush of each row; NaN for rows without flushes."""
+    flush = h.flush[sl]
+    nflush = flush.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(nflush > 0, (flush @ np.arange(FLUSH_BINS)) / nflush, np.nan)
 
 
 class ErrorsPanel(Panel):
@@ -471,28 +511,39 @@ class ErrorsPanel(Panel):
         self.summary.setWordWrap(True)
         self.controls.addWidget(self.summary, 1)
 
-    def series(self, v: View) -> list[tuple[str, np.ndarray]]:
-        """(name, counts per sample in window) for every error kind seen in the session."""
-        h, out = v.h, []
+    @staticmethod
+    def kinds(h: History) -> list[tuple[str, Keyed | None, int]]:
+        """(name, column group, column) of every error kind seen in the session (None, -1: cpumap drops)."""
+        out: list[tuple[str, Keyed | None, int]] = []
         for prefix, k in (("exception", h.exceptions), ("redirect error", h.redirect_errors),
                           ("devmap drops", h.devmap_drops)):
-            for i, name in enumerate(k.names):
-                if k.seen[i]:
-                    out.append((f"{prefix} {name}", k.data[v.sl, i]))
+            out.extend((f"{prefix} {name}", k, i) for i, name in enumerate(k.names) if k.seen[i])
         if h.has_cpumap_drops:
-            out.append(("cpumap drops", h.cpumap_drops[v.sl]))
+            out.append(("cpumap drops", None, -1))
         return out
 
+    def series(self, v: View) -> list[tuple[str, np.ndarray]]:
+        """(name, counts per sample in window) for every error kind seen in the session."""
+        return [(name, k.data[v.sl, i] if k is not None else v.h.cpumap_drops[v.sl])
+                for name, k, i in self.kinds(v.h)]
+
     def draw(self, v: View) -> None:
-        series = self.series(v)
-        if series:
-            t, rates = v.points(v.rate(np.stack([c for _, c in series], axis=1)))
-            for i, (name, _) in enumerate(series):
+        kinds = self.kinds(v.h)
+        names = tuple(n for n, _, _ in kinds)
+
+        def counts(h: History, sl: slice) -> np.ndarray:
+            return np.stack([k.data[sl, i] if k is not None else h.cpumap_drops[sl] for _, k, i in kinds], axis=1)
+
+        totals = []
+        if kinds:
+            t, rates = v.series(("errors", names), lambda h, sl: rate(h, sl, counts(h, sl)))
+            for i, name in enumerate(names):
                 self.rates.set(name, t, rates[:, i], color(i))
-        self.rates.hide_except({n for n, _ in series})
+            totals = v.total(("errors", names), counts)
+        self.rates.hide_except(set(names))
         self.rates.set_xrange(v.t0, v.t1)
-        self.summary.setText("in window: " + ("; ".join(f"{n}: {int(c.sum()):,}" for n, c in series)
-                                               if series else "no errors"))
+        self.summary.setText("in window: " + ("; ".join(f"{n}: {int(c):,}" for n, c in zip(names, totals))
+                                               if kinds else "no errors"))
 
 
 class NapiPanel(Panel):
@@ -509,15 +560,10 @@ class NapiPanel(Panel):
 
     def draw(self, v: View) -> None:
         h = v.h
-        napi = h.napi[v.sl]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            polls = np.where(napi[:, 0] > 0, napi[:, 0], np.nan)
-            t, y = v.points(napi[:, 1:3] / polls[:, None])
-            self.work.set("work/poll", t, y[:, 0], "#50c060")
-            self.work.set("budget", t, y[:, 1], "#e04848")
-            run = h.run[v.sl]
-            cnt = np.where(run[:, 0] > 0, run[:, 0], np.nan)
-            self.runtime.set("ns/packet", *v.points(run[:, 1] / cnt), "#f0a030")
+        t, y = v.series(("napi",), napi_per_poll)
+        self.work.set("work/poll", t, y[:, 0], "#50c060")
+        self.work.set("budget", t, y[:, 1], "#e04848")
+        self.runtime.set("ns/packet", *v.series(("run",), run_ns), "#f0a030")
         self.work.set_xrange(v.t0, v.t1)
         self.runtime.set_xrange(v.t0, v.t1)
         notes = []
@@ -526,6 +572,19 @@ class NapiPanel(Panel):
         if not h.has_run:
             notes.append("no run-time data (attach with run_time on)")
         self.summary.setText("; ".join(notes))
+
+
+def napi_per_poll(h: History, sl: slice) -> np.ndarray:
+    """Rows x 2: work per poll and budget per poll (NaN without polls)."""
+    napi = h.napi[sl]
+    polls = np.where(napi[:, 0] > 0, napi[:, 0], np.nan)
+    return napi[:, 1:3] / polls[:, None]
+
+
+def run_ns(h: History, sl: slice) -> np.ndarray:
+    """Program run time per packet, ns (NaN without runs)."""
+    run = h.run[sl]
+    return run[:, 1] / np.where(run[:, 0] > 0, run[:, 0], np.nan)
 
 
 PANELS = (VerdictPanel, FanoutPanel, FlushPanel, ErrorsPanel, NapiPanel)
