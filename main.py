@@ -115,11 +115,11 @@ def _seconds(option: str, text: str | None) -> float | None:
 def cmd_report(a) -> int:
     os.environ["QT_QPA_PLATFORM"] = "offscreen"  # headless: no display needed, none used
     from gui.export import parse_size
-    from gui.report import DEFAULT_SIZE, check_window, output_kind
+    from gui.report import check_window, output_kind
     t_from, t_to = _seconds("--from", a.t_from), _seconds("--to", a.t_to)
     check_window(t_from, t_to)
     output_kind(a.output)
-    size = parse_size(a.size) if a.size else DEFAULT_SIZE
+    size = parse_size(a.size) if a.size else None
     from PySide6.QtCore import qInstallMessageHandler
     from PySide6.QtWidgets import QApplication
 
@@ -196,7 +196,7 @@ def parser() -> argparse.ArgumentParser:
     rp.add_argument("-o", "--output", required=True, help="OUT.html, OUT.pdf or OUT.png (one tall image)")
     rp.add_argument("--from", dest="t_from", metavar="S", help="window start, s since session start")
     rp.add_argument("--to", dest="t_to", metavar="S", help="window end, s since session start")
-    rp.add_argument("--size", metavar="WxH", help="pixels of each plot image (default 1200x460)")
+    rp.add_argument("--size", metavar="WxH", help="pixels of each plot image (default 1200x460; PDF 960x400)")
     ag = sub.add_parser("agent", help="the engine as JSON lines on stdin/stdout")
     ag.add_argument("--stdio", action="store_true", required=True)
     sub.add_parser("vlab", help="QEMU guest with 3 virtio_net NICs: up|run|down|status|check (see docs/vlab.md)",

@@ -9,14 +9,15 @@ draws (so its axes and fonts are laid out for that size, not scaled), with the s
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QBuffer, QByteArray, QIODevice, QPoint, QRectF, QSize, Qt
 from PySide6.QtGui import QAction, QColor, QImage, QPainter
 from PySide6.QtWidgets import (QApplication, QCheckBox, QComboBox, QDialog, QDialogButtonBox, QDoubleSpinBox,
-                               QFileDialog, QFormLayout, QHBoxLayout, QLabel, QMenu, QMessageBox, QRadioButton,
-                               QSpinBox, QVBoxLayout, QWidget)
+                               QFileDialog, QFormLayout, QHBoxLayout, QLabel, QMainWindow, QMenu, QMessageBox,
+                               QRadioButton, QSpinBox, QVBoxLayout, QWidget)
 
 from backend.errors import XdpscopeError
 
@@ -57,6 +58,28 @@ def new_image(w: int, h: int, fill: str | QColor = BACKGROUND) -> QImage:
     return img
 
 
+class _LaidOutAt:
+    """Temporarily lay a widget out at w x h (a main window gets its dock layout back after)."""
+
+    def __init__(self, widget: QWidget, w: int, h: int) -> None:
+        self.widget, self.size = widget, QSize(w, h)
+
+    def __enter__(self) -> None:
+        wd = self.widget
+        self.old = wd.size()
+        self.state = wd.saveState() if isinstance(wd, QMainWindow) else None
+        if self.old != self.size:
+            wd.resize(self.size)
+            _settle()
+
+    def __exit__(self, *exc: object) -> None:
+        if self.old != self.size:
+            self.widget.resize(self.old)
+            if self.state is not None:
+                self.widget.restoreState(self.state)
+            _settle()
+
+
 def render_widget(widget: QWidget, w: int, h: int) -> QImage:
     """The widget drawn into an image of exactly w x h pixels.
 
@@ -65,24 +88,16 @@ def render_widget(widget: QWidget, w: int, h: int) -> QImage:
     scaled to fit, so the result still has exactly the requested pixels."""
     w, h = check_size(w, h)
     img = new_image(w, h, widget.palette().window().color())
-    old = widget.size()
-    resized = old != QSize(w, h)
-    if resized:
-        widget.resize(w, h)
-        _settle()
-    painter = QPainter(img)
-    try:
-        painter.setRenderHint(QPainter.RenderHint.Antialiasing, False)
-        painter.setRenderHint(QPainter.RenderHint.TextAntialiasing, True)
-        cur = widget.size()
-        if cur != QSize(w, h):
-            painter.scale(w / max(cur.width(), 1), h / max(cur.height(), 1))
-        widget.render(painter, QPoint(0, 0))
-    finally:
-        painter.end()
-        if resized:
-            widget.resize(old)
-            _settle()
+    with _LaidOutAt(widget, w, h):
+        painter = QPainter(img)
+        try:
+            painter.setRenderHint(QPainter.RenderHint.TextAntialiasing, True)
+            cur = widget.size()
+            if cur != QSize(w, h):
+                painter.scale(w / max(cur.width(), 1), h / max(cur.height(), 1))
+            widget.render(painter, QPoint(0, 0))
+        finally:
+            painter.end()
     return img
 
 
@@ -97,11 +112,9 @@ def copy_options(src: QWidget, dst: QWidget) -> None:
 class OffscreenPanel:
     """A panel of class `cls` drawn from `view` at exactly w x h pixels, never shown on screen.
 
-    Use as a context manager: the widget is deleted on exit. `controls=False` hides the panel's
-    control row so the plot scene itself is w x h (what SVG export wants)."""
+    Use as a context manager: the widget is deleted on exit."""
 
-    def __init__(self, cls: type[Panel], view: View, w: int, h: int, like: Panel | None = None,
-                 controls: bool = True) -> None:
+    def __init__(self, cls: type[Panel], view: View, w: int, h: int, like: Panel | None = None) -> None:
         self.w, self.h = check_size(w, h)
         self.panel = cls()
         p = self.panel
@@ -114,23 +127,12 @@ class OffscreenPanel:
             box.hide()
         p.setAutoFillBackground(True)
         p.setStyleSheet(f"background-color: {BACKGROUND}; color: {FOREGROUND};")
-        if not controls:
-            for i in range(p.controls.count()):
-                item = p.controls.itemAt(i)
-                if item.widget() is not None:
-                    item.widget().hide()
-            p.controls.setContentsMargins(0, 0, 0, 0)
-            p.layout().setSpacing(0)
         p.resize(self.w, self.h)
         p.show()
         _settle()
         p.invalidate()
         p.refresh(view)
         _settle()
-        if not controls:  # the GraphicsView must fill the panel exactly
-            p.glw.setFixedSize(self.w, self.h)
-            p.resize(self.w, self.h)
-            _settle()
 
     def image(self) -> QImage:
         img = new_image(self.w, self.h, self.panel.palette().window().color())
@@ -143,14 +145,10 @@ class OffscreenPanel:
         return img
 
     def svg(self) -> bytes:
-        """pyqtgraph's SVG of the panel's plot scene: curves keep their data x values (seconds
-        since session start), the document is w x h."""
-        from pyqtgraph.exporters import SVGExporter
-        scene = self.panel.glw.scene()
-        ex = SVGExporter(scene)
-        ex.params["width"] = float(self.w)
-        ex.params["height"] = float(self.h)
-        return ex.export(toBytes=True)
+        """The panel as SVG of w x h through QSvgGenerator: curves are written in their item
+        coordinates (x = seconds since session start) under a transform to the page.
+        (pyqtgraph 0.14's SVGExporter fails on the closed paths this Qt writes: pyqtgraph#3495.)"""
+        return _svg(self.panel, self.w, self.h)
 
     def close(self) -> None:
         self.panel.close()
@@ -169,14 +167,12 @@ def panel_image(cls: type[Panel], view: View, w: int, h: int, like: Panel | None
 
 
 def panel_svg(cls: type[Panel], view: View, w: int, h: int, like: Panel | None = None) -> bytes:
-    with OffscreenPanel(cls, view, w, h, like, controls=False) as op:
+    with OffscreenPanel(cls, view, w, h, like) as op:
         return op.svg()
 
 
-def widget_svg(widget: QWidget, w: int, h: int, title: str = "xdpscope") -> bytes:
-    """The whole widget (e.g. the main window) as SVG of w x h, through QSvgGenerator."""
+def _svg(widget: QWidget, w: int, h: int, title: str = "xdpscope") -> bytes:
     from PySide6.QtSvg import QSvgGenerator
-    w, h = check_size(w, h)
     buf = QBuffer()
     buf.open(QIODevice.OpenModeFlag.WriteOnly)
     gen = QSvgGenerator()
@@ -185,11 +181,6 @@ def widget_svg(widget: QWidget, w: int, h: int, title: str = "xdpscope") -> byte
     gen.setViewBox(QRectF(0, 0, w, h))
     gen.setResolution(96)
     gen.setTitle(title)
-    old = widget.size()
-    resized = old != QSize(w, h)
-    if resized:
-        widget.resize(w, h)
-        _settle()
     painter = QPainter(gen)
     try:
         cur = widget.size()
@@ -198,11 +189,17 @@ def widget_svg(widget: QWidget, w: int, h: int, title: str = "xdpscope") -> byte
         widget.render(painter, QPoint(0, 0))
     finally:
         painter.end()
-        if resized:
-            widget.resize(old)
-            _settle()
     buf.close()
-    return bytes(buf.data())
+    # Qt states the size in mm (from the resolution); say the pixels that were asked for
+    return re.sub(rb'<svg width="[^"]*" height="[^"]*"', f'<svg width="{w}px" height="{h}px"'.encode(),
+                  bytes(buf.data()), count=1)
+
+
+def widget_svg(widget: QWidget, w: int, h: int, title: str = "xdpscope") -> bytes:
+    """The whole widget (e.g. the main window) as SVG of w x h, laid out at that size for it."""
+    w, h = check_size(w, h)
+    with _LaidOutAt(widget, w, h):
+        return _svg(widget, w, h, title)
 
 
 def png_bytes(img: QImage) -> bytes:

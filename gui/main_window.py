@@ -121,6 +121,8 @@ class MainWindow(QMainWindow):
                                      toolTip="Record the live samples to a trace file")
         self.record_action.toggled.connect(self.set_recording)
         fm.addAction(self.record_action)
+        from .export import add_menu as add_export_menu  # File → Export: images, clipboard, reports
+        self.export_menu = add_export_menu(self, fm)
         fm.addSeparator()
         fm.addAction(QAction("&Quit", self, shortcut=QKeySequence.StandardKey.Quit, triggered=self.close))
         vm = self.menuBar().addMenu("&View")

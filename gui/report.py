@@ -25,7 +25,8 @@ from backend.sample import ACTIONS
 from backend.summary import merge, summarize
 from backend.trace import TraceReader
 
-DEFAULT_SIZE = (1200, 460)   # pixels of each plot image
+DEFAULT_SIZE = (1200, 460)   # pixels of each plot image (HTML, PNG)
+DEFAULT_SIZE_PDF = (960, 400)  # a PDF page is ~700 CSS px wide: smaller plots keep their text legible
 MAX_PLOT_ROWS = 20_000       # longer windows are plotted from merged consecutive samples
 PNG_MARGIN = 24              # PNG report: page = plot width + 2 margins, plots at exactly their pixels
 HIGH_RATE_PPS = 50_000       # "high rate" for the flush-size finding: mean REDIRECT + TX pps
@@ -122,7 +123,7 @@ def load_model(path: str | os.PathLike, t_from: float | None, t_to: float | None
     """The app's model holding exactly the samples summarize() counts (merged k at a time when there
     are more than max_rows), and the View the panels draw: x from t_from (or 0) to t_to (or the end)."""
     from .model import AppModel
-    from .plots import View
+    from .plots import make_view
     with TraceReader(path) as reader:
         t = reader.times()
         lo = 0 if t_from is None else int(np.searchsorted(t, t_from, side="left"))
@@ -140,11 +141,14 @@ def load_model(path: str | os.PathLike, t_from: float | None, t_to: float | None
         if group:
             model.append(merge(group))
         end = float(t[hi - 1]) if n else (t_to or 0.0)
-    h = model.history
     x0 = t_from if t_from is not None else 0.0
-    x1 = t_to if t_to is not None else end
-    model.cursor = x1
-    view = View(h, slice(h.start, h.end), float(x0), float(max(x1, x0 + 1e-3)), ("report", id(h), model.version))
+    x1 = max(t_to if t_to is not None else end, x0 + 1e-3)
+    model.cursor = x1  # the view ends here, like a replay's playhead
+    # the app's window is t_end - length < t <= t_end; a hair longer includes a sample at exactly t_from,
+    # which summarize() counts (t_from <= t)
+    view = make_view(model, (x1 - x0) * (1 + 1e-12) + 1e-9)
+    h = model.history
+    assert view.sl.stop - view.sl.start == len(h), "the plotted window must hold every sample summarized"
     return model, view, k
 
 
@@ -238,6 +242,12 @@ class _Html:
         attr = html.escape(json.dumps(key), quote=True)
         align = "left" if kind in ("text", "epoch") else "right"
         return f'<td class="v" align="{align}" data-key="{attr}" data-kind="{kind}">{html.escape(fmt_value(v, kind))}</td>'
+
+    def cell_if(self, key: list, kind: str) -> str:
+        """A value cell, or a dash (naming nothing) when the summary has no value at key."""
+        parent = _get(self.s, key[:-1])
+        present = isinstance(parent, dict) and key[-1] in parent
+        return self.cell(key, kind) if present else '<td align="right">–</td>'
 
     def table(self, title: str, head: list[str], rows: list[list[str]], note: str = "") -> None:
         """rows: lists of ready <td> strings (label cells made with label())."""
@@ -335,7 +345,7 @@ def render_html(rep: Report, img_src: Callable[[int], str], img_width: int | Non
     d.table("Session", ["", "value"], rows)
 
     if rep.plots:
-        d.add("<h2>Plots</h2>")
+        d.add('<h2 style="page-break-before: always">Plots</h2>' if qt and img_width else "<h2>Plots</h2>")
         if rep.merged > 1:
             d.add(f'<p class="note">The window has more samples than the plots draw: every {rep.merged} '
                   "consecutive samples are merged (counts added, intervals added) before plotting.</p>")
@@ -369,9 +379,7 @@ def render_html(rep: Report, img_src: Callable[[int], str], img_width: int | Non
         rows = []
         for size in s["flush_batches"]:
             rows.append([label(size), d.cell(["flush_batches", size], "int")]
-                        + [d.cell(["flush_batches_by_target", t, size], "int")
-                           if size in s["flush_batches_by_target"][t] else '<td align="right">–</td>'
-                           for t in targets])
+                        + [d.cell_if(["flush_batches_by_target", t, size], "int") for t in targets])
         d.table("Flush sizes (flushes of each size)", ["frames per flush", "all targets", *targets], rows,
                 "One flush = one xdp_devmap_xmit event (sent + dropped frames); bins 0..16 are exact.")
         d.table("Flush size statistics", ["", "value"],
@@ -397,9 +405,10 @@ def render_html(rep: Report, img_src: Callable[[int], str], img_width: int | Non
                 rows.append([label(key), d.cell(["cpumap", key], "int")])
         d.table("cpumap enqueue", ["", "count"], rows)
     if s["napi"]:
-        d.table("NAPI polls", ["device", "polls", "work (packets)", "budget", "full polls"],
-                [[label(dev)] + [d.cell(["napi", dev, f], "int") for f in ("polls", "work", "budget", "full")]
-                 for dev in s["napi"]])
+        heads = {"polls": "polls", "work": "work (packets)", "budget": "budget", "full": "full polls"}
+        fields = [f for f in heads if any(f in dev for dev in s["napi"].values())]
+        d.table("NAPI polls", ["device", *(heads[f] for f in fields)],
+                [[label(dev)] + [d.cell_if(["napi", dev, f], "int") for f in fields] for dev in s["napi"]])
     if s["run"]["cnt"]:
         d.table("Program run time (kernel BPF stats)", ["", "value"],
                 [[label("runs"), d.cell(["run", "cnt"], "int")], [label("run time (ns)"), d.cell(["run", "ns"], "int")],
@@ -484,11 +493,12 @@ def output_kind(out: str | os.PathLike) -> str:
 
 
 def write_report(trace: str | os.PathLike, out: str | os.PathLike, t_from: float | None = None,
-                 t_to: float | None = None, size: tuple[int, int] = DEFAULT_SIZE) -> Report:
-    """Render the report of `trace` over [t_from, t_to] to `out` (.html, .pdf or .png)."""
+                 t_to: float | None = None, size: tuple[int, int] | None = None) -> Report:
+    """Render the report of `trace` over [t_from, t_to] to `out` (.html, .pdf or .png); `size` is
+    the pixel size of each plot image (default: DEFAULT_SIZE, DEFAULT_SIZE_PDF for a PDF)."""
     from .export import check_size
     kind = output_kind(out)
-    size = check_size(*size)
+    size = check_size(*(size or (DEFAULT_SIZE_PDF if kind == "pdf" else DEFAULT_SIZE)))
     out = Path(out)
     if not out.parent.is_dir():
         raise XdpscopeError(f"{out}: no such directory {str(out.parent)!r}")
