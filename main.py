@@ -174,8 +174,8 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--trace-redirects", action="store_true", help="per-packet xdp_redirect probe (costly)")
     r.add_argument("--force", action="store_true", help="allow non-pass programs on the default-route NIC")
     r.add_argument("--prepare-targets", action="store_true",
-                   help="attach 'pass' natively to each redirect target for the session (virtio_net "
-                        "accepts redirected frames only then)")
+                   help="attach an XDP_PASS program natively to each redirect target for the session "
+                        "(virtio_net accepts redirected frames only then)")
     r.add_argument("-o", "--output", required=True, help="trace file to write (SQLite)")
     r.add_argument("--overwrite", action="store_true", help="replace an existing trace file")
     i = sub.add_parser("inject", help="live frames into the program attached to an interface")

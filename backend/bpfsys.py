@@ -10,6 +10,7 @@ import ctypes.util
 import os
 
 BPF_XDP = 37                      # enum bpf_attach_type
+BPF_PROG_TYPE_XDP = 6
 BPF_STATS_RUN_TIME = 0
 BPF_F_TEST_XDP_LIVE_FRAMES = 1 << 1
 XDP_FLAGS_SKB_MODE = 1 << 1       # generic
@@ -73,6 +74,8 @@ def lib() -> ctypes.CDLL:
         _lib.bpf_prog_test_run_opts.argtypes = [ctypes.c_int, ctypes.POINTER(TestRunOpts)]
         _lib.bpf_prog_get_fd_by_id.argtypes = [ctypes.c_uint32]
         _lib.bpf_enable_stats.argtypes = [ctypes.c_int]
+        _lib.bpf_prog_load.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_void_p,
+                                        ctypes.c_size_t, ctypes.c_void_p]
         _lib.bpf_obj_get_info_by_fd.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.POINTER(ctypes.c_uint32)]
     return _lib
 
@@ -88,6 +91,12 @@ def xdp_link_create(prog_fd: int, ifindex: int, flags: int) -> int:
     """Attach an XDP program through a bpf_link; returns the link fd."""
     opts = LinkCreateOpts(sz=ctypes.sizeof(LinkCreateOpts), flags=flags)
     return _check(lib().bpf_link_create(prog_fd, ifindex, BPF_XDP, ctypes.byref(opts)))
+
+
+def load_xdp_pass(name: bytes = b"xs_pass") -> int:
+    """A two-instruction XDP program, `r0 = XDP_PASS; exit`, loaded without a compiler; returns its fd."""
+    insns = (ctypes.c_uint64 * 2)(0xB7 | (2 << 32), 0x95)  # BPF_ALU64|BPF_MOV|BPF_K r0 = 2; BPF_JMP|BPF_EXIT
+    return _check(lib().bpf_prog_load(BPF_PROG_TYPE_XDP, name, b"GPL", insns, 2, None))
 
 
 def prog_fd_by_id(prog_id: int) -> int:

@@ -39,7 +39,7 @@ class Session:
         self.meta: dict = {}
         self._attachment: attach.Attachment | None = None
         self._target_links: list[attach.Attachment] = []
-        self._target_prog = None
+        self._target_prog_fd = -1
         self._stats_fd = -1
         self._watched_fd = -1
         self._stop = threading.Event()
@@ -86,8 +86,8 @@ class Session:
 
     def _prepare_targets(self) -> list[str]:
         """Some drivers (virtio_net) accept XDP frames through ndo_xdp_xmit only while an XDP
-        program is attached to them: attach `pass` natively (bpf_link, for this session) to each
-        redirect target that has no XDP program yet. Returns the interfaces prepared."""
+        program is attached to them: attach an XDP_PASS program natively (bpf_link, for this
+        session) to each redirect target that has no XDP program yet. Returns the interfaces prepared."""
         spec = self.cfg.program
         if spec.name == "cpumap" or not spec.targets:
             return []
@@ -96,10 +96,10 @@ class Session:
             target = nic.interface(name)
             if target.xdp["attached"]:
                 continue  # it already has a program, so it already accepts frames
-            if self._target_prog is None:
-                self._target_prog = programs.load(programs.ProgramSpec(name="pass", count=False), nic.ifindex_of)
+            if self._target_prog_fd < 0:
+                self._target_prog_fd = bpfsys.load_xdp_pass()  # no compile: 2 instructions
             try:
-                self._target_links.append(attach.attach(self._target_prog.fd, target, "native"))
+                self._target_links.append(attach.attach(self._target_prog_fd, target, "native"))
             except XdpscopeError as e:
                 raise XdpscopeError(f"--prepare-targets: {e}") from None
             done.append(name)
@@ -134,7 +134,7 @@ class Session:
         for link in self._target_links:
             link.close()
         self._target_links = []
-        for name in ("_stats_fd", "_watched_fd"):
+        for name in ("_stats_fd", "_watched_fd", "_target_prog_fd"):
             if getattr(self, name) >= 0:
                 os.close(getattr(self, name))
                 setattr(self, name, -1)

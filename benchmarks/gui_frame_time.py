@@ -5,12 +5,15 @@ The main window's own timer is stopped; the benchmark plays its role: it feeds t
 a live session: the timer ticks at the window's FRAME_MS (~30 FPS) while samples arrive at 20 Hz
 (so about one tick in three has nothing new, as in the app), and times each tick.
 
-Measured per tick:
-- draw:  MainWindow.frame(), the timer callback: the model's visible window and every visible
-         panel's redraw (numpy + pyqtgraph item updates). This is what `frame_times` records.
-- paint: frame() plus a synchronous QWidget.repaint() of the plot widget of every panel that
-         redrew in this tick (Qt's raster painting of the items, offscreen), i.e. the work the
-         event loop does for that tick before it can handle input again.
+Measured per tick, in three runs of --live-seconds each:
+- draw:           MainWindow.frame(), the timer callback: the model's visible window and the
+                  redraw of the visible panel whose turn it is (numpy + pyqtgraph item updates).
+                  This is what MainWindow.frame_times records.
+- draw_and_paint: frame() then QApplication.processEvents() until idle: Qt paints what the
+                  redraw invalidated (raster painting into the offscreen backing store), i.e. the
+                  event loop's whole work for the tick, as in the running app.
+- draw_and_repaint: frame() then a synchronous QWidget.repaint() of the whole plot widget of every
+                  panel that redrew (every item of the panel painted again: an upper bound).
 Reported for ticks that redrew (`redraw_*`) and for all ticks (`tick_*`), p50/p99/max in ms.
 The default dock layout is used: Verdicts, Fan-out, Flushes and Errors are visible; NAPI is a
 hidden tab (a hidden panel is not redrawn). `--all-panels` shows NAPI too (Errors then hidden).
@@ -83,15 +86,23 @@ def main() -> int:
     w.frame(force=True)
     app.processEvents()
 
-    visible = [type(p).__name__ for p in w.panels if p.isVisible()]
+    visible = [type(p).__name__ for p in w.panels if getattr(p, "shown", p.isVisible)()]
     ticks = int(a.live_seconds * 1000 / FRAME_MS)
-    due = lambda j: int(j * FRAME_MS / 1000 * a.hz)  # noqa: E731  samples arrived by tick j
 
-    def run(paint: bool, start: int) -> tuple[list[float], list[float], int]:
+    def run(paint: str, start: int) -> tuple[list[float], list[float], int, dict]:
+        """Real time: a tick every FRAME_MS of wall clock, samples appended as their 1/hz comes due
+        (panels pace their redraws by the clock, so the simulation must not run faster)."""
         redraw, every = [], []
+        draws = {type(p).__name__: 0 for p in w.panels}
+        per_panel: dict[str, list[float]] = {}
         nxt = start
+        t_start = time.perf_counter()
         for j in range(ticks):
-            target = start + due(j + 1)
+            now = time.perf_counter()
+            wait = t_start + (j + 1) * FRAME_MS / 1000 - now
+            if wait > 0:
+                time.sleep(wait)
+            target = start + int((time.perf_counter() - t_start) * a.hz)
             while nxt < target:
                 nxt += 1
                 src.model.append(synthetic(nxt, dt, targets=a.targets))
@@ -99,18 +110,28 @@ def main() -> int:
             t = time.perf_counter()
             w.frame()
             drew = [p for p, k in zip(w.panels, keys) if p._key != k]
-            if paint:
+            if paint == "repaint":
                 for p in drew:
                     p.glw.viewport().repaint()
+            elif paint == "events":
+                app.processEvents()  # queued scene updates -> viewport update requests
+                app.processEvents()  # -> painting
             ms = (time.perf_counter() - t) * 1000
             every.append(ms)
             if drew:
                 redraw.append(ms)
+            for p in drew:
+                draws[type(p).__name__] += 1
+            if len(drew) == 1:
+                per_panel.setdefault(type(drew[0]).__name__, []).append(ms)
             app.processEvents()  # input, deferred deletes: outside the timed part, as between ticks
-        return redraw, every, nxt
+        secs = time.perf_counter() - t_start
+        rates = {k: round(v / secs, 1) for k, v in draws.items()}
+        return redraw, every, nxt, {"redraws_per_s": rates, "per_panel": {k: stats(v) for k, v in per_panel.items()}}
 
-    d_redraw, d_every, nxt = run(False, i)
-    p_redraw, p_every, nxt = run(True, nxt)
+    d_redraw, d_every, nxt, d_rate = run("", i)
+    p_redraw, p_every, nxt, p_rate = run("events", nxt)
+    r_redraw, r_every, nxt, r_rate = run("repaint", nxt)
     h = src.model.history
     out = {
         "benchmark": "gui_frame_time",
@@ -118,8 +139,10 @@ def main() -> int:
         "samples_in_view": int(min(len(h), a.window * a.hz)), "window_px": [width, height],
         "visible_panels": visible, "tick_ms": FRAME_MS, "ticks_per_run": ticks,
         "feed_seconds": round(feed_s, 2),
-        "draw": {"redraw": stats(d_redraw), "tick": stats(d_every)},
-        "draw_and_paint": {"redraw": stats(p_redraw), "tick": stats(p_every)},
+        "draw": {"redraw": stats(d_redraw), "tick": stats(d_every), **d_rate},
+        "draw_and_paint": {"redraw": stats(p_redraw), "tick": stats(p_every), **p_rate},
+        "draw_and_repaint": {"redraw": stats(r_redraw), "tick": stats(r_every), **r_rate},
+        "load_average_at_end": os.getloadavg()[0],
         "target_p99_ms": 16,
     }
     print(json.dumps(out, indent=1))

@@ -6,12 +6,15 @@
  * Built with -DXS_NO_COUNT the counting is compiled out (the benchmark's baseline).
  */
 #include <uapi/linux/bpf.h>
-#include <linux/if_ether.h>
-#include <linux/ip.h>
-#include <linux/ipv6.h>
-#include <linux/in.h>
-#include <linux/udp.h>
-#include <linux/tcp.h>
+/* uapi headers only: the kernel-internal <linux/ip.h> & co. pull in skbuff.h and most of the
+ * networking stack, which makes each compile 4x slower (2.6 s -> 0.6 s here; 92 s -> ~20 s in
+ * the TCG guest). A user's program may still include <linux/...> itself. */
+#include <uapi/linux/if_ether.h>
+#include <uapi/linux/ip.h>
+#include <uapi/linux/ipv6.h>
+#include <uapi/linux/in.h>
+#include <uapi/linux/udp.h>
+#include <uapi/linux/tcp.h>
 
 #ifndef XS_MAX_TARGETS
 #define XS_MAX_TARGETS 64   /* a power of two */

@@ -63,11 +63,11 @@ class MainWindow(QMainWindow):
         self._dock("Errors", self.errors, Qt.DockWidgetArea.BottomDockWidgetArea)
         self._dock("NAPI", self.napi, Qt.DockWidgetArea.BottomDockWidgetArea)
         self._dock("Log", self.log, Qt.DockWidgetArea.BottomDockWidgetArea)
+        # every plot visible at once: Errors | NAPI side by side; Session and Log are tabs by Sources
+        self.splitDockWidget(self.docks["Errors"], self.docks["NAPI"], Qt.Orientation.Horizontal)
         self.tabifyDockWidget(self.docks["Sources"], self.docks["Session"])
-        self.tabifyDockWidget(self.docks["Errors"], self.docks["NAPI"])
-        self.tabifyDockWidget(self.docks["NAPI"], self.docks["Log"])
+        self.tabifyDockWidget(self.docks["Session"], self.docks["Log"])
         self.docks["Sources"].raise_()
-        self.docks["Errors"].raise_()
 
         self._build_actions()
         self.replay_bar = ReplayBar()
@@ -170,8 +170,8 @@ class MainWindow(QMainWindow):
         if isinstance(state, QByteArray):
             self.restoreState(state)
         else:  # first run: plots get the room, controls a column, errors a strip
-            self.resizeDocks([self.docks["Sources"], self.docks["Fan-out"]], [340, 600], Qt.Orientation.Horizontal)
-            self.resizeDocks([self.docks["Errors"], self.docks["Fan-out"], self.docks["Flushes"]], [230, 300, 450],
+            self.resizeDocks([self.docks["Sources"], self.docks["Fan-out"]], [380, 600], Qt.Orientation.Horizontal)
+            self.resizeDocks([self.docks["Errors"], self.docks["Fan-out"], self.docks["Flushes"]], [270, 290, 420],
                              Qt.Orientation.Vertical)
         try:
             self.window_box.setValue(int(s.value("window_s", DEFAULT_WINDOW_S)))

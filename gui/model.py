@@ -18,6 +18,7 @@ from backend.sample import ACTIONS, CPUMAP_BINS, FLUSH_BINS, Sample
 DEFAULT_CAPACITY = 72_000  # 1 h at 20 Hz
 NAPI_FIELDS = ("polls", "work", "budget", "full")
 _serials = itertools.count(1)
+MAX_BIN_CACHES = 48  # Bins kept per history (series x bin width); each holds <= capacity / k bins
 RowFn = Callable[["History", slice], np.ndarray]  # storage rows -> (rows, columns) of per-row values
 
 
@@ -170,9 +171,12 @@ class History:
         """Per-bin reductions of fn over the bins [b_lo, b_hi) of k absolute rows (bin b = rows
         b*k .. b*k+k-1). Complete bins are computed once and cached; see Bins.get."""
         key = (name, k, how)
-        b = self.bins.get(key)
+        b = self.bins.pop(key, None)
         if b is None:
-            b = self.bins[key] = Bins(fn, k, how)
+            b = Bins(fn, k, how)
+            while len(self.bins) >= MAX_BIN_CACHES:  # least recently used first: a dict keeps order
+                self.bins.pop(next(iter(self.bins)))
+        self.bins[key] = b  # (re)inserted last: most recently used
         return b.get(self, b_lo, b_hi)
 
     def window(self, t_end: float, length: float) -> slice:

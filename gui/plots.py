@@ -6,12 +6,14 @@ All x values are seconds since the session start (sample.t). Rates are count del
 from __future__ import annotations
 
 import time
+import weakref
 from dataclasses import dataclass, field
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QRectF, Qt
-from PySide6.QtWidgets import QCheckBox, QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
+from PySide6.QtCore import QRectF, QSize, Qt
+from PySide6.QtGui import QPainter, QPalette
+from PySide6.QtWidgets import QCheckBox, QComboBox, QHBoxLayout, QLabel, QSizePolicy, QVBoxLayout, QWidget
 
 from backend.sample import ACTIONS, FLUSH_BINS
 
@@ -25,11 +27,11 @@ HEATMAP_MAX_COLUMNS = 600  # heatmap time bins; beyond this, samples are summed 
 MAX_POINTS = 1000          # min/max pairs per curve; more samples than this are peak-decimated
 # UI timer frames (View.throttle): a panel redraws at most once per REDRAW_MIN_S, or per pixel of
 # its time axis when that is longer (a 1 h window moves 1 px per ~3 s: redrawing at 20 Hz shows
-# nothing new), but at least every REDRAW_MAX_S; and at most PANELS_PER_FRAME panels per frame,
-# so panels take turns instead of all redrawing in the same tick.
-REDRAW_MIN_S = 0.060
+# nothing new), but at least every REDRAW_MAX_S; and one panel per frame, the one that has waited
+# longest, so panels take turns instead of all redrawing (and repainting) in the same tick.
+REDRAW_MIN_S = 0.1
 REDRAW_MAX_S = 0.5
-PANELS_PER_FRAME = 2
+_panels: "weakref.WeakSet[Panel]" = weakref.WeakSet()
 
 
 def color(i: int) -> pg.QtGui.QColor:
@@ -63,7 +65,6 @@ class View:
     t1: float
     key: tuple
     throttle: bool = False  # the UI timer's frames: panels may defer a redraw (Panel.refresh)
-    drawn: int = 0          # panels redrawn in this frame so far
     _cache: dict = field(default_factory=dict)
 
     @property
@@ -230,6 +231,57 @@ def _fmt(v: float) -> str:
     return f"{v:,.0f}" if abs(v) >= 100 or float(v).is_integer() else f"{v:,.3g}"
 
 
+NICE = np.array([1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10])
+
+
+def nice_ceiling(v: float, current: float | None = None) -> float:
+    """A round number >= v (1, 1.2, 1.5, 2 ... 8 x 10^k) for the top of a y axis; `current` is kept
+    while v is within (current / 2.5, current]: the axis (whose ticks and labels cost more to
+    paint than the curves) then stays the same from frame to frame."""
+    if not np.isfinite(v) or v <= 0:
+        return current if current else 1.0
+    if current and current / 2.5 < v <= current:
+        return current
+    e = 10.0 ** np.floor(np.log10(v))
+    return float(NICE[np.searchsorted(NICE, v / e * (1 - 1e-12))] * e)
+
+
+class Summary(QWidget):
+    """A one-line text over a plot that changes on every redraw without moving anything. A QLabel
+    asks for a new layout on every setText, which repaints the dock and the main window (more
+    work than the plots); this widget has a fixed height, ignores the text's width and only
+    repaints itself. The full text is also its tooltip (it is elided when too long)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._text = ""
+        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
+        self.setAutoFillBackground(True)  # opaque: nothing behind it is repainted
+
+    def sizeHint(self) -> QSize:
+        return QSize(200, self.fontMetrics().height() + 4)
+
+    def minimumSizeHint(self) -> QSize:
+        return QSize(20, self.fontMetrics().height() + 4)
+
+    def text(self) -> str:
+        return self._text
+
+    def setText(self, text: str) -> None:
+        if text != self._text:
+            self._text = text
+            self.setToolTip(text)
+            self.update()
+
+    def paintEvent(self, event) -> None:
+        p = QPainter(self)
+        p.setPen(self.palette().color(QPalette.ColorRole.WindowText))
+        r = self.rect().adjusted(4, 0, -4, 0)
+        p.drawText(r, int(Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft),
+                   self.fontMetrics().elidedText(self._text, Qt.TextElideMode.ElideRight, r.width()))
+        p.end()
+
+
 class SeriesPlot:
     """A time plot with one thin curve per named series, created on first use."""
 
@@ -240,12 +292,15 @@ class SeriesPlot:
         plot.setLabel("bottom", "time since session start (s)")
         plot.setMouseEnabled(x=False, y=True)  # x follows the window; y may be zoomed
         plot.setAutoVisible(y=True)
-        self.legend = plot.addLegend(offset=(-10, 10), labelTextSize="8pt")
+        # a dark, slightly transparent box: the legend stays readable over the curves under it
+        self.legend = plot.addLegend(offset=(-10, 10), labelTextSize="8pt", brush=pg.mkBrush(30, 31, 34, 210))
         self.curves: dict[str, pg.PlotDataItem] = {}
         # invisible, unnamed: keeps y = 0 inside the auto range so flat rates are not magnified noise
         self.baseline = plot.plot([0.0, 0.0], [0.0, 0.0], pen=pg.mkPen((0, 0, 0, 0), width=1))
         self.hover = Hover(plot, unit)
         self._xrange: tuple[float, float] | None = None
+        self._ymax: dict[str, float] = {}     # largest value of each shown curve
+        self._ceiling: float | None = None    # invisible top of the y auto range (nice_ceiling)
 
     def curve(self, name: str, pen_color) -> pg.PlotDataItem:
         c = self.curves.get(name)
@@ -258,6 +313,7 @@ class SeriesPlot:
     def set(self, name: str, x: np.ndarray, y: np.ndarray, pen_color) -> None:
         c = self.curve(name, pen_color)
         c.setData(x, y)
+        self._ymax[name] = float(np.fmax.reduce(y)) if len(y) else np.nan  # fmax: NaN gaps skipped
         if not c.isVisible():
             c.show()
             self.legend.addItem(c, name)
@@ -265,14 +321,20 @@ class SeriesPlot:
     def hide_except(self, names: set[str]) -> None:
         for name, c in self.curves.items():
             if name not in names and c.isVisible():
+                self._ymax.pop(name, None)
                 c.setData([], [])
                 c.hide()
                 self.legend.removeItem(c)
 
     def set_xrange(self, t0: float, t1: float) -> None:
-        if self._xrange != (t0, t1):
-            self._xrange = (t0, t1)
-            self.baseline.setData([t0, t1], [0.0, 0.0])
+        """The time window, at the end of a draw; also settles the y auto range: an invisible line
+        from (t0, 0) to (t1, a round number above the data) keeps 0 in range (flat rates are not
+        magnified noise) and makes the top of the axis change only in round steps."""
+        ymax = max((v for v in self._ymax.values() if np.isfinite(v)), default=np.nan)
+        ceiling = nice_ceiling(ymax, self._ceiling)
+        if self._xrange != (t0, t1) or ceiling != self._ceiling:
+            self._xrange, self._ceiling = (t0, t1), ceiling
+            self.baseline.setData([t0, t1], [0.0, ceiling])
             self.plot.setXRange(t0, max(t1, t0 + 1e-6), padding=0)
 
 
@@ -293,6 +355,7 @@ class Panel(QWidget):
         lay.addWidget(self.glw, 1)
         self._key: tuple | None = None
         self._drawn_at = -1e9
+        _panels.add(self)
 
     def invalidate(self) -> None:
         self._key = None
@@ -307,18 +370,33 @@ class Panel(QWidget):
         px = max(self.glw.width() - 60, 100)  # minus the y axis
         return float(np.clip((view.t1 - view.t0) / px, REDRAW_MIN_S, REDRAW_MAX_S))
 
+    def _due(self, view: View, now: float) -> bool:
+        return view.key != self._key and self.shown() and now - self._drawn_at >= self.min_interval(view)
+
     def refresh(self, view: View) -> bool:
-        """Redraw if the view changed (on a throttled frame: and if this panel's turn has come);
-        True when something was drawn."""
+        """Redraw if the view changed; True when something was drawn. On a UI timer frame
+        (view.throttle) only the panel whose turn it is draws: of the shown panels of this window
+        that are due (changed, and their min_interval passed), the one drawn longest ago."""
         if view.key == self._key:
             return False
         now = time.monotonic()
-        if view.throttle and (view.drawn >= PANELS_PER_FRAME or now - self._drawn_at < self.min_interval(view)):
-            return False
+        if view.throttle:
+            turn = view._cache.get("turn")
+            if turn is None:
+                top = self.window()
+                due = [p for p in _panels if p.window() is top and p._due(view, now)]
+                turn = view._cache["turn"] = min(due, key=lambda p: p._drawn_at) if due else False
+            if turn is not self:
+                return False
         self._key = view.key
         self._drawn_at = now
-        view.drawn += 1
         self.draw(view)
+        # settle auto ranges now rather than in the paint: there they change the view again,
+        # which schedules a second paint of the whole plot widget
+        for item in self.glw.ci.items:
+            vb = getattr(item, "vb", None)
+            if vb is not None:
+                vb.prepareForPaint()
         return True
 
     def draw(self, view: View) -> None:
@@ -365,6 +443,7 @@ class VerdictPanel(Panel):
         for a, name in enumerate(ACTIONS):
             self.rates.set(name, t, rates[:, a], VERDICT_COLORS[name])
         self.rates.set("total", t, rates[:, -1], VERDICT_COLORS["total"])
+        self.rates.curves["total"].setZValue(-1)  # under the verdicts: one verdict alone equals the total
         self.rates.set_xrange(v.t0, v.t1)
         if self.cpu is not None:
             sel = self.cpu_verdict.currentIndex() - 1
@@ -413,9 +492,8 @@ class FanoutPanel(Panel):
         self.share_plot.addItem(self.share)
         self.share_labels: list[str] = []
         self.share_hover = Hover(self.share_plot, " %", self.share_labels)
-        self.summary = QLabel()
-        self.controls.addWidget(self.summary)
-        self.controls.addStretch(1)
+        self.summary = Summary()
+        self.controls.addWidget(self.summary, 1)
 
     def draw(self, v: View) -> None:
         names = list(v.h.targets.names)
@@ -463,13 +541,17 @@ class FlushPanel(Panel):
         self.heat.setColorMap(pg.colormap.get("viridis"))
         self.heat_plot.addItem(self.heat)
         self._heat_x: tuple[float, float] | None = None
-        self.summary = QLabel()
-        self.controls.addWidget(self.summary)
-        self.controls.addStretch(1)
+        self._hist_top: float | None = None
+        self.summary = Summary()
+        self.controls.addWidget(self.summary, 1)
 
     def draw(self, v: View) -> None:
         hist = v.total(("flush",), flush_counts)  # flushes of each size in the window
         self.hist.setOpts(height=hist)
+        top = nice_ceiling(float(hist.max()), self._hist_top)
+        if top != self._hist_top:
+            self._hist_top = top
+            self.hist_plot.setYRange(0, top, padding=0.02)
         self.mean.set("mean", *v.series(("flush mean",), flush_mean), "#4090f0")
         self.mean.set_xrange(v.t0, v.t1)
         if self._heat_x != (v.t0, v.t1):
@@ -507,8 +589,7 @@ class ErrorsPanel(Panel):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.rates = SeriesPlot(self.glw.addPlot(row=0, col=0), "Errors and drops (per second)", " /s")
-        self.summary = QLabel()
-        self.summary.setWordWrap(True)
+        self.summary = Summary()
         self.controls.addWidget(self.summary, 1)
 
     @staticmethod
@@ -552,11 +633,11 @@ class NapiPanel(Panel):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.work = SeriesPlot(self.glw.addPlot(row=0, col=0), "NAPI work per poll (packets)")
-        self.runtime = SeriesPlot(self.glw.addPlot(row=1, col=0), "Program run time per packet (ns)", " ns")
+        # side by side: the panel is usually a short strip at the bottom of the window
+        self.runtime = SeriesPlot(self.glw.addPlot(row=0, col=1), "Program run time per packet (ns)", " ns")
         self.runtime.plot.setXLink(self.work.plot)
-        self.summary = QLabel()
-        self.controls.addWidget(self.summary)
-        self.controls.addStretch(1)
+        self.summary = Summary()
+        self.controls.addWidget(self.summary, 1)
 
     def draw(self, v: View) -> None:
         h = v.h
