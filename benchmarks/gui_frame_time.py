@@ -62,7 +62,8 @@ def main() -> int:
     from gui.testing import synthetic
 
     app = QApplication.instance() or QApplication([sys.argv[0]])
-    tmp = tempfile.mkdtemp(prefix="xdpscope-bench-")
+    tmpdir = tempfile.TemporaryDirectory(prefix="xdpscope-bench-")  # removed at exit
+    tmp = tmpdir.name
     w = MainWindow(settings=QSettings(str(Path(tmp) / "s.ini"), QSettings.Format.IniFormat))
     w.timer.stop()
     w.status_timer.stop()

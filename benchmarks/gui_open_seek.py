@@ -89,7 +89,8 @@ def main() -> int:
     windows = [int(w) for w in a.windows.split(",")]
 
     app = QApplication.instance() or QApplication([sys.argv[0]])
-    tmp = tempfile.mkdtemp(prefix="xdpscope-bench-")
+    tmpdir = tempfile.TemporaryDirectory(prefix="xdpscope-bench-")  # removed at exit
+    tmp = tmpdir.name
     w = MainWindow(settings=QSettings(str(Path(tmp) / "s.ini"), QSettings.Format.IniFormat))
     w.timer.stop()
     w.status_timer.stop()

@@ -17,7 +17,7 @@ def test_cached_bins_equal_direct_computation():
     m = AppModel(capacity=5000)
     rng = np.random.default_rng(1)
     i = 0
-    for _ in range(40):
+    for _ in range(60):
         for _ in range(int(rng.integers(1, 500))):
             i += 1  # targets appear at 3000 and 9000 samples: columns are added mid-session
             m.append(synthetic(i, 0.05, targets=1 + (i > 3000) + (i > 9000)))
