@@ -115,6 +115,14 @@ def prog_info(prog_fd: int) -> ProgInfo:
     return info
 
 
+def map_id(map_fd: int) -> int:
+    """Kernel id of a map (the second member of struct bpf_map_info)."""
+    info = (ctypes.c_uint32 * 32)()  # bpf_map_info is smaller than 128 bytes in every kernel
+    size = ctypes.c_uint32(ctypes.sizeof(info))
+    _check(lib().bpf_obj_get_info_by_fd(map_fd, ctypes.byref(info), ctypes.byref(size)))
+    return info[1]
+
+
 def xdp_live_run(prog_fd: int, frame: bytes, repeat: int, batch: int, ingress_ifindex: int) -> None:
     """Run the program on `repeat` copies of frame as live frames: verdicts are carried out
     for real (redirects enqueue to devmaps; each batch ends with xdp_do_flush)."""

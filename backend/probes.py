@@ -66,13 +66,16 @@ def raw_flags() -> list[str]:
     return ["-DXS_RAW", *(f"-D{k}={v}" for k, v in offsets.items())]
 
 
-def load(ifindex: int, trace_redirects: bool = False) -> Probes:
-    """Compile and attach the probes this kernel supports, filtered to one interface."""
+def load(ifindex: int, trace_redirects: bool = False, cpumap_id: int | None = None) -> Probes:
+    """Compile and attach the probes this kernel supports, filtered to one interface.
+    cpumap_id: count only that cpumap's enqueues (the event names no interface); 0 = none of ours,
+    so the probe is left out; None = all (watching a program that is not ours)."""
     have = kernel.tracepoints()
     available = {tp: tp in have for tp in TRACEPOINTS}
     wanted = [tp for tp, (_, default) in TRACEPOINTS.items()
-              if available[tp] and (default or trace_redirects)]
-    raw = raw_flags()
+              if available[tp] and (default or trace_redirects)
+              and not (tp == "xdp:xdp_cpumap_enqueue" and cpumap_id == 0)]
+    raw = raw_flags() + ([f"-DXS_CPUMAP_ID={cpumap_id}"] if cpumap_id else [])
     flags = [f"-DXS_IFINDEX={ifindex}", *(f"-D{TRACEPOINTS[tp][0]}" for tp in wanted), *raw]
     text = "#include <uapi/linux/bpf.h>\n" + (BPF_DIR / "probes.c").read_text()
     bpf = compile_bpf(text, flags, "probes")  # TRACEPOINT_PROBEs attach on load

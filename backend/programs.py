@@ -7,6 +7,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from backend import bpfsys
 from backend.compile import BPF_DIR, compile_bpf, load_xdp
 from backend.errors import XdpscopeError
 from backend.sample import ACTIONS
@@ -52,6 +53,10 @@ class LoadedProgram:
     bpf: object          # bcc.BPF, kept alive: it owns the maps and the program fd
     fd: int
     target_ifindex: dict[str, int]
+
+    def cpumap_id(self) -> int:
+        """Kernel id of the program's cpumap, 0 if it has none."""
+        return bpfsys.map_id(self.bpf[b"xs_cpumap"].get_fd()) if self.spec.name == "cpumap" else 0
 
     def counters(self):
         return self.bpf[b"xs_counters"] if self.spec.count else None

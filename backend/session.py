@@ -75,7 +75,7 @@ class Session:
     def _attach(self, iface: nic.Interface) -> dict:
         cfg = self.cfg
         loaded = programs.load(cfg.program, nic.ifindex_of)
-        prb = probes.load(iface.ifindex, cfg.trace_redirects)
+        prb = probes.load(iface.ifindex, cfg.trace_redirects, cpumap_id=loaded.cpumap_id())
         prepared = self._prepare_targets() if cfg.prepare_targets else []
         self._attachment = attach.attach(loaded.fd, iface, cfg.mode)
         self.collector = Collector(loaded, prb, cfg.run_time, iface.name, iface.driver)

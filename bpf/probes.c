@@ -90,6 +90,10 @@ TRACEPOINT_PROBE(xdp, xdp_exception)
 #ifdef XS_TP_XDP_CPUMAP_ENQUEUE
 TRACEPOINT_PROBE(xdp, xdp_cpumap_enqueue)
 {
+#ifdef XS_CPUMAP_ID
+    if (args->map_id != XS_CPUMAP_ID)  /* another program's cpumap */
+        return 0;
+#endif
     u32 k = args->processed + args->drops;
     if (k > 8)
         k = 8;

@@ -223,7 +223,7 @@ class SourcesPanel(QWidget):
             tips = []
             for m in ("native", "generic"):
                 info = modes.get(m) or {}
-                cols.append("yes" if info.get("possible") else "no")
+                cols.append({True: "yes", False: "no"}.get(info.get("possible"), "?"))  # None: unknown
                 if info.get("why"):
                     tips.append(f"{m}: {info['why']}")
             item = QTreeWidgetItem(cols)
@@ -232,7 +232,8 @@ class SourcesPanel(QWidget):
                 item.setToolTip(c, tip)
             for c, m in ((3, "native"), (4, "generic")):
                 ok = (modes.get(m) or {}).get("possible")
-                item.setForeground(c, QBrush(QColor("#50c060" if ok else "#e04848")))
+                color = "#d0a040" if ok is None else "#50c060" if ok else "#e04848"
+                item.setForeground(c, QBrush(QColor(color)))
             if driver == "virtio_net":  # the driver this tool is about: make it stand out
                 item.setFont(1, bold)
                 item.setToolTip(1, "virtio_net: the paravirtual NIC whose XDP path xdpscope explains\n" + tip)
