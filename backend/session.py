@@ -28,7 +28,7 @@ class SessionConfig:
     run_time: bool = False
     trace_redirects: bool = False
     force: bool = False
-    prepare_targets: bool = False   # attach `pass` natively to each redirect target (virtio_net needs it)
+    prepare_targets: bool = False   # XDP_PASS natively on each redirect target (virtio_net needs it)
 
 
 class Session:
