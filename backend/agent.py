@@ -66,7 +66,8 @@ class Agent:
             spec.mix = {k.upper(): int(v) for k, v in (req.get("mix") or {}).items()}
         cfg = SessionConfig(str(req.get("iface", "")), spec, req.get("mode", "auto"),
                             float(req.get("hz", 10)), bool(req.get("run_time")),
-                            bool(req.get("trace_redirects")), bool(req.get("force")))
+                            bool(req.get("trace_redirects")), bool(req.get("force")),
+                            bool(req.get("prepare_targets")))
         session = Session(cfg)
         try:
             meta = session.start()

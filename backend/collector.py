@@ -85,8 +85,10 @@ class Collector:
                 s.targets[self.target_name(key[1])] = per_cpu
             elif n == 0:
                 continue  # sparse: only what happened
-            elif kind == "flush":
-                s.flush.setdefault(nic.name_of(key[1]), [0] * FLUSH_BINS)[min(key[2], FLUSH_BINS - 1)] += n
+            elif kind == "flush" and key[2] >= FLUSH_BINS:  # more than a bulk queue holds: impossible
+                s.devmap.setdefault(nic.name_of(key[1]), {"sent": 0, "drops": 0})["oversize_flushes"] = n
+            elif kind == "flush":                               # today, but never folded into bin 16
+                s.flush.setdefault(nic.name_of(key[1]), [0] * FLUSH_BINS)[key[2]] += n
             elif kind == "devtx":
                 s.devmap.setdefault(nic.name_of(key[1]), {"sent": 0, "drops": 0})[key[2]] += n
             elif kind == "rerr":

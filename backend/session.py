@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from backend import attach, bpfsys, kernel, nic, probes, programs
+from backend import attach, bpfsys, diagnose, kernel, nic, probes, programs
 from backend.collector import MAX_HZ, MIN_HZ, Collector
 from backend.errors import XdpscopeError
 from backend.sample import Sample
@@ -65,6 +65,8 @@ class Session:
         self.meta = {
             "host": socket.gethostname(), "kernel": platform.release(), "version": VERSION,
             "iface": iface.name, "ifindex": iface.ifindex, "driver": iface.driver, **meta,
+            # the NIC's XDP facts (virtio feature bits, queues, native support and why), for reports
+            "native": diagnose.native_support(iface.name, iface.ifindex, iface.driver, iface.mtu),
             "requested_mode": cfg.mode, "hz": cfg.hz, "cpus": os.cpu_count(),
             "probes": self.collector.probes.available, "probes_enabled": self.collector.probes.enabled,
             "verdicts_from": self.collector.verdicts_from, "headers": headers.note,
