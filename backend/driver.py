@@ -4,8 +4,6 @@ virtio_net and veth count XDP per queue; neither has a PASS counter, and both co
 TX when the program returns them, before the outcome is known (a failed redirect is still counted)."""
 from __future__ import annotations
 
-from pyroute2.ethtool.ioctl import IoctlEthtool
-
 from backend.sample import ACTIONS
 
 # driver -> verdict -> alternative counter names, first present wins (names changed across
@@ -29,6 +27,7 @@ def _interesting(name: str) -> bool:
 
 def read_stats(ifname: str) -> dict[str, int]:
     """XDP-related ethtool statistics of an interface ({} when the driver has none)."""
+    from pyroute2.ethtool.ioctl import IoctlEthtool  # here: summaries and reports need no pyroute2
     try:
         eth = IoctlEthtool(ifname)
     except OSError:

@@ -9,6 +9,7 @@ import operator
 import os
 from typing import Any
 
+from . import driver as _driver
 from .sample import ACTIONS, Sample
 from .trace import TraceReader
 
@@ -116,6 +117,12 @@ def summarize(path: str | os.PathLike, t_from: float | None = None, t_to: float 
         by_errno = _add(by_errno, errs)
     run = {"cnt": 0, "ns": 0, **sums.get("run", {})}
     run["ns_per_run"] = run["ns"] / run["cnt"] if run["cnt"] else None
+    drv, counters = meta.get("driver") or "", sums.get("driver", {})
+    derived = _driver.verdicts(drv, counters)
+    if derived is not None and not any(_driver._matches(counters, p) for pats in
+                                       _driver.VERDICT_COUNTERS[drv].values() for p in pats):
+        derived = None  # counters, but none the verdicts come from (e.g. only tx_queue_N_xdp_xmit)
+    driver_verdicts = dict(zip(ACTIONS, derived)) if derived is not None else None
     return _sorted({
         "format_version": meta.get("format_version"),
         "iface": meta.get("iface"),
@@ -148,6 +155,11 @@ def summarize(path: str | os.PathLike, t_from: float | None = None, t_to: float 
         "cpumap": {k: _bins(v) if isinstance(v, list) else v for k, v in sums.get("cpumap", {}).items()},
         "napi": sums.get("napi", {}),
         "driver_counters": sums.get("driver", {}),
+        # verdicts as the driver's counters tell them (backend.driver.verdicts; None when the driver or
+        # its counters are unknown), and driver minus program (BPF) count per verdict
+        "driver_verdicts": driver_verdicts,
+        "driver_difference": ({a: n - actions[a] for a, n in driver_verdicts.items()}
+                              if driver_verdicts is not None else None),
         "run": run,
         "rates": {"peak_pps": peak,
                   "mean_pps": {a: n / duration if duration > 0 else 0.0 for a, n in actions.items()}},

@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (QDockWidget, QFileDialog, QLabel, QMainWindow, QP
 from backend.errors import XdpscopeError
 
 from .agent_client import AgentClient
+from .driver_panel import DriverPanel
 from .meta_panel import MetaPanel
 from .plots import ErrorsPanel, FanoutPanel, FlushPanel, NapiPanel, Panel, VerdictPanel, make_view
 from .recorder import Recorder, default_name
@@ -52,6 +53,7 @@ class MainWindow(QMainWindow):
         self.panels: list[Panel] = [self.verdicts, self.fanout, self.flush, self.errors, self.napi]
         self.sources_panel = SourcesPanel()
         self.meta_panel = MetaPanel()
+        self.driver_panel = DriverPanel()  # BPF vs driver counters over the window
         self.log = QPlainTextEdit()
         self.log.setReadOnly(True)
         self.log.setMaximumBlockCount(5000)
@@ -63,10 +65,12 @@ class MainWindow(QMainWindow):
         self._dock("Errors", self.errors, Qt.DockWidgetArea.BottomDockWidgetArea)
         self._dock("NAPI", self.napi, Qt.DockWidgetArea.BottomDockWidgetArea)
         self._dock("Log", self.log, Qt.DockWidgetArea.BottomDockWidgetArea)
+        self._dock("Driver", self.driver_panel, Qt.DockWidgetArea.LeftDockWidgetArea)
         # every plot visible at once: Errors | NAPI side by side; Session and Log are tabs by Sources
         self.splitDockWidget(self.docks["Errors"], self.docks["NAPI"], Qt.Orientation.Horizontal)
         self.tabifyDockWidget(self.docks["Sources"], self.docks["Session"])
         self.tabifyDockWidget(self.docks["Session"], self.docks["Log"])
+        self.tabifyDockWidget(self.docks["Log"], self.docks["Driver"])
         self.docks["Sources"].raise_()
 
         self._build_actions()
@@ -204,6 +208,7 @@ class MainWindow(QMainWindow):
         self.live_action.setEnabled(self.live is not None and src is not self.live)
         for p in self.panels:
             p.invalidate()
+        self.driver_panel.invalidate()
         if is_replay:
             self.source_label.setText(f"replay: {src.path}  ({len(src.times):,} samples, "
                                       f"{src.t_last - src.t_first:.1f} s)")
@@ -345,6 +350,8 @@ class MainWindow(QMainWindow):
         for p in self.panels:
             if force or p.shown():
                 p.refresh(view)
+        if force or self.driver_panel.isVisible():  # a table: cheap, and only when the window changed
+            self.driver_panel.refresh(view, self.source.model.meta)
         self.frame_times.append(time.perf_counter() - t0)
 
     def log_line(self, text: str) -> None:

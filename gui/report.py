@@ -20,6 +20,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from backend.driver import EXPLAIN as DRIVER_EXPLAIN
 from backend.errors import XdpscopeError
 from backend.sample import ACTIONS
 from backend.summary import merge, summarize
@@ -416,6 +417,13 @@ def render_html(rep: Report, img_src: Callable[[int], str], img_width: int | Non
     if s["driver_counters"]:
         d.table("Driver counters (ethtool -S deltas)", ["counter", "value"],
                 [[label(k), d.cell(["driver_counters", k], "int")] for k in s["driver_counters"]])
+    if s.get("driver_verdicts") is not None:
+        d.table("BPF vs driver (frames)", ["verdict", "program (BPF)", "driver", "difference"],
+                [[label(a), d.cell(["actions", a], "int"), d.cell(["driver_verdicts", a], "int"),
+                  d.cell(["driver_difference", a], "int")] for a in ACTIONS],
+                "difference = driver - program; the driver column is derived from the "
+                f"{s.get('driver') or '?'} counters above.")
+        d.add(f'<p class="note">Why they differ: {html.escape(DRIVER_EXPLAIN)}.</p>')
     d.add(f'<p class="note">Made by xdpscope from {html.escape(str(rep.trace.name))}; every number in '
           "these tables is a value of <code>xdpscope summary --json</code> for the same window.</p>")
     d.add("</body></html>")

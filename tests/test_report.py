@@ -89,7 +89,8 @@ def shown_equals(text: str, value, kind: str) -> bool:
     if value is None:
         return text == "–"
     if kind == "int":
-        return text.replace(",", "").isdigit() and int(text.replace(",", "")) == value
+        digits = text.replace(",", "")
+        return digits.removeprefix("-").isdigit() and int(digits) == value
     if kind in ("rate", "mean", "pct", "s"):
         decimals = len(text.split(".")[1]) if "." in text else 0
         return abs(float(text.replace(",", "")) - value) <= 0.5 * 10 ** -decimals * (1 + 1e-9)
@@ -138,6 +139,9 @@ def check_tables(report: Path, summary: dict) -> Cells:
         covered("exceptions", v)
     for c in summary["driver_counters"]:
         covered("driver_counters", c)
+    for a in summary["driver_verdicts"] or {}:
+        covered("driver_verdicts", a)
+        covered("driver_difference", a)
     for t in summary["devmap"]:
         covered("devmap", t, "sent")
         covered("devmap", t, "drops")

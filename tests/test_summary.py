@@ -82,6 +82,8 @@ def test_whole_trace_every_number(trace: Path) -> None:
         "cpumap": {"bulk": {"1": 1, "8": 2}, "drops": 1},
         "napi": {"xs-in": {"budget": 256, "full": 0, "hist": hist(9, b3=1, b4=3), "polls": 4, "work": 35}},
         "driver_counters": {"rx_xdp_drops": 5, "rx_xdp_packets": 32},
+        # veth counts per queue (rx_queue_N_xdp_*): the virtio_net-style totals here match none of them
+        "driver_verdicts": None, "driver_difference": None,
         "run": {"cnt": 32, "ns": 3200, "ns_per_run": 100.0},
         "rates": {"peak_pps": acts(8.0, 20.0, 32.0, 32.0, 256.0),
                   "mean_pps": acts(2.0, 14.0, 8.0, 8.0, 96.0)},
@@ -160,3 +162,18 @@ def test_flush_median_of_histogram() -> None:
     assert _median([0, 2, 0, 2]) == 2.0          # 1 1 3 3: mean of the middle two
     assert _median([0, 1, 1, 1]) == 2.0          # 1 2 3
     assert _median([0] * 17) is None
+
+
+def test_driver_verdicts_beside_the_program_counts(tmp_path: Path) -> None:
+    """virtio_net: PASS derived from the driver's counters, compared with the program's verdicts."""
+    path = tmp_path / "virtio.xst"
+    with TraceWriter(path, {"iface": "eth0", "driver": "virtio_net"}) as w:
+        w.write(Sample(t=0.125, dt=0.125, actions=[[1, 3, 10, 2, 4]],
+                       driver={"rx_queue_0_xdp_packets": 12, "rx_queue_0_xdp_drops": 4,
+                               "rx_queue_0_xdp_tx": 2, "rx_queue_0_xdp_redirects": 3}))
+        w.write(Sample(t=0.25, dt=0.125, actions=[[0, 0, 5, 0, 1]],
+                       driver={"rx_queue_1_xdp_packets": 8, "rx_queue_1_xdp_redirects": 1}))
+    got = summarize(path)
+    assert got["driver_verdicts"] == acts(0, 4, 10, 2, 4)   # PASS = 20 - 4 - 2 - 4
+    assert got["driver_difference"] == acts(-1, 1, -5, 0, -1)
+    assert summarize(path, 1, 2)["driver_verdicts"] is None  # no driver counters in the window
