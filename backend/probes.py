@@ -31,23 +31,31 @@ class Probes:
 
     def read(self, raw: Raw) -> None:
         """Add every probe counter to raw (keys: see collector.to_sample)."""
-        for key, per_cpu in self.bpf[b"xs_devtx"].items():
-            raw[("devtx", key.value, "sent")] = [v.sent for v in per_cpu]
-            raw[("devtx", key.value, "drops")] = [v.drops for v in per_cpu]
+        # keyed by kernel pointer; the ifindex / name sits in the CPU copy that first saw the key
+        for per_cpu in self.bpf[b"xs_devtx"].values():
+            ifindex = max(v.ifindex for v in per_cpu)
+            _add(raw, ("devtx", ifindex, "sent"), [v.sent for v in per_cpu])
+            _add(raw, ("devtx", ifindex, "drops"), [v.drops for v in per_cpu])
             for size in range(18):
-                raw[("flush", key.value, size)] = [v.flush[size] for v in per_cpu]
+                _add(raw, ("flush", ifindex, size), [v.flush[size] for v in per_cpu])
         for key, per_cpu in self.bpf[b"xs_rerr"].items():
             raw[("rerr", key.ifindex, key.err)] = list(per_cpu)
         _read_array(self.bpf[b"xs_exc"], "exc", raw)
         _read_array(self.bpf[b"xs_cpumap_bulk"], "cpumap", raw)
-        for key, per_cpu in self.bpf[b"xs_napi"].items():
-            dev = key.dev.decode(errors="replace")
+        for per_cpu in self.bpf[b"xs_napi"].values():
+            dev = max((v.dev for v in per_cpu), key=len).decode(errors="replace")
             for f in ("polls", "work", "budget", "full"):
-                raw[("napi", dev, f)] = [getattr(v, f) for v in per_cpu]
+                _add(raw, ("napi", dev, f), [getattr(v, f) for v in per_cpu])
             for b in range(9):
-                raw[("napi_hist", dev, b)] = [v.hist[b] for v in per_cpu]
+                _add(raw, ("napi_hist", dev, b), [v.hist[b] for v in per_cpu])
         for key, per_cpu in self.bpf[b"xs_redir"].items():
             raw[("redir", key.value)] = list(per_cpu)
+
+
+def _add(raw: Raw, key: tuple, per_cpu: list[int]) -> None:
+    """Two kernel objects may name one device (a napi per queue): their counts add up."""
+    old = raw.get(key)
+    raw[key] = per_cpu if old is None else [a + b for a, b in zip(old, per_cpu)]
 
 
 def _read_array(table, name: str, raw: Raw) -> None:
