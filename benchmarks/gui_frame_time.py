@@ -26,7 +26,6 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -34,7 +33,6 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
-from PySide6.QtCore import QSettings  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
 
@@ -57,18 +55,14 @@ def main() -> int:
     ap.add_argument("--all-panels", action="store_true", help="raise the NAPI tab as well")
     a = ap.parse_args()
 
-    from gui.main_window import FRAME_MS, MainWindow
+    from gui.main_window import FRAME_MS
     from gui.sources import Source
+    from benchmarks.gui_common import bench_window
     from gui.testing import synthetic
 
-    app = QApplication.instance() or QApplication([sys.argv[0]])
-    tmpdir = tempfile.TemporaryDirectory(prefix="xdpscope-bench-")  # removed at exit
-    tmp = tmpdir.name
-    w = MainWindow(settings=QSettings(str(Path(tmp) / "s.ini"), QSettings.Format.IniFormat))
-    w.timer.stop()
-    w.status_timer.stop()
     width, height = (int(v) for v in a.size.split("x"))
-    w.resize(width, height)
+    app, tmpdir, w = bench_window(width, height)
+    tmp = tmpdir.name
     w.show()
     if a.all_panels:
         w.docks["NAPI"].raise_()

@@ -20,15 +20,12 @@ import gc
 import json
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from PySide6.QtCore import QSettings  # noqa: E402
-from PySide6.QtWidgets import QApplication  # noqa: E402
 
 
 def rss_mb() -> float:
@@ -48,17 +45,12 @@ def main() -> int:
     ap.add_argument("--window", type=int, default=3600)
     a = ap.parse_args()
 
-    from gui.main_window import MainWindow
     from gui.sources import Source
+    from benchmarks.gui_common import bench_window
     from gui.testing import synthetic
 
-    app = QApplication.instance() or QApplication([sys.argv[0]])
-    tmpdir = tempfile.TemporaryDirectory(prefix="xdpscope-bench-")  # removed at exit
+    app, tmpdir, w = bench_window(1600, 1000)
     tmp = tmpdir.name
-    w = MainWindow(settings=QSettings(str(Path(tmp) / "s.ini"), QSettings.Format.IniFormat))
-    w.timer.stop()
-    w.status_timer.stop()
-    w.resize(1600, 1000)
     w.window_box.setValue(a.window)
     w.show()
     src = Source(w)

@@ -30,8 +30,6 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
-from PySide6.QtCore import QSettings  # noqa: E402
-from PySide6.QtWidgets import QApplication  # noqa: E402
 
 
 def write_trace(path: Path, n: int, hz: float, targets: int) -> float:
@@ -73,7 +71,7 @@ def main() -> int:
     a = ap.parse_args()
 
     from backend.trace import TraceReader
-    from gui.main_window import MainWindow
+    from benchmarks.gui_common import bench_window
     from gui.replay import ReplaySource
 
     n = int(a.hours * 3600 * a.hz)
@@ -88,13 +86,8 @@ def main() -> int:
     size_mb = path.stat().st_size / 1e6
     windows = [int(w) for w in a.windows.split(",")]
 
-    app = QApplication.instance() or QApplication([sys.argv[0]])
-    tmpdir = tempfile.TemporaryDirectory(prefix="xdpscope-bench-")  # removed at exit
+    app, tmpdir, w = bench_window(1600, 1000)
     tmp = tmpdir.name
-    w = MainWindow(settings=QSettings(str(Path(tmp) / "s.ini"), QSettings.Format.IniFormat))
-    w.timer.stop()
-    w.status_timer.stop()
-    w.resize(1600, 1000)
     w.window_box.setValue(windows[0])
     w.show()
     app.processEvents()

@@ -1,0 +1,22 @@
+"""What the GUI benchmarks share: a main window with its own timers stopped (the script plays
+the timer), settings in a throwaway file so the user's layout is neither used nor changed."""
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+
+from PySide6.QtCore import QSettings
+from PySide6.QtWidgets import QApplication
+
+
+def bench_window(width: int = 1600, height: int = 1000):
+    """(app, tmpdir, window): keep tmpdir referenced, it is removed when collected."""
+    from gui.main_window import MainWindow
+    app = QApplication.instance() or QApplication([sys.argv[0]])
+    tmpdir = tempfile.TemporaryDirectory(prefix="xdpscope-bench-")
+    w = MainWindow(settings=QSettings(str(Path(tmpdir.name) / "s.ini"), QSettings.Format.IniFormat))
+    w.timer.stop()
+    w.status_timer.stop()
+    w.resize(width, height)
+    return app, tmpdir, w
