@@ -58,6 +58,20 @@ def new_image(w: int, h: int, fill: str | QColor = BACKGROUND) -> QImage:
     return img
 
 
+
+def _paint(device, widget, w: int, h: int, text_antialias: bool = False) -> None:
+    """Render widget onto device at w x h pixels, scaled when the widget has another size."""
+    painter = QPainter(device)
+    try:
+        if text_antialias:
+            painter.setRenderHint(QPainter.RenderHint.TextAntialiasing, True)
+        cur = widget.size()
+        if cur != QSize(w, h):
+            painter.scale(w / max(cur.width(), 1), h / max(cur.height(), 1))
+        widget.render(painter, QPoint(0, 0))
+    finally:
+        painter.end()
+
 class _LaidOutAt:
     """Temporarily lay a widget out at w x h (a main window gets its dock layout back after)."""
 
@@ -89,15 +103,7 @@ def render_widget(widget: QWidget, w: int, h: int) -> QImage:
     w, h = check_size(w, h)
     img = new_image(w, h, widget.palette().window().color())
     with _LaidOutAt(widget, w, h):
-        painter = QPainter(img)
-        try:
-            painter.setRenderHint(QPainter.RenderHint.TextAntialiasing, True)
-            cur = widget.size()
-            if cur != QSize(w, h):
-                painter.scale(w / max(cur.width(), 1), h / max(cur.height(), 1))
-            widget.render(painter, QPoint(0, 0))
-        finally:
-            painter.end()
+        _paint(img, widget, w, h, text_antialias=True)
     return img
 
 
@@ -181,14 +187,7 @@ def _svg(widget: QWidget, w: int, h: int, title: str = "xdpscope") -> bytes:
     gen.setViewBox(QRectF(0, 0, w, h))
     gen.setResolution(96)
     gen.setTitle(title)
-    painter = QPainter(gen)
-    try:
-        cur = widget.size()
-        if cur != QSize(w, h):
-            painter.scale(w / max(cur.width(), 1), h / max(cur.height(), 1))
-        widget.render(painter, QPoint(0, 0))
-    finally:
-        painter.end()
+    _paint(gen, widget, w, h)
     buf.close()
     # Qt states the size in mm (from the resolution); say the pixels that were asked for
     return re.sub(rb'<svg width="[^"]*" height="[^"]*"', f'<svg width="{w}px" height="{h}px"'.encode(),
