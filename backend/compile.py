@@ -45,11 +45,8 @@ def compile_bpf(text: str, cflags: list[str], what: str):
         try:
             return bcc.BPF(text=text.encode(), cflags=[f"-I{BPF_DIR}", *cflags])
         except Exception:
-            failed = True
-        else:
-            failed = False
-    if failed:
-        raise XdpscopeError(f"{what}: compile error\n{_diagnostics(err[0])}")
+            pass  # bcc's exception says only "Failed to compile"; clang's lines are in err
+    raise XdpscopeError(f"{what}: compile error\n{_diagnostics(err[0])}")
 
 
 def load_xdp(bpf, func: str, what: str) -> int:

@@ -59,6 +59,21 @@ def new_image(w: int, h: int, fill: str | QColor = BACKGROUND) -> QImage:
 
 
 
+def _size_boxes(w: int | None = None, h: int | None = None) -> tuple[QSpinBox, QSpinBox, QHBoxLayout]:
+    """Width × height spin boxes in pixels, in one row."""
+    boxes = QSpinBox(), QSpinBox()
+    row = QHBoxLayout()
+    for box, value in zip(boxes, (w, h)):
+        box.setRange(MIN_SIZE, MAX_SIZE)
+        box.setSuffix(" px")
+        if value is not None:
+            box.setValue(value)
+    row.addWidget(boxes[0])
+    row.addWidget(QLabel("×"))
+    row.addWidget(boxes[1])
+    return boxes[0], boxes[1], row
+
+
 def _paint(device, widget, w: int, h: int, text_antialias: bool = False) -> None:
     """Render widget onto device at w x h pixels, scaled when the widget has another size."""
     painter = QPainter(device)
@@ -241,14 +256,7 @@ class ExportDialog(QDialog):
             self.target.addItem(title)
         self.target.currentIndexChanged.connect(self._target_changed)
         form.addRow("what", self.target)
-        self.width_box, self.height_box = QSpinBox(), QSpinBox()
-        for b in (self.width_box, self.height_box):
-            b.setRange(MIN_SIZE, MAX_SIZE)
-            b.setSuffix(" px")
-        size = QHBoxLayout()
-        size.addWidget(self.width_box)
-        size.addWidget(QLabel("×"))
-        size.addWidget(self.height_box)
+        self.width_box, self.height_box, size = _size_boxes()
         form.addRow("size", size)
         self.fmt = QComboBox()
         self.fmt.addItems(["PNG", "SVG", "Clipboard (PNG)"])
@@ -354,15 +362,7 @@ class ReportDialog(QDialog):
             rng.addWidget(box)
         lay.addLayout(rng)
         form = QFormLayout()
-        self.width_box, self.height_box = QSpinBox(), QSpinBox()
-        for b, v in ((self.width_box, 1200), (self.height_box, 460)):
-            b.setRange(MIN_SIZE, MAX_SIZE)
-            b.setValue(v)
-            b.setSuffix(" px")
-        size = QHBoxLayout()
-        size.addWidget(self.width_box)
-        size.addWidget(QLabel("×"))
-        size.addWidget(self.height_box)
+        self.width_box, self.height_box, size = _size_boxes(1200, 460)
         form.addRow("plot size", size)
         lay.addLayout(form)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Save | QDialogButtonBox.StandardButton.Cancel)
