@@ -9,8 +9,11 @@ import operator
 import os
 from typing import Any
 
+import numpy as np
+
 from . import driver as _driver
-from .sample import ACTIONS, Sample
+from .block import Key, nest
+from .sample import ACTIONS
 from .trace import TraceReader
 
 
@@ -65,41 +68,30 @@ def _median(hist: list[int]) -> float | None:
     return float(nth(n // 2)) if n % 2 else (nth(n // 2 - 1) + nth(n // 2)) / 2
 
 
-def merge(samples: list[Sample]) -> Sample:
-    """One sample covering consecutive samples: deltas added, t of the last, dt the sum of dts."""
-    acc: dict[str, Any] = {}
-    for s in samples:
-        for name in _FIELDS:
-            acc[name] = _add(acc.get(name), getattr(s, name))
-    return Sample(t=samples[-1].t, dt=math.fsum(s.dt for s in samples),
-                  **{k: v for k, v in acc.items() if v is not None})
-
-
-_FIELDS = ("actions", "targets", "flush", "devmap", "redirect_errors", "exceptions", "cpumap", "napi", "driver", "run")
-
-
 def summarize(path: str | os.PathLike, t_from: float | None = None, t_to: float | None = None) -> dict:
     """Totals and rates over the samples with t_from <= t <= t_to (the whole trace by default)."""
     with TraceReader(path) as reader:
         meta = reader.meta
         count, dts = 0, []
-        per_cpu: list[list[int]] = []
-        sums: dict[str, Any] = {}  # Sample field -> merged deltas
+        totals: dict[Key, int] = {}  # leaf key -> sum over the window (keys any sample had)
         peak = dict.fromkeys(ACTIONS, 0.0)
         span: list[float] | None = None
-        for s in reader.samples(t_from, t_to):
-            count += 1
-            dts.append(s.dt)
-            span = [s.t - s.dt, s.t] if span is None else [span[0], s.t]
-            per_cpu = _add(per_cpu, s.actions)
-            for name in ("targets", "flush", "devmap", "redirect_errors", "exceptions", "cpumap", "napi",
-                         "driver", "run"):
-                sums[name] = _add(sums.get(name), getattr(s, name))
-            if s.dt > 0:
-                for a, n in zip(ACTIONS, s.action_totals()):
-                    peak[a] = max(peak[a], n / s.dt)
+        for b in reader.blocks(t_from, t_to):  # columns, a chunk at a time: no per-sample Python
+            count += len(b)
+            dts.append(b.dt)
+            span = [float(b.t[0] - b.dt[0]) if span is None else span[0], float(b.t[-1])]
+            for k, v in b.totals().items():
+                totals[k] = totals.get(k, 0) + v
+            rate = b.dt > 0
+            for i, a in enumerate(ACTIONS):
+                cols = [j for j, k in enumerate(b.keys) if k[0] == "actions" and len(k) == 3 and k[2] == i]
+                if cols and rate.any():
+                    per_sample = b.values[rate][:, cols].sum(axis=1) / b.dt[rate]
+                    peak[a] = max(peak[a], float(per_sample.max()))
+    sums = nest(totals.items())  # the whole window as one sample's fields
+    per_cpu: list[list[int]] = sums.get("actions", [])
 
-    duration = math.fsum(dts)  # 0.1 s added 864,000 times drifts with a plain sum
+    duration = math.fsum(np.concatenate(dts)) if dts else 0.0  # 0.1 s added 864,000 times drifts with a plain sum
     per_cpu = [cpu + [0] * (len(ACTIONS) - len(cpu)) for cpu in per_cpu]
     actions = {a: sum(cpu[i] for cpu in per_cpu) for i, a in enumerate(ACTIONS)}
     targets = {name: sum(v) for name, v in sums.get("targets", {}).items()}

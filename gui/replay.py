@@ -1,7 +1,8 @@
 """Replay of a trace file: a playhead over the trace's sample times, and the bar that drives it.
 
 Nothing is loaded up front but the times (one numpy array from the reader): a seek loads only
-the samples of the visible window, playback appends the samples the playhead passes.
+the samples of the visible window (one Block: a few numpy operations for the whole window),
+playback appends the samples the playhead passes.
 """
 from __future__ import annotations
 
@@ -68,8 +69,7 @@ class ReplaySource(Source):
         i0 = int(np.searchsorted(self.times, t - self.window, side="right"))
         i1 = int(np.searchsorted(self.times, t, side="right"))
         self.model.reset()
-        if i1 > i0:
-            self.model.extend(self.reader.samples(float(self.times[i0]), float(self.times[i1 - 1])))
+        self.model.extend(self.reader.block(i0, i1))
         self._next = i1
         self._move(t)
 
@@ -81,7 +81,7 @@ class ReplaySource(Source):
             return
         j = int(np.searchsorted(self.times, t, side="right"))
         if j > self._next:
-            self.model.extend(self.reader.samples(float(self.times[self._next]), float(self.times[j - 1])))
+            self.model.extend(self.reader.block(self._next, j))
             self._next = j
         self._move(t)
 

@@ -23,8 +23,8 @@ import numpy as np
 from backend.driver import EXPLAIN as DRIVER_EXPLAIN
 from backend.errors import XdpscopeError
 from backend.sample import ACTIONS
-from backend.summary import merge, summarize
-from backend.trace import TraceReader
+from backend.summary import summarize
+from backend.trace import CHUNK, TraceReader
 
 DEFAULT_SIZE = (1200, 460)   # pixels of each plot image (HTML, PNG)
 DEFAULT_SIZE_PDF = (960, 400)  # a PDF page is ~700 CSS px wide: smaller plots keep their text legible
@@ -133,14 +133,8 @@ def load_model(path: str | os.PathLike, t_from: float | None, t_to: float | None
         k = max(1, -(-n // max_rows))
         model = AppModel(capacity=max(-(-n // k), 2))
         model.set_meta(reader.meta)
-        group: list = []
-        for s in reader.samples(t_from, t_to):
-            group.append(s)
-            if len(group) == k:
-                model.append(merge(group) if k > 1 else group[0])
-                group = []
-        if group:
-            model.append(merge(group))
+        for block in reader.blocks(t_from, t_to, size=k * max(1, CHUNK // k)):  # whole groups per block
+            model.extend(block.merged(k))
         end = float(t[hi - 1]) if n else (t_to or 0.0)
     x0 = t_from if t_from is not None else 0.0
     x1 = max(t_to if t_to is not None else end, x0 + 1e-3)

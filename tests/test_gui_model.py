@@ -54,3 +54,78 @@ def test_nice_ceiling_is_stable_and_round():
     assert nice_ceiling(3, 8) == 3          # much lower: a new ceiling
     assert nice_ceiling(9, 8) == 10         # higher: a new ceiling
     assert nice_ceiling(float("nan"), 4) == 4 and nice_ceiling(0) == 1
+
+
+def _state(h) -> dict:
+    """Everything a History holds for its live rows, comparable across histories."""
+    sl = slice(h.start, h.end)
+    out = {name: getattr(h, name)[sl].copy() for name in
+           ("t", "dt", "actions", "flush", "cpumap", "cpumap_drops", "napi", "run")}
+    out["cpu_actions"] = h.cpu_actions[sl]
+    for name in ("targets", "devmap_sent", "devmap_drops", "redirect_errors", "exceptions", "driver"):
+        k = getattr(h, name)
+        out[name] = (list(k.names), list(k.seen), k.data[sl, :len(k.names)].copy())
+    out["flags"] = (h.has_napi, h.has_run, h.has_cpumap, h.has_cpumap_drops, h.base + h.start, len(h))
+    return out
+
+
+def _assert_same(a, b) -> None:
+    sa, sb = _state(a), _state(b)
+    assert sa.keys() == sb.keys()
+    for k in sa:
+        if isinstance(sa[k], tuple) and len(sa[k]) == 3 and isinstance(sa[k][2], np.ndarray):
+            assert sa[k][:2] == sb[k][:2], k
+            np.testing.assert_array_equal(sa[k][2], sb[k][2], err_msg=k)
+        elif isinstance(sa[k], np.ndarray):
+            np.testing.assert_array_equal(sa[k], sb[k], err_msg=k)
+        else:
+            assert sa[k] == sb[k], k
+
+
+def _mixed(i: int):
+    """Synthetic samples with members that come and go: cpumap, driver counters, a third target."""
+    s = synthetic(i, 0.1, targets=2 + (i > 700))
+    if i % 7 == 0:
+        s.cpumap = {"bulk": [0, i % 5, 0, 0, 0, 0, 0, 0, 1], "drops": i % 3}
+    if i > 300:
+        s.driver = {"rx_xdp_drops": i, "tx_xdp_xmit": 2 * i}
+    return s
+
+
+def test_block_extend_equals_sample_appends():
+    """A replay window goes in as one Block; live samples one at a time: the history is the same,
+    also when blocks straddle the ring's compaction."""
+    from backend.block import Block
+    from gui.model import History
+    samples = [_mixed(i) for i in range(1, 2501)]
+    one, blocks = History(capacity=900), History(capacity=900)
+    rng = np.random.default_rng(3)
+    i = 0
+    while i < len(samples):
+        n = int(rng.integers(1, 400))
+        for s in samples[i:i + n]:
+            one.append(s)
+        blocks.extend(Block.from_samples(samples[i:i + n]))
+        i += n
+        _assert_same(one, blocks)
+    assert one.base > 0 and one.has_cpumap and one.has_cpumap_drops and one.has_napi and one.has_run
+    big = History(capacity=900)
+    big.extend(Block.from_samples(samples))  # more than capacity at once: the newest 900 stay
+    _assert_same(one, big)
+
+
+def test_clear_is_a_new_history():
+    from backend.block import Block
+    from gui.model import History
+    samples = [_mixed(i) for i in range(1, 2001)]
+    h = History(capacity=600)
+    h.extend(Block.from_samples(samples))
+    serial = h.serial
+    h.clear()
+    assert len(h) == 0 and h.serial != serial and h.bins == {} and not h.has_napi
+    fresh = History(capacity=600)
+    for part in (samples[:10], samples[10:20]):  # without driver, cpumap or the third target
+        h.extend(Block.from_samples(part))
+        fresh.extend(Block.from_samples(part))
+    _assert_same(h, fresh)
+    assert h.driver.names == [] and h.targets.names == ["xs-t0", "xs-t1"]

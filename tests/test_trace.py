@@ -8,6 +8,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -70,14 +71,78 @@ def test_round_trip(tmp_path: Path) -> None:
 
 
 def test_row_layout(tmp_path: Path) -> None:
+    """The documented layout, decoded by hand: zlib of (u32 column, i64 value) records, keys in `columns`."""
     path = tmp_path / "a.xst"
-    write_trace(path, 1)
+    write_trace(path, 2)
     db = sqlite3.connect(path)
-    seq, t, dt, data = db.execute("SELECT seq, t, dt, data FROM samples").fetchone()
+    keys = {i: tuple(json.loads(k)) for i, k in db.execute("SELECT id, key FROM columns")}
+    (seq, t, dt, data), _ = db.execute("SELECT seq, t, dt, data FROM samples ORDER BY seq").fetchall()
     assert (seq, t, dt) == (1, 0.1, 0.1)
-    assert " " not in data and "t" not in json.loads(data) and json.loads(data)["actions"] == [[0, 1, 0, 0, 0], [0, 0, 2, 0, 0]]
+    rec = np.frombuffer(zlib.decompress(data), dtype=[("column", "<u4"), ("value", "<i8")])
+    leaves = {keys[int(c)]: int(v) for c, v in rec}
+    assert leaves == {("actions", 0, 0): 0, ("actions", 0, 1): 1, ("actions", 0, 2): 0, ("actions", 0, 3): 0,
+                      ("actions", 0, 4): 0, ("actions", 1, 0): 0, ("actions", 1, 1): 0, ("actions", 1, 2): 2,
+                      ("actions", 1, 3): 0, ("actions", 1, 4): 0,
+                      ("targets", "xs-t0", 0): 0, ("targets", "xs-t0", 1): 0,
+                      ("targets", "xs-t1", 0): 0, ("targets", "xs-t1", 1): 0,
+                      **{("flush", "xs-t0", i): 0 for i in range(17)}}
+    assert [keys[int(c)] for c in rec["column"]] == list(leaves)  # in the Sample's order
+    assert len(keys) == len(leaves) + 1  # the second sample added ("exceptions", "ABORTED")
+    assert keys[len(leaves)] == ("exceptions", "ABORTED")
     assert json.loads(db.execute("SELECT value FROM meta WHERE key='iface'").fetchone()[0]) == "xs-in"
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+    path = tmp_path / "meta.xst"
+    write_trace(path, 3)
+    _edit(path, "UPDATE meta SET value = '{oops' WHERE key = 'iface'")
+    assert "'iface'" in error_of(path)
+
+
+def write_v1(path: Path, samples: list[Sample], meta: dict = META) -> None:
+    """A format_version 1 trace, by its documented schema (one JSON text per row)."""
+    db = sqlite3.connect(path)
+    db.executescript("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+                     "CREATE TABLE samples (seq INTEGER PRIMARY KEY, t REAL NOT NULL, dt REAL NOT NULL, "
+                     "data TEXT NOT NULL); CREATE INDEX samples_t ON samples (t);")
+    db.executemany("INSERT INTO meta VALUES (?, ?)", [(k, json.dumps(v)) for k, v in
+                                                     {**meta, "format_version": 1}.items()])
+    for s in samples:
+        d = s.to_dict()
+        t, dt = d.pop("t"), d.pop("dt")
+        db.execute("INSERT INTO samples (t, dt, data) VALUES (?, ?, ?)", (t, dt, json.dumps(d)))
+    db.commit()
+    db.close()
+
+
+def test_reads_format_version_1(tmp_path: Path) -> None:
+    path = tmp_path / "v1.xst"
+    samples = [sample(i) for i in range(20)]
+    write_v1(path, samples)
+    with TraceReader(path) as r:
+        assert r.version == 1 and len(r) == 20
+        assert list(r.samples()) == samples
+        assert list(r.samples(samples[3].t, samples[5].t)) == samples[3:6]
+        assert r.sample_at(-1) == samples[-1]
+        assert list(r.block(2, 9).samples()) == samples[2:9]
+
+
+def test_block_is_the_window_as_columns(tmp_path: Path) -> None:
+    path = tmp_path / "a.xst"
+    samples = write_trace(path, 20)
+    with TraceReader(path) as r:
+        b = r.block(4, 10)
+        assert np.array_equal(b.t, [s.t for s in samples[4:10]]) and list(b.samples()) == samples[4:10]
+        j = b.keys.index(("actions", 0, 4))
+        assert b.values[:, j].tolist() == [16 * i for i in range(4, 10)]
+        j = b.keys.index(("exceptions", "ABORTED"))  # only odd samples have it
+        assert b.present[:, j].tolist() == [i % 2 == 1 for i in range(4, 10)]
+        assert [len(x) for x in r.blocks(size=8)] == [8, 8, 4]
+        assert len(r.block(20, 30)) == 0 and r.index_range(samples[3].t, samples[5].t) == (3, 6)
+
+
+def test_non_integer_counter_is_refused(tmp_path: Path) -> None:
+    with TraceWriter(tmp_path / "f.xst", {}) as w:
+        with pytest.raises(XdpscopeError, match=r"counter \['run', 'ns'\] is not an integer: 1.5"):
+            w.write(Sample(t=0.1, dt=0.1, run={"cnt": 1, "ns": 1.5}))
 
 
 def test_writer_close_idempotent_overwrite_set_meta(tmp_path: Path) -> None:
@@ -229,18 +294,43 @@ def test_bad_meta_json(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("data", ["{not json", "[1, 2]", "", '"text"'])
-def test_bad_row_json_names_the_row(tmp_path: Path, data: str) -> None:
+def test_bad_v1_row_json_names_the_row(tmp_path: Path, data: str) -> None:
     path = tmp_path / "row.xst"
-    samples = write_trace(path, 10)
+    samples = [sample(i) for i in range(10)]
+    write_v1(path, samples)
     _edit(path, "UPDATE samples SET data = ? WHERE seq = 7", data)
+    _assert_bad_row(path, samples, "unreadable JSON")
+
+
+def _assert_bad_row(path: Path, samples: list[Sample], why: str) -> None:
     with TraceReader(path) as r:  # opening stays fast: rows are decoded when read
         assert len(r) == 10
         assert list(r.samples(t_to=samples[5].t)) == samples[:6]
-        for read in (lambda: list(r.samples()), lambda: r.sample_at(6)):
+        for read in (lambda: list(r.samples()), lambda: r.sample_at(6), lambda: r.block(0, 10)):
             with pytest.raises(XdpscopeError) as e:
                 read()
             msg = str(e.value)
-            assert "\n" not in msg and str(path) in msg and "seq=7" in msg, msg
+            assert "\n" not in msg and str(path) in msg and "seq=7" in msg and why in msg, msg
+
+
+@pytest.mark.parametrize("data, why", [
+    (b"{not zlib", "unreadable data"), ("text", "unreadable data"),
+    (zlib.compress(b"\0" * 13), "not a whole number of records"),
+    (zlib.compress(np.array([(999, 1)], dtype=[("c", "<u4"), ("v", "<i8")]).tobytes()), "unknown column id 999"),
+])
+def test_bad_row_data_names_the_row(tmp_path: Path, data: object, why: str) -> None:
+    path = tmp_path / "row.xst"
+    samples = write_trace(path, 10)
+    _edit(path, "UPDATE samples SET data = ? WHERE seq = 7", data)
+    _assert_bad_row(path, samples, why)
+
+
+@pytest.mark.parametrize("key", ["{oops", "[]", "[1, 2]", '"flush"'])
+def test_bad_column_key(tmp_path: Path, key: str) -> None:
+    path = tmp_path / "col.xst"
+    write_trace(path, 3)
+    _edit(path, "UPDATE columns SET key = ? WHERE id = 3", key)
+    assert "column 3: unreadable key" in error_of(path)
 
 
 def test_missing_samples_table(tmp_path: Path) -> None:
@@ -248,6 +338,10 @@ def test_missing_samples_table(tmp_path: Path) -> None:
     write_trace(path, 3)
     _edit(path, "DROP TABLE samples")
     assert "not an xdpscope trace" in error_of(path)
+    path = tmp_path / "nocolumns.xst"
+    write_trace(path, 3)
+    _edit(path, "DROP TABLE columns")
+    assert "no columns table" in error_of(path)
 
 
 def test_copy_of_closed_trace_reads(tmp_path: Path) -> None:

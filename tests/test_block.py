@@ -1,0 +1,45 @@
+"""Samples as columns (backend/block.py): exact round trips, merged groups and totals."""
+from __future__ import annotations
+
+import numpy as np
+
+from backend.block import Block, leaves, nest
+from backend.sample import Sample
+from gui.testing import synthetic
+
+
+def test_leaves_and_nest_are_inverse():
+    s = synthetic(50, targets=3)
+    s.cpumap = {"bulk": [0, 1, 0, 0, 0, 0, 0, 0, 2], "drops": 0}
+    s.napi["eth0"]["hist"] = [0, 2, 0, 0, 0, 0, 0, 0, 0]
+    pairs = leaves(s)
+    assert (("actions", 1, 0), 1) in pairs and (("cpumap", "drops"), 0) in pairs  # zeros are kept
+    assert (("napi", "eth0", "hist", 1), 2) in pairs and (("redirect_errors", "xs-nx", "ENXIO"), 0) in pairs
+    assert Sample(t=s.t, dt=s.dt, **nest(pairs)) == s
+
+
+def test_block_round_trip_with_members_that_come_and_go():
+    samples = [synthetic(i, targets=1 + i % 3) for i in range(1, 120)]
+    samples[5].exceptions = {}
+    samples[6].run = {}
+    b = Block.from_samples(samples)
+    assert list(b.samples()) == samples
+    assert b.values.shape == (119, len(b.keys)) and b.values.dtype == np.int64
+    j = b.keys.index(("targets", "xs-t2", 0))  # only every third sample has the third target
+    assert b.present[:, j].tolist() == [i % 3 == 2 for i in range(1, 120)]
+    assert len(Block.from_samples([])) == 0 and list(Block.empty().samples()) == []
+
+
+def test_merged_and_totals():
+    samples = [synthetic(i) for i in range(1, 11)]
+    b = Block.from_samples(samples)
+    m = b.merged(4)  # groups 1-4, 5-8, 9-10
+    assert m.t.tolist() == [samples[3].t, samples[7].t, samples[9].t]
+    np.testing.assert_allclose(m.dt, [0.4, 0.4, 0.2])
+    j = b.keys.index(("actions", 0, 2))  # PASS on cpu0: 10 + i
+    assert m.values[:, j].tolist() == [sum(10 + i for i in g) for g in ((1, 2, 3, 4), (5, 6, 7, 8), (9, 10))]
+    assert ("exceptions", "ABORTED") not in b.keys  # only samples 50, 100, ... have it
+    totals = b.totals()
+    assert totals[("targets", "xs-t1", 0)] == sum(2 * i for i in range(1, 11))
+    assert totals == m.totals() == Block.from_samples([m.sample(i) for i in range(len(m))]).totals()
+    assert b.merged(1) is b
