@@ -352,3 +352,19 @@ def test_copy_of_closed_trace_reads(tmp_path: Path) -> None:
     os.chmod(copy, 0o444)  # bundled traces may be read-only
     with TraceReader(copy) as r:
         assert list(r.samples()) == samples
+
+
+def test_convert_script_rewrites_v1_as_current(tmp_path: Path) -> None:
+    old, new = tmp_path / "v1.xst", tmp_path / "v2.xst"
+    samples = [sample(i) for i in range(30)]
+    write_v1(old, samples, {**META, "ended": 12.5})
+    script = ROOT / "scripts" / "convert-trace.py"
+    done = subprocess.run([sys.executable, str(script), str(old), str(new)], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.strip() == f"{new}: 30 samples", done
+    with TraceReader(new) as r:
+        assert r.version == FORMAT_VERSION and list(r.samples()) == samples
+        assert r.meta["targets"] == META["targets"] and r.meta["converted"]["from_format_version"] == 1
+        assert r.meta["converted"]["ended"] == 12.5
+    bad = subprocess.run([sys.executable, str(script), str(tmp_path / "nope.xst"), str(new)],
+                         capture_output=True, text=True)
+    assert bad.returncode == 1 and bad.stderr.count("\n") == 1 and "no such trace file" in bad.stderr
