@@ -83,6 +83,7 @@ class History:
         self.redirect_errors = Keyed(rows)  # key "target errno"
         self.exceptions = Keyed(rows, ACTIONS)
         self.driver = Keyed(rows, width=16)
+        self.napi_dev = {f: Keyed(rows, width=4) for f in NAPI_FIELDS}  # per device: field -> device columns
         self.has_napi = False
         self.has_run = False
         self.has_cpumap = False
@@ -111,7 +112,7 @@ class History:
 
     def _keyed(self) -> list[Keyed]:
         return [self.targets, self.devmap_sent, self.devmap_drops, self.redirect_errors,
-                self.exceptions, self.driver]
+                self.exceptions, self.driver, *self.napi_dev.values()]
 
     def _make_room(self, m: int) -> None:
         """Room for m more rows (m <= capacity): when the storage is full, move the newest rows that
@@ -194,8 +195,9 @@ class History:
         elif field == "cpumap" and len(rest) == 1:  # dropped frames
             self.cpumap_drops[rows] += v
             self.has_cpumap_drops |= nonzero
-        elif field == "napi" and len(rest) == 2 and rest[1] in NAPI_FIELDS:  # all devices together
+        elif field == "napi" and len(rest) == 2 and rest[1] in NAPI_FIELDS:  # all devices, and per device
             self.napi[rows, NAPI_FIELDS.index(rest[1])] += v
+            self._keyed_add(self.napi_dev[rest[1]], rows, rest[0], v, nonzero)
         elif field == "run" and len(rest) == 1 and rest[0] in ("cnt", "ns"):
             self.run[rows, 0 if rest[0] == "cnt" else 1] = v
         elif field == "driver" and len(rest) == 1:

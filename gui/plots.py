@@ -17,7 +17,7 @@ from PySide6.QtWidgets import QCheckBox, QComboBox, QHBoxLayout, QLabel, QSizePo
 
 from backend.sample import ACTIONS, FLUSH_BINS
 
-from .model import AppModel, History, Keyed
+from .model import NAPI_FIELDS, AppModel, History, Keyed
 
 pg.setConfigOptions(antialias=False, background="#1e1f22", foreground="#c8c8c8")
 
@@ -629,6 +629,7 @@ class ErrorsPanel(Panel):
 
 class NapiPanel(Panel):
     title = "NAPI and run time"
+    ALL = "all devices"
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -636,18 +637,42 @@ class NapiPanel(Panel):
         # side by side: the panel is usually a short strip at the bottom of the window
         self.runtime = SeriesPlot(self.glw.addPlot(row=0, col=1), "Program run time per packet (ns)", " ns")
         self.runtime.plot.setXLink(self.work.plot)
+        # napi_poll fires for every device's NAPI: in a lab the target peers poll too, in a VM eth0
+        self.device = QComboBox()
+        self.device.setToolTip("NAPI instances of which device (napi:napi_poll traces every device)")
+        self.device.addItem(self.ALL)
+        self.device.currentIndexChanged.connect(self.invalidate)
+        self.controls.addWidget(self.device)
         self.summary = Summary()
         self.controls.addWidget(self.summary, 1)
 
+    def _devices(self, h: History) -> None:
+        """Offer the devices the session has polled (the choice is kept by name)."""
+        names = h.napi_dev["polls"].names
+        if [self.device.itemText(i) for i in range(1, self.device.count())] != names:
+            current = self.device.currentText()
+            self.device.blockSignals(True)
+            self.device.clear()
+            self.device.addItems([self.ALL, *names])
+            self.device.setCurrentIndex(max(self.device.findText(current), 0))
+            self.device.blockSignals(False)
+
     def draw(self, v: View) -> None:
         h = v.h
-        t, y = v.series(("napi",), napi_per_poll)
+        self._devices(h)
+        dev = None if self.device.currentIndex() <= 0 else self.device.currentText()
+        t, y = v.series(("napi", dev), lambda h, sl: napi_per_poll(h, sl, dev))
         self.work.set("work/poll", t, y[:, 0], "#50c060")
         self.work.set("budget", t, y[:, 1], "#e04848")
         self.runtime.set("ns/packet", *v.series(("run",), run_ns), "#f0a030")
         self.work.set_xrange(v.t0, v.t1)
         self.runtime.set_xrange(v.t0, v.t1)
         notes = []
+        names = h.napi_dev["polls"].names
+        if names:
+            polls, work = v.total(("napi_totals", len(names)), lambda h, sl: napi_device_counts(h, sl, names))
+            notes.append("in window: " + ", ".join(f"{n} {int(p):,} polls {int(w):,} packets"
+                                                   for n, p, w in zip(names, polls, work)))
         if not h.has_napi:
             notes.append("no NAPI data in this session (napi:napi_poll not traced)")
         if not h.has_run:
@@ -655,9 +680,28 @@ class NapiPanel(Panel):
         self.summary.setText("; ".join(notes))
 
 
-def napi_per_poll(h: History, sl: slice) -> np.ndarray:
-    """Rows x 2: work per poll and budget per poll (NaN without polls)."""
-    napi = h.napi[sl]
+def napi_counts(h: History, sl: slice, dev: str | None = None) -> np.ndarray:
+    """Rows x NAPI_FIELDS: of all devices together (None), or of one device (zeros if never seen)."""
+    if dev is None:
+        return h.napi[sl]
+    out = np.zeros((sl.stop - sl.start, len(NAPI_FIELDS)))
+    for j, f in enumerate(NAPI_FIELDS):
+        k = h.napi_dev[f]
+        if dev in k.index:
+            out[:, j] = k.data[sl, k.index[dev]]
+    return out
+
+
+def napi_device_counts(h: History, sl: slice, names: list[str]) -> np.ndarray:
+    """Rows x 2 x devices: polls, then work, per device (in `names` order)."""
+    cols = lambda f: [h.napi_dev[f].index[n] for n in names]  # noqa: E731
+    return np.stack([h.napi_dev["polls"].data[sl][:, cols("polls")], h.napi_dev["work"].data[sl][:, cols("work")]],
+                    axis=1)
+
+
+def napi_per_poll(h: History, sl: slice, dev: str | None = None) -> np.ndarray:
+    """Rows x 2: work per poll and budget per poll (NaN without polls), of all devices or one."""
+    napi = napi_counts(h, sl, dev)
     polls = np.where(napi[:, 0] > 0, napi[:, 0], np.nan)
     return napi[:, 1:3] / polls[:, None]
 

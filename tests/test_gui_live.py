@@ -172,6 +172,19 @@ def test_live_lab_session_plots_hold_the_engine_numbers(win, qtbot, lab):
     with np.errstate(invalid="ignore", divide="ignore"):
         np.testing.assert_allclose(y, np.where(napi[:, 0] > 0, napi[:, 1] / napi[:, 0], np.nan))
     assert np.nanmax(y) > 0
+    # one device's NAPI: each peer's own work per poll, as the engine's samples say
+    offered = [w.napi.device.itemText(i) for i in range(w.napi.device.count())]
+    for peer in (p for p in peers.values() if work[p]):
+        assert peer in offered
+        w.napi.device.setCurrentText(peer)
+        w.frame(force=True)
+        _, y = data(w.napi.work.curves["work/poll"])
+        polls = np.array([s.napi.get(peer, {}).get("polls", 0) for s in samples], dtype=float)
+        mine = np.array([s.napi.get(peer, {}).get("work", 0) for s in samples], dtype=float)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            np.testing.assert_allclose(y, np.where(polls > 0, mine / polls, np.nan))
+        assert f"{peer} {int(polls.sum()):,} polls {int(mine.sum()):,} packets" in w.napi.summary.text()
+    w.napi.device.setCurrentIndex(0)
 
     # the UI timer kept drawing during the whole session
     assert len(w.frame_times) > 10

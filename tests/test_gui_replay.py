@@ -97,6 +97,9 @@ def check_window(w, samples, end):
     np.testing.assert_allclose(y, [s.napi["eth0"]["work"] / s.napi["eth0"]["polls"] for s in sel])
     _, y = data(w.napi.work.curves["budget"])
     np.testing.assert_allclose(y, 64.0)
+    assert [w.napi.device.itemText(i) for i in range(w.napi.device.count())] == ["all devices", "eth0"]
+    polls, work = sum(s.napi["eth0"]["polls"] for s in sel), sum(s.napi["eth0"]["work"] for s in sel)
+    assert f"in window: eth0 {polls:,} polls {work:,} packets" in w.napi.summary.text()
     _, y = data(w.napi.runtime.curves["ns/packet"])
     np.testing.assert_allclose(y, [s.run["ns"] / s.run["cnt"] for s in sel])
     return sel
