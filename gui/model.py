@@ -67,6 +67,7 @@ class History:
         self.base = 0   # absolute row number (0 = first sample ever appended) of storage row 0
         self.serial = next(_serials)  # unique per History, unlike id(): views key on it
         self.bins: dict = {}  # (name, k, how, ...) -> Bins: reductions cached per bin of rows
+        self._plans: dict = {}  # leaf keys -> how a block with them lands (see _plan)
         z = lambda *shape: np.zeros((rows, *shape), dtype=np.float64)  # noqa: E731
         self.t = z()
         self.dt = z()
@@ -104,6 +105,7 @@ class History:
         self.base = 0
         self.serial = next(_serials)
         self.bins = {}
+        self._plans = {}  # their Keyed columns are gone
         self.has_napi = self.has_run = self.has_cpumap = self.has_cpumap_drops = False
 
     def _arrays(self) -> list[np.ndarray]:
@@ -146,11 +148,12 @@ class History:
         self.extend(Block.from_samples([s]))
 
     def extend(self, b: Block) -> None:
-        """Append the block's samples: each leaf column lands in its history column in one numpy step."""
+        """Append the block's samples: per history column group, one matrix product adds up the
+        leaf columns that feed it (per-CPU counts into totals, all targets into one histogram...)."""
         if not len(b):
             return
         # what the session has seen counts every sample, also those that do not fit
-        nonzero = b.values.any(axis=0).tolist()
+        nonzero = b.values.any(axis=0).astype(np.float64)
         fields = {k[0] for k, p in zip(b.keys, b.present.any(axis=0).tolist()) if p}
         if len(b) > self.capacity:  # only the newest capacity samples stay: the rest scroll out unseen
             skip = len(b) - self.capacity
@@ -162,8 +165,14 @@ class History:
         self.t[rows] = b.t
         self.dt[rows] = b.dt
         values = b.values.astype(np.float64)
-        for j, key in enumerate(b.keys):
-            self._put(rows, key, values[:, j], nonzero[j])
+        for dest, src, cols, matrix in self._plan(tuple(b.keys)):
+            target = dest.data if isinstance(dest, Keyed) else self._flat(dest)
+            target[rows, cols] += values[:, src] @ matrix
+            if isinstance(dest, Keyed):
+                for c, hit in zip(cols.tolist(), (nonzero[src] @ matrix).tolist()):
+                    dest.seen[c] = dest.seen[c] or hit > 0
+            elif dest == "cpumap_drops":
+                self.has_cpumap_drops |= bool(nonzero[src].any())
         self.has_napi |= "napi" in fields
         self.has_run |= "run" in fields
         self.has_cpumap |= "cpumap" in fields
@@ -171,43 +180,66 @@ class History:
         if self.end - self.start > self.capacity:
             self.start = self.end - self.capacity
 
-    def _put(self, rows: slice, key: tuple, v: np.ndarray, nonzero: bool) -> None:
-        """Add one leaf column (key as in backend/block.py) into the history column(s) it feeds."""
+    def _flat(self, name: str) -> np.ndarray:
+        """A history array as rows x columns (a view): cpu_actions column = cpu * 5 + verdict."""
+        a = getattr(self, name)
+        return a.reshape(a.shape[0], -1)
+
+    def _plan(self, keys: tuple) -> list[tuple[Keyed | str, np.ndarray, np.ndarray, np.ndarray]]:
+        """How a block with these leaf keys lands: per destination (a Keyed, or a history array by
+        name), the block columns that feed it, the destination columns, and the 0/1 matrix from
+        one to the other. Cached: live samples and a trace's windows mostly share their keys."""
+        plan = self._plans.get(keys)
+        if plan is not None:
+            return plan
+        routes: dict[int, tuple[Keyed | str, list[tuple[int, int]]]] = {}
+        for j, key in enumerate(keys):
+            for dest, col in self._routes(key):
+                routes.setdefault(id(dest), (dest, []))[1].append((j, col))
+        plan = []
+        for dest, pairs in routes.values():
+            src = sorted({j for j, _ in pairs})
+            cols = sorted({c for _, c in pairs})
+            matrix = np.zeros((len(src), len(cols)))
+            for j, c in pairs:
+                matrix[src.index(j), cols.index(c)] = 1.0
+            plan.append((dest, np.array(src), np.array(cols), matrix))
+        if len(self._plans) >= 64:
+            self._plans.clear()
+        self._plans[keys] = plan
+        return plan
+
+    def _routes(self, key: tuple) -> list[tuple[Keyed | str, int]]:
+        """Where one leaf (key as in backend/block.py) goes: (destination, column) pairs."""
         field, rest = key[0], key[1:]
         if field == "actions" and len(rest) == 2 and _index(rest[0], 4096) and _index(rest[1], len(ACTIONS)):
             cpu, verdict = rest
             if cpu >= self.cpu_actions.shape[1]:
                 self._grow_cpus(cpu + 1)
-            self.cpu_actions[rows, cpu, verdict] = v
-            self.actions[rows, verdict] += v
-        elif field == "targets" and len(rest) == 2:  # per CPU: summed
-            self._keyed_add(self.targets, rows, rest[0], v, nonzero)
-        elif field == "flush" and len(rest) == 2 and _index(rest[1], FLUSH_BINS):  # all targets together
-            self.flush[rows, rest[1]] += v
-        elif field == "devmap" and len(rest) == 2 and rest[1] in ("sent", "drops"):
-            self._keyed_add(self.devmap_sent if rest[1] == "sent" else self.devmap_drops, rows, rest[0], v, nonzero)
-        elif field == "redirect_errors" and len(rest) == 2:
-            self._keyed_add(self.redirect_errors, rows, f"{rest[0]} {rest[1]}", v, nonzero)
-        elif field == "exceptions" and len(rest) == 1:
-            self._keyed_add(self.exceptions, rows, rest[0], v, nonzero)
-        elif field == "cpumap" and len(rest) == 2 and _index(rest[1], CPUMAP_BINS):  # bulk size histogram
-            self.cpumap[rows, rest[1]] += v
-        elif field == "cpumap" and len(rest) == 1:  # dropped frames
-            self.cpumap_drops[rows] += v
-            self.has_cpumap_drops |= nonzero
-        elif field == "napi" and len(rest) == 2 and rest[1] in NAPI_FIELDS:  # all devices, and per device
-            self.napi[rows, NAPI_FIELDS.index(rest[1])] += v
-            self._keyed_add(self.napi_dev[rest[1]], rows, rest[0], v, nonzero)
-        elif field == "run" and len(rest) == 1 and rest[0] in ("cnt", "ns"):
-            self.run[rows, 0 if rest[0] == "cnt" else 1] = v
-        elif field == "driver" and len(rest) == 1:
-            self._keyed_add(self.driver, rows, rest[0], v, nonzero)
-
-    @staticmethod
-    def _keyed_add(k: Keyed, rows: slice, name: str, v: np.ndarray, nonzero: bool) -> None:
-        i = k.col(name)
-        k.data[rows, i] += v
-        k.seen[i] = k.seen[i] or nonzero
+            return [("cpu_actions", cpu * len(ACTIONS) + verdict), ("actions", verdict)]
+        if field == "targets" and len(rest) == 2:  # per CPU: summed
+            return [(self.targets, self.targets.col(rest[0]))]
+        if field == "flush" and len(rest) == 2 and _index(rest[1], FLUSH_BINS):  # all targets together
+            return [("flush", rest[1])]
+        if field == "devmap" and len(rest) == 2 and rest[1] in ("sent", "drops"):
+            k = self.devmap_sent if rest[1] == "sent" else self.devmap_drops
+            return [(k, k.col(rest[0]))]
+        if field == "redirect_errors" and len(rest) == 2:
+            return [(self.redirect_errors, self.redirect_errors.col(f"{rest[0]} {rest[1]}"))]
+        if field == "exceptions" and len(rest) == 1:
+            return [(self.exceptions, self.exceptions.col(rest[0]))]
+        if field == "cpumap" and len(rest) == 2 and _index(rest[1], CPUMAP_BINS):  # bulk size histogram
+            return [("cpumap", rest[1])]
+        if field == "cpumap" and len(rest) == 1:  # dropped frames
+            return [("cpumap_drops", 0)]
+        if field == "napi" and len(rest) == 2 and rest[1] in NAPI_FIELDS:  # all devices, and per device
+            k = self.napi_dev[rest[1]]
+            return [("napi", NAPI_FIELDS.index(rest[1])), (k, k.col(rest[0]))]
+        if field == "run" and len(rest) == 1 and rest[0] in ("cnt", "ns"):
+            return [("run", 0 if rest[0] == "cnt" else 1)]
+        if field == "driver" and len(rest) == 1:
+            return [(self.driver, self.driver.col(rest[0]))]
+        return []
 
     def rows(self, a: int, e: int) -> slice:
         """Storage slice of the absolute rows [a, e) (clipped to the rows held)."""

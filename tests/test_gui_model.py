@@ -129,3 +129,46 @@ def test_clear_is_a_new_history():
         fresh.extend(Block.from_samples(part))
     _assert_same(h, fresh)
     assert h.driver.names == [] and h.targets.names == ["xs-t0", "xs-t1"]
+
+
+def test_history_columns_are_the_sample_counters():
+    """Each history column, recomputed from the Sample fields directly (not through Block)."""
+    from backend.block import Block
+    from backend.sample import ACTIONS
+    from gui.model import History
+    samples = [_mixed(i) for i in range(1, 1201)]
+    for s in samples[::5]:
+        s.napi["xs-t0p"] = {"polls": 1, "work": s.t > 50 and 3 or 0, "budget": 64, "full": 0}
+    h = History(capacity=1000)
+    h.extend(Block.from_samples(samples[:500]))
+    for s in samples[500:]:
+        h.append(s)
+    held = samples[-1000:]
+    sl = slice(h.start, h.end)
+    np.testing.assert_array_equal(h.t[sl], [s.t for s in held])
+    np.testing.assert_array_equal(h.actions[sl], [s.action_totals() for s in held])
+    np.testing.assert_array_equal(h.cpu_actions[sl], [s.actions for s in held])
+    np.testing.assert_array_equal(h.flush[sl], [np.sum(list(s.flush.values()), axis=0) for s in held])
+    np.testing.assert_array_equal(h.cpumap[sl], [s.cpumap.get("bulk", [0] * 9) for s in held])
+    np.testing.assert_array_equal(h.cpumap_drops[sl], [s.cpumap.get("drops", 0) for s in held])
+    np.testing.assert_array_equal(h.run[sl], [[s.run["cnt"], s.run["ns"]] for s in held])
+    for j, f in enumerate(("polls", "work", "budget", "full")):
+        np.testing.assert_array_equal(h.napi[sl, j], [sum(d[f] for d in s.napi.values()) for s in held])
+        k = h.napi_dev[f]
+        for dev in ("eth0", "xs-t0p"):
+            np.testing.assert_array_equal(k.data[sl, k.index[dev]], [s.napi.get(dev, {}).get(f, 0) for s in held])
+    columns = {
+        h.targets: lambda s: {n: sum(v) for n, v in s.targets.items()},
+        h.devmap_sent: lambda s: {n: d["sent"] for n, d in s.devmap.items()},
+        h.devmap_drops: lambda s: {n: d["drops"] for n, d in s.devmap.items()},
+        h.redirect_errors: lambda s: {f"{n} {e}": c for n, errs in s.redirect_errors.items() for e, c in errs.items()},
+        h.exceptions: lambda s: s.exceptions,
+        h.driver: lambda s: s.driver,
+    }
+    for k, of in columns.items():
+        names = sorted({n for s in samples for n in of(s)} | (set(ACTIONS) if k is h.exceptions else set()))
+        assert sorted(k.names) == names
+        for n in names:
+            np.testing.assert_array_equal(k.data[sl, k.index[n]], [of(s).get(n, 0) for s in held], err_msg=n)
+            assert k.seen[k.index[n]] == any(of(s).get(n, 0) for s in samples), n
+    assert h.has_cpumap and h.has_cpumap_drops and h.has_napi and h.has_run
