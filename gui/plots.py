@@ -292,8 +292,9 @@ class SeriesPlot:
         plot.setLabel("bottom", "time since session start (s)")
         plot.setMouseEnabled(x=False, y=True)  # x follows the window; y may be zoomed
         plot.setAutoVisible(y=True)
-        # a dark, slightly transparent box: the legend stays readable over the curves under it
-        self.legend = plot.addLegend(offset=(-10, 10), labelTextSize="8pt", brush=pg.mkBrush(30, 31, 34, 210))
+        # top left: live data comes in at the right edge, which a legend there would cover; a dark,
+        # slightly transparent box keeps it readable over the (older) curves under it
+        self.legend = plot.addLegend(offset=(10, 10), labelTextSize="8pt", brush=pg.mkBrush(30, 31, 34, 210))
         self.curves: dict[str, pg.PlotDataItem] = {}
         # invisible, unnamed: keeps y = 0 inside the auto range so flat rates are not magnified noise
         self.baseline = plot.plot([0.0, 0.0], [0.0, 0.0], pen=pg.mkPen((0, 0, 0, 0), width=1))
@@ -694,9 +695,7 @@ def napi_counts(h: History, sl: slice, dev: str | None = None) -> np.ndarray:
 
 def napi_device_counts(h: History, sl: slice, names: list[str]) -> np.ndarray:
     """Rows x 2 x devices: polls, then work, per device (in `names` order)."""
-    cols = lambda f: [h.napi_dev[f].index[n] for n in names]  # noqa: E731
-    return np.stack([h.napi_dev["polls"].data[sl][:, cols("polls")], h.napi_dev["work"].data[sl][:, cols("work")]],
-                    axis=1)
+    return np.stack([napi_counts(h, sl, n)[:, :2] for n in names], axis=2)
 
 
 def napi_per_poll(h: History, sl: slice, dev: str | None = None) -> np.ndarray:
