@@ -14,6 +14,7 @@ from PySide6.QtCore import QElapsedTimer, QSettings, QTimer
 
 from backend.sample import ACTIONS, FLUSH_BINS
 from gui.main_window import MainWindow
+from gui.plots import SeriesPlot
 from tests import expect
 from tests.conftest import ROOT
 
@@ -66,7 +67,19 @@ def win(qtbot, tmp_path):
         w.live.client.proc.waitForFinished(10_000)
 
 
-def test_live_lab_session_plots_hold_the_engine_numbers(win, qtbot, lab):
+def shown(w) -> dict:
+    """What the plots hold: every visible curve's data, and the window's flush histogram."""
+    out = {}
+    for panel in (w.verdicts, w.fanout, w.flush, w.errors, w.napi):
+        for plot in (p for p in vars(panel).values() if isinstance(p, SeriesPlot)):
+            for name, c in plot.curves.items():
+                if c.isVisible():
+                    out[(type(panel).__name__, plot.plot.titleLabel.text, name)] = data(c)
+    out["flush histogram"] = np.asarray(w.flush.hist.opts["height"], dtype=float)
+    return out
+
+
+def test_live_lab_session_plots_hold_the_engine_numbers(win, qtbot, lab, tmp_path):
     w = win
     w.start_agent()
     qtbot.waitUntil(lambda: w.live.state == "ready", timeout=30_000)
@@ -91,6 +104,11 @@ def test_live_lab_session_plots_hold_the_engine_numbers(win, qtbot, lab):
         f"event loop blocked {gaps.max_gap_ms} ms during attach ({attach_s:.1f} s)"
     print(f"attach {attach_s:.2f} s, longest UI gap {gaps.max_gap_ms} ms over {gaps.ticks} ticks")
     assert w.meta_panel.value("iface") == lab.ingress
+
+    # record the session from the toolbar, as a user would
+    w.settings.setValue("record_dir", str(tmp_path))
+    w.record_action.setChecked(True)
+    assert w.recorder.active
 
     # inject through the agent, as the inject panel does, and wait for the response
     with qtbot.waitSignal(w.live.client.sig_response, timeout=60_000,
@@ -188,6 +206,27 @@ def test_live_lab_session_plots_hold_the_engine_numbers(win, qtbot, lab):
 
     # the UI timer kept drawing during the whole session
     assert len(w.frame_times) > 10
+
+    # the recording, replayed: every plot shows what it showed live, sample for sample
+    w.record_action.setChecked(False)
+    w.frame(force=True)
+    live = shown(w)
+    assert w.open_trace(w.recorder.path), w.last_error
+    assert len(w.replay.times) == w.recorder.count >= len(samples) - 5  # recording began just after attach
+    w.replay.to_end()
+    w.frame(force=True)
+    replayed = shown(w)
+    rh = w.replay.model.history
+    assert rh.actions[rh.start:rh.end, ACTIONS.index("REDIRECT")].sum() == COUNT  # the whole injection
+    assert replayed.keys() == live.keys()
+    np.testing.assert_array_equal(replayed.pop("flush histogram"), live.pop("flush histogram"))
+    for key, (x, y) in replayed.items():
+        lx, ly = live[key]
+        assert len(x) == w.recorder.count, key  # one point per recorded sample
+        i = np.searchsorted(lx, x)
+        np.testing.assert_array_equal(lx[i], x, err_msg=str(key))
+        np.testing.assert_array_equal(ly[i], y, err_msg=str(key))
+    w.set_source(w.live)
 
     with qtbot.waitSignal(w.live.sig_detached, timeout=15_000):
         w.sources_panel.sig_detach.emit()
