@@ -179,6 +179,8 @@ class TraceReader:
                                 f"reads ({FORMAT_VERSION}); upgrade xdpscope")
         self.version = version
         self._keys: dict[int, Key] = {} if version == 1 else self._load_columns(tables)
+        self._known = np.zeros(max(self._keys, default=-1) + 1, bool)  # column id -> in the columns table
+        self._known[list(self._keys)] = True
         # One pass over the covering index on t (it holds the rowid): no table pages, no per-row objects kept.
         rows = np.fromiter(self._db.execute("SELECT t, seq FROM samples ORDER BY t, seq"),
                            dtype=[("t", "f8"), ("seq", "i8")])
@@ -258,8 +260,7 @@ class TraceReader:
             raw.append(r)
         rec = np.frombuffer(b"".join(raw), RECORD)
         row = np.repeat(np.arange(n), [len(r) // RECORD.itemsize for r in raw])
-        known = np.zeros(max(self._keys, default=-1) + 1, bool)
-        known[list(self._keys)] = True
+        known = self._known
         bad = rec["column"] >= len(known)
         bad[~bad] = ~known[rec["column"][~bad]]
         if bad.any():
