@@ -56,6 +56,64 @@ class Keyed:
             self.seen[i] = True
 
 
+class Sparse:
+    """Nonzero cells of a rows x (name, bin) table, kept as entries sorted by absolute row: per
+    target flush histograms (17 bins a target) would take 17 dense columns per target for every
+    row held; a sample has a few nonzero bins per target."""
+
+    def __init__(self, bins: int) -> None:
+        self.bins = bins
+        self.names: list[str] = []
+        self.index: dict[str, int] = {}
+        self.row = np.zeros(0, np.int64)     # absolute row number, ascending
+        self.cell = np.zeros(0, np.int32)    # name index * bins + bin
+        self.value = np.zeros(0, np.float64)
+        self.n = 0
+
+    def col(self, name: str) -> int:
+        i = self.index.get(name)
+        if i is None:
+            i = self.index[name] = len(self.names)
+            self.names.append(name)
+        return i
+
+    def add(self, rows: np.ndarray, cells: np.ndarray, values: np.ndarray) -> None:
+        """Append entries (rows ascending, after every row held)."""
+        end = self.n + len(rows)
+        if end > len(self.row):
+            size = max(2 * len(self.row), end, 1024)
+            for name in ("row", "cell", "value"):
+                old = getattr(self, name)
+                new = np.zeros(size, old.dtype)
+                new[:self.n] = old[:self.n]
+                setattr(self, name, new)
+        self.row[self.n:end], self.cell[self.n:end], self.value[self.n:end] = rows, cells, values
+        self.n = end
+
+    def drop_before(self, row: int) -> None:
+        """Forget entries of rows < row, once they are half of what is held (amortised)."""
+        k = int(np.searchsorted(self.row[:self.n], row))
+        if k and 2 * k >= self.n:
+            for a in (self.row, self.cell, self.value):
+                a[:self.n - k] = a[k:self.n]
+            self.n -= k
+
+    def clear(self) -> None:
+        self.names, self.index, self.n = [], {}, 0
+
+    def table(self, a: int, e: int, name: str) -> np.ndarray:
+        """Rows [a, e) (absolute) x bins of one name: dense, zeros where nothing was stored."""
+        out = np.zeros((max(e - a, 0), self.bins))
+        i = self.index.get(name)
+        if i is None or e <= a:
+            return out
+        lo, hi = np.searchsorted(self.row[:self.n], [a, e])
+        cell = self.cell[lo:hi]
+        mine = (cell // self.bins) == i
+        np.add.at(out, (self.row[lo:hi][mine] - a, cell[mine] % self.bins), self.value[lo:hi][mine])
+        return out
+
+
 class History:
     """Columns of per-sample values (counts, not rates) for up to `capacity` samples."""
 
@@ -85,6 +143,7 @@ class History:
         self.exceptions = Keyed(rows, ACTIONS)
         self.driver = Keyed(rows, width=16)
         self.napi_dev = {f: Keyed(rows, width=4) for f in NAPI_FIELDS}  # per device: field -> device columns
+        self.flush_by_target = Sparse(FLUSH_BINS)  # per target flush histograms (flush: all targets)
         self.has_napi = False
         self.has_run = False
         self.has_cpumap = False
@@ -102,6 +161,7 @@ class History:
             k.clear()
         for name in ACTIONS:  # as __init__ names them
             self.exceptions.col(name)
+        self.flush_by_target.clear()
         self.base = 0
         self.serial = next(_serials)
         self.bins = {}
@@ -173,12 +233,32 @@ class History:
                     dest.seen[c] = dest.seen[c] or hit > 0
             elif dest == "cpumap_drops":
                 self.has_cpumap_drops |= bool(nonzero[src].any())
+        self._add_flush_by_target(b, self.base + rows.start)
         self.has_napi |= "napi" in fields
         self.has_run |= "run" in fields
         self.has_cpumap |= "cpumap" in fields
         self.end += m
         if self.end - self.start > self.capacity:
             self.start = self.end - self.capacity
+        self.flush_by_target.drop_before(self.base + self.start)
+
+    def _add_flush_by_target(self, b: Block, row0: int) -> None:
+        """The block's nonzero per-target flush bins, into the sparse store."""
+        src, cells = self._flush_cells(tuple(b.keys))
+        if len(src):
+            r, c = np.nonzero(b.values[:, src])
+            self.flush_by_target.add(row0 + r, cells[c], b.values[r, src[c]])
+
+    def _flush_cells(self, keys: tuple) -> tuple[np.ndarray, np.ndarray]:
+        """Block columns of per-target flush bins and their Sparse cells (cached like _plan)."""
+        got = self._plans.get(("flush cells", keys))
+        if got is None:
+            sp = self.flush_by_target
+            pairs = [(j, sp.col(k[1]) * FLUSH_BINS + k[2]) for j, k in enumerate(keys)
+                     if k[0] == "flush" and len(k) == 3 and isinstance(k[1], str) and _index(k[2], FLUSH_BINS)]
+            got = (np.array([j for j, _ in pairs], np.intp), np.array([c for _, c in pairs], np.int32))
+            self._plans[("flush cells", keys)] = got
+        return got
 
     def _flat(self, name: str) -> np.ndarray:
         """A history array as rows x columns (a view): cpu_actions column = cpu * 5 + verdict."""

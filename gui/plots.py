@@ -339,6 +339,18 @@ class SeriesPlot:
             self.plot.setXRange(t0, max(t1, t0 + 1e-6), padding=0)
 
 
+def set_choices(box: QComboBox, everything: str, names: list[str]) -> None:
+    """A panel's "all, or one of these" box: offer what the history holds now (names come and go
+    with a replay's window), keeping the choice by name."""
+    if [box.itemText(i) for i in range(1, box.count())] != names:
+        current = box.currentText()
+        box.blockSignals(True)
+        box.clear()
+        box.addItems([everything, *names])
+        box.setCurrentIndex(max(box.findText(current), 0))
+        box.blockSignals(False)
+
+
 class Panel(QWidget):
     """Base: a layout of plots that redraws only when its view key or options change."""
 
@@ -543,23 +555,33 @@ class FlushPanel(Panel):
         self.heat_plot.addItem(self.heat)
         self._heat_x: tuple[float, float] | None = None
         self._hist_top: float | None = None
+        self.target = QComboBox()
+        self.target.setToolTip("Flushes of all devmap targets together, or of one target's bulk queue")
+        self.target.addItem(self.ALL)
+        self.target.currentIndexChanged.connect(self.invalidate)
+        self.controls.addWidget(self.target)
         self.summary = Summary()
         self.controls.addWidget(self.summary, 1)
 
+    ALL = "all targets"
+
     def draw(self, v: View) -> None:
-        hist = v.total(("flush",), flush_counts)  # flushes of each size in the window
+        set_choices(self.target, self.ALL, v.h.flush_by_target.names)
+        target = None if self.target.currentIndex() <= 0 else self.target.currentText()
+        counts = lambda h, sl: flush_counts(h, sl, target)  # noqa: E731
+        hist = v.total(("flush", target), counts)  # flushes of each size in the window
         self.hist.setOpts(height=hist)
         top = nice_ceiling(float(hist.max()), self._hist_top)
         if top != self._hist_top:
             self._hist_top = top
             self.hist_plot.setYRange(0, top, padding=0.02)
-        self.mean.set("mean", *v.series(("flush mean",), flush_mean), "#4090f0")
+        self.mean.set("mean", *v.series(("flush mean", target), lambda h, sl: flush_mean(h, sl, target)), "#4090f0")
         self.mean.set_xrange(v.t0, v.t1)
         if self._heat_x != (v.t0, v.t1):
             self._heat_x = (v.t0, v.t1)
             self.heat_plot.setXRange(v.t0, v.t1, padding=0)
         if v.n:
-            image, x0, width = v.columns(("flush",), flush_counts, HEATMAP_MAX_COLUMNS)
+            image, x0, width = v.columns(("flush", target), counts, HEATMAP_MAX_COLUMNS)
             self.heat.setImage(image, autoLevels=False, levels=(0, max(float(image.max()), 1.0)))
             self.heat.setRect(QRectF(x0, -0.5, width, FLUSH_BINS))
             self.heat.show()
@@ -571,14 +593,16 @@ class FlushPanel(Panel):
                              + (f", mean {frames / total:.2f}" if total else ""))
 
 
-def flush_counts(h: History, sl: slice) -> np.ndarray:
-    """Rows x 17: devmap flushes of each size (all targets)."""
-    return h.flush[sl]
+def flush_counts(h: History, sl: slice, target: str | None = None) -> np.ndarray:
+    """Rows x 17: devmap flushes of each size, of all targets (None) or of one."""
+    if target is None:
+        return h.flush[sl]
+    return h.flush_by_target.table(h.base + sl.start, h.base + sl.stop, target)
 
 
-def flush_mean(h: History, sl: slice) -> np.ndarray:
+def flush_mean(h: History, sl: slice, target: str | None = None) -> np.ndarray:
     """Mean frames per flush of each row; NaN for rows without flushes."""
-    flush = h.flush[sl]
+    flush = flush_counts(h, sl, target)
     nflush = flush.sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(nflush > 0, (flush @ np.arange(FLUSH_BINS)) / nflush, np.nan)
@@ -647,20 +671,9 @@ class NapiPanel(Panel):
         self.summary = Summary()
         self.controls.addWidget(self.summary, 1)
 
-    def _devices(self, h: History) -> None:
-        """Offer the devices the session has polled (the choice is kept by name)."""
-        names = h.napi_dev["polls"].names
-        if [self.device.itemText(i) for i in range(1, self.device.count())] != names:
-            current = self.device.currentText()
-            self.device.blockSignals(True)
-            self.device.clear()
-            self.device.addItems([self.ALL, *names])
-            self.device.setCurrentIndex(max(self.device.findText(current), 0))
-            self.device.blockSignals(False)
-
     def draw(self, v: View) -> None:
         h = v.h
-        self._devices(h)
+        set_choices(self.device, self.ALL, h.napi_dev["polls"].names)
         dev = None if self.device.currentIndex() <= 0 else self.device.currentText()
         t, y = v.series(("napi", dev), lambda h, sl: napi_per_poll(h, sl, dev))
         self.work.set("work/poll", t, y[:, 0], "#50c060")

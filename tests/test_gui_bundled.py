@@ -48,6 +48,7 @@ def test_bundled_trace_replays_exactly(bundled):
     w, path, samples = bundled
     times = np.array([s.t for s in samples])
     polled = set()
+    by_target = 0
     for end in (float(times[len(times) // 3]), float(times[-1]), float(times[len(times) // 2])):
         w.replay.seek(end)
         w.frame(force=True)
@@ -83,6 +84,18 @@ def test_bundled_trace_replays_exactly(bundled):
         per_sample = np.array([np.sum(list(s.flush.values()), axis=0) if s.flush else np.zeros(FLUSH_BINS)
                                for s in sel])
         np.testing.assert_array_equal(w.flush.heat.image, per_sample)
+        flushed = [w.flush.target.itemText(i) for i in range(1, w.flush.target.count())]
+        assert set(flushed) == {n for s in sel for n in s.flush}  # the targets the loaded window flushed to
+        for target in flushed:
+            w.flush.target.setCurrentText(target)
+            w.frame(force=True)
+            want = np.zeros(FLUSH_BINS)
+            for size, n in engine["flush_batches_by_target"][target].items():
+                want[int(size)] = n
+            np.testing.assert_array_equal(w.flush.hist.opts["height"], want)
+            np.testing.assert_array_equal(w.flush.heat.image, [s.flush.get(target, [0] * FLUSH_BINS) for s in sel])
+            by_target += 1
+        w.flush.target.setCurrentIndex(0)
 
         # 4. errors: every kind the session saw, per sample
         for target, errs in engine["redirect_errors"].items():
@@ -115,3 +128,4 @@ def test_bundled_trace_replays_exactly(bundled):
             _, y = data(w.napi.runtime.curves["ns/packet"])
             np.testing.assert_allclose(y, per_poll([s.run.get("ns", 0) for s in sel], [s.run.get("cnt", 0) for s in sel]))
     assert polled  # both recordings traced napi_poll: the per-device views were checked
+    assert by_target  # and flushed to several targets: the per-target flush views were checked

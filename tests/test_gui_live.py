@@ -173,6 +173,16 @@ def test_live_lab_session_plots_hold_the_engine_numbers(win, qtbot, lab, tmp_pat
     with np.errstate(invalid="ignore", divide="ignore"):
         np.testing.assert_allclose(y, np.where(n_flush > 0, per_sample @ np.arange(FLUSH_BINS) / n_flush, np.nan))
     assert f"{int(want_hist.sum()):,} flushes, {COUNT:,} frames in window" in w.flush.summary.text()
+    for target, sizes in want_flush.items():  # one target's bulk queue: its own flushes
+        w.flush.target.setCurrentText(target)
+        w.frame(force=True)
+        mine = np.zeros(FLUSH_BINS)
+        for size, n in sizes.items():
+            mine[int(size)] = n
+        np.testing.assert_array_equal(w.flush.hist.opts["height"], mine)
+        assert f"{int(mine.sum()):,} flushes, {per_target[target]:,} frames in window" in w.flush.summary.text()
+    w.flush.target.setCurrentIndex(0)
+    w.frame(force=True)
 
     # 4. errors: every frame to the nx target failed with ENXIO at flush, and was a devmap drop
     _, y = data(w.errors.rates.curves[f"redirect error {lab.nxtarget} ENXIO"])

@@ -172,3 +172,20 @@ def test_history_columns_are_the_sample_counters():
             np.testing.assert_array_equal(k.data[sl, k.index[n]], [of(s).get(n, 0) for s in held], err_msg=n)
             assert k.seen[k.index[n]] == any(of(s).get(n, 0) for s in samples), n
     assert h.has_cpumap and h.has_cpumap_drops and h.has_napi and h.has_run
+    # per target flush histograms (sparse): each target's bins, sample for sample
+    a, e = h.base + h.start, h.base + h.end
+    for name in ("xs-t0", "xs-t1"):
+        np.testing.assert_array_equal(h.flush_by_target.table(a, e, name),
+                                      [s.flush.get(name, [0] * 17) for s in held], err_msg=name)
+    assert h.flush_by_target.table(a, e, "nope").sum() == 0
+
+
+def test_sparse_flush_store_stays_bounded():
+    """The per-target flush store forgets what scrolled out of the history."""
+    from gui.model import History
+    h = History(capacity=200)
+    for i in range(1, 5001):
+        h.append(synthetic(i, 0.05, targets=4))
+    live = sum(int(np.count_nonzero(s)) for i in range(4801, 5001) for s in synthetic(i, 0.05, targets=4).flush.values())
+    assert live <= h.flush_by_target.n <= 2 * live + 64
+    assert h.flush_by_target.row[:h.flush_by_target.n].min() >= h.base + h.start - live
