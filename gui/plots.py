@@ -530,6 +530,7 @@ class FanoutPanel(Panel):
 
 class FlushPanel(Panel):
     title = "Flush batches"
+    ALL = "all targets"
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -562,8 +563,6 @@ class FlushPanel(Panel):
         self.controls.addWidget(self.target)
         self.summary = Summary()
         self.controls.addWidget(self.summary, 1)
-
-    ALL = "all targets"
 
     def draw(self, v: View) -> None:
         set_choices(self.target, self.ALL, v.h.flush_by_target.names)
