@@ -171,10 +171,16 @@ def check_polls(summary: dict, polls: list, count: int) -> list:
     napi = summary["napi"]["vnic1"]
     assert napi["work"] == count
     assert sum(napi["hist"][1:]) == len(rx)
-    # rx interrupts pinned to vCPU 0: every frame met the program there
-    assert {cpu for cpu, _ in rx} == {0}, f"NAPI ran on other vCPUs: (cpu, work) {polls}"
-    assert [cpu[a] for cpu in summary["per_cpu_actions"] for a in cpu if cpu[a]] == \
-        [sum(summary["actions"].values())], summary["per_cpu_actions"]
+    # Each frame met the program on the vCPU whose NAPI poll took it: xdpscope's per-CPU verdicts
+    # equal the tracefs log's work per vCPU. (The rx interrupts are pinned to vCPU 0 and most runs
+    # poll there only, but the kernel may start a burst's NAPI elsewhere, e.g. from refill_work
+    # on a kworker, and it then stays where it runs while frames keep coming.)
+    work_by_cpu = Counter()
+    for cpu, w in rx:
+        work_by_cpu[cpu] += w
+    verdicts_by_cpu = {c: sum(cpu.values()) for c, cpu in enumerate(summary["per_cpu_actions"])
+                       if sum(cpu.values())}
+    assert verdicts_by_cpu == dict(work_by_cpu), (summary["per_cpu_actions"], polls)
     return rx
 
 
@@ -213,20 +219,23 @@ def test_redirect_round_robin_exact(lab):
     assert s["meta"]["prepared_targets"] == TARGETS
     assert s["actions"] == actions(REDIRECT=N)
     rx = check_polls(s, polls, N)
-    assert s["redirect_targets"] == {t: N // 2 for t in TARGETS}
-    assert sent["captured"] == {"vlabtap2": N // 2, "vlabtap3": N // 2}
-    # flush sizes: the program's per-CPU round-robin counter runs on across polls
-    rr = 0
+    # the program's round-robin counter is per CPU and runs on across that CPU's polls; each
+    # poll ends with a flush of every target's bulk queue
+    rr = Counter()
+    frames = Counter()
     per_target = {t: Counter() for t in TARGETS}
-    for _, work in rx:
-        dests = expect.round_robin(work, TARGETS, start=rr)
-        rr = (rr + work) % len(TARGETS)
+    for cpu, work in rx:
+        dests = expect.round_robin(work, TARGETS, start=rr[cpu])
+        rr[cpu] = (rr[cpu] + work) % len(TARGETS)
+        frames.update(dests)
         for t, c in expect.flushes(dests, batch=work).items():
             per_target[t].update(c)
+    assert s["redirect_targets"] == dict(frames) and sum(frames.values()) == N
+    assert sent["captured"] == {f"vlabtap{i}": frames[t] for i, t in zip((2, 3), TARGETS)}
     assert s["flush_batches_by_target"] == expect.as_json(per_target)
     assert s["flush_batches"] == expect.total(per_target)
     assert max(int(k) for k in s["flush_batches"]) <= 16
-    assert s["devmap"] == {t: {"sent": N // 2, "drops": 0} for t in TARGETS}
+    assert s["devmap"] == {t: {"sent": frames[t], "drops": 0} for t in TARGETS}
     assert s["redirect_errors"] == {} and s["exceptions"] == {}
     assert driver(s, "rx", "xdp_packets") == N
     assert driver(s, "rx", "xdp_redirects") == N
