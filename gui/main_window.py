@@ -230,6 +230,7 @@ class MainWindow(QMainWindow):
             self.replay.close()
             self.replay.deleteLater()
         self.replay = src
+        src.sig_status.connect(self._replay_error)
         self.settings.setValue("last_dir", str(Path(path).resolve().parent))
         self.set_source(src)
         self.log_line(f"replaying {path}")
@@ -292,6 +293,11 @@ class MainWindow(QMainWindow):
         self.sources_panel.set_attached(False)
         self.record_action.setChecked(False)
         self.log_line(f"detached: {reason}")
+
+    def _replay_error(self, message: str) -> None:
+        self.last_error = message
+        self.log_line(message)
+        self.statusBar().showMessage(message, 10_000)
 
     def _live_error(self, message: str) -> None:
         self.log_line(message)

@@ -14,6 +14,8 @@ from PySide6.QtCore import QElapsedTimer, QObject, Qt, Signal
 from PySide6.QtWidgets import (QCheckBox, QDoubleSpinBox, QHBoxLayout, QLabel, QSlider, QStyle, QToolButton,
                                QWidget)
 
+from backend.block import Block
+from backend.errors import XdpscopeError
 from backend.trace import TraceReader
 
 from .sources import Source
@@ -46,8 +48,10 @@ class ReplaySource(Source):
         meta.update({"file": str(self.path), "samples": len(self.times),
                      "duration_s": round(self.reader.duration(), 3)})
         self.model.set_meta(meta)
+        self._opening = True  # an unreadable first window fails the open (XdpscopeError)
         if len(self.times):
             self.seek(min(self.t_first + self.window, self.t_last))
+        self._opening = False
 
     # -- trace geometry --------------------------------------------------------------------
     @property
@@ -63,13 +67,28 @@ class ReplaySource(Source):
         return int(np.searchsorted(self.times, self.position, side="right")) - 1
 
     # -- moving the playhead ---------------------------------------------------------------
+    def _load(self, i0: int, i1: int) -> Block | None:
+        """Samples [i0, i1) of the trace; None (said on sig_status, playback paused) if a row there
+        is unreadable: the trace was damaged after it was opened, or in a part not read before."""
+        try:
+            return self.reader.block(i0, i1)
+        except XdpscopeError as e:
+            if self._opening:
+                raise
+            self.set_playing(False)
+            self.sig_status.emit(str(e))
+            return None
+
     def seek(self, t: float) -> None:
-        """Jump: reload exactly the window that ends at t."""
+        """Jump: reload exactly the window that ends at t (on an unreadable row: stay)."""
         t = float(np.clip(t, self.t_first, self.t_last))
         i0 = int(np.searchsorted(self.times, t - self.window, side="right"))
         i1 = int(np.searchsorted(self.times, t, side="right"))
+        block = self._load(i0, i1)
+        if block is None:
+            return
         self.model.reset()
-        self.model.extend(self.reader.block(i0, i1))
+        self.model.extend(block)
         self._next = i1
         self._move(t)
 
@@ -81,7 +100,10 @@ class ReplaySource(Source):
             return
         j = int(np.searchsorted(self.times, t, side="right"))
         if j > self._next:
-            self.model.extend(self.reader.block(self._next, j))
+            block = self._load(self._next, j)
+            if block is None:
+                return
+            self.model.extend(block)
             self._next = j
         self._move(t)
 

@@ -111,3 +111,17 @@ def test_corrupt_and_truncated_traces(record, lab, tmp_path):
     with sqlite3.connect(other) as db:
         db.execute("DROP TABLE samples")
     assert "not an xdpscope trace" in fails("summary", str(other), "--json")
+
+
+def test_unreadable_sample_row(tmp_path):
+    """A trace with a damaged row: summary and report name the row, in one line."""
+    import sqlite3
+
+    from gui.testing import write_trace
+    path = tmp_path / "damaged.xst"
+    write_trace(path, 20)
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE samples SET data = ? WHERE seq = 5", (b"not zlib",))
+    assert "sample row seq=5: unreadable data" in fails("summary", str(path), "--json")
+    assert "sample row seq=5: unreadable data" in fails("report", str(path), "-o", str(tmp_path / "r.html"))
+    assert not (tmp_path / "r.html").exists()

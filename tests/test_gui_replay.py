@@ -269,3 +269,38 @@ def test_settings_persist(qtbot, tmp_path, win):
     qtbot.addWidget(w2)
     assert w2.window_box.value() == 42
     assert w2.last_dir() == str(tmp_path.resolve())
+
+
+def test_unreadable_row_is_said_and_the_replay_stays_usable(qtbot, tmp_path):
+    """A trace damaged where the replay has not read yet: the seek there says which row in one
+    line and keeps the window shown; a damaged first window fails the open the same way."""
+    import sqlite3
+    path = tmp_path / "damaged.xst"
+    samples = write_trace(path, N, DT)
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE samples SET data = ? WHERE seq = 250", (b"not zlib",))
+    w = MainWindow(settings=QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat))
+    qtbot.addWidget(w)
+    w.timer.stop()
+    w.window_box.setValue(WINDOW)
+    assert w.open_trace(path)
+    start = w.replay.position
+    check_window(w, samples, start)
+    w.replay.seek(27.0)  # the window 17..27 s holds row 250
+    assert "seq=250: unreadable data" in w.last_error and "\n" not in w.last_error
+    assert w.replay.position == start  # stayed
+    check_window(w, samples, start)
+    w.replay.seek(20.0)  # rows 101..200: readable
+    check_window(w, samples, 20.0)
+    w.last_error = ""
+    w.replay.set_playing(True)
+    w.replay.play_for(6.0)  # playing into row 250 (t = 25 s) pauses there, said the same way
+    assert not w.replay.playing and w.replay.position == 20.0 and "seq=250" in w.last_error
+    w.replay.seek(12.0)  # elsewhere it goes on
+    check_window(w, samples, 12.0)
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE samples SET data = ? WHERE seq = 3", (b"not zlib",))
+    assert not w.open_trace(path)
+    assert "seq=3: unreadable data" in w.last_error
+    assert w.replay is not None and w.replay.position == pytest.approx(12.0)  # the open replay is kept
+
