@@ -374,6 +374,15 @@ class Panel(QWidget):
         self._key = None
         self._drawn_at = -1e9
 
+    def choice_box(self, everything: str, tip: str) -> QComboBox:
+        """An "all, or one of these" box in the controls (its items: set_choices); a choice redraws."""
+        box = QComboBox()
+        box.setToolTip(tip)
+        box.addItem(everything)
+        box.currentIndexChanged.connect(self.invalidate)
+        self.controls.addWidget(box)
+        return box
+
     def shown(self) -> bool:
         """Visible on screen: a panel in a hidden dock tab is isVisible() but has nothing to show."""
         return self.isVisible() and not self.visibleRegion().isEmpty()
@@ -556,11 +565,7 @@ class FlushPanel(Panel):
         self.heat_plot.addItem(self.heat)
         self._heat_x: tuple[float, float] | None = None
         self._hist_top: float | None = None
-        self.target = QComboBox()
-        self.target.setToolTip("Flushes of all devmap targets together, or of one target's bulk queue")
-        self.target.addItem(self.ALL)
-        self.target.currentIndexChanged.connect(self.invalidate)
-        self.controls.addWidget(self.target)
+        self.target = self.choice_box(self.ALL, "Flushes of all devmap targets together, or of one target's bulk queue")
         self.summary = Summary()
         self.controls.addWidget(self.summary, 1)
 
@@ -662,11 +667,7 @@ class NapiPanel(Panel):
         self.runtime = SeriesPlot(self.glw.addPlot(row=0, col=1), "Program run time per packet (ns)", " ns")
         self.runtime.plot.setXLink(self.work.plot)
         # napi_poll fires for every device's NAPI: in a lab the target peers poll too, in a VM eth0
-        self.device = QComboBox()
-        self.device.setToolTip("NAPI instances of which device (napi:napi_poll traces every device)")
-        self.device.addItem(self.ALL)
-        self.device.currentIndexChanged.connect(self.invalidate)
-        self.controls.addWidget(self.device)
+        self.device = self.choice_box(self.ALL, "NAPI instances of which device (napi:napi_poll traces every device)")
         self.summary = Summary()
         self.controls.addWidget(self.summary, 1)
 
