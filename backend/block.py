@@ -79,10 +79,6 @@ class Block:
         return len(self.t)
 
     @classmethod
-    def empty(cls) -> "Block":
-        return cls(np.zeros(0), np.zeros(0), [], np.zeros((0, 0), np.int64), np.zeros((0, 0), bool))
-
-    @classmethod
     def from_samples(cls, samples: Sequence[Sample]) -> "Block":
         index: dict[Key, int] = {}
         cols: list[int] = []
@@ -113,10 +109,6 @@ class Block:
 
     def samples(self) -> Iterator[Sample]:
         return (self.sample(i) for i in range(len(self)))
-
-    def columns(self, field: str) -> list[int]:
-        """Indices of the columns whose key starts with field."""
-        return [j for j, k in enumerate(self.keys) if k[0] == field]
 
     def rows(self, sl: slice) -> "Block":
         return Block(self.t[sl], self.dt[sl], self.keys, self.values[sl], self.present[sl])

@@ -27,7 +27,7 @@ def test_block_round_trip_with_members_that_come_and_go():
     assert b.values.shape == (119, len(b.keys)) and b.values.dtype == np.int64
     j = b.keys.index(("targets", "xs-t2", 0))  # only every third sample has the third target
     assert b.present[:, j].tolist() == [i % 3 == 2 for i in range(1, 120)]
-    assert len(Block.from_samples([])) == 0 and list(Block.empty().samples()) == []
+    assert len(Block.from_samples([])) == 0 and list(Block.from_samples([]).samples()) == []
 
 
 def test_merged_and_totals():
