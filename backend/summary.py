@@ -85,8 +85,8 @@ def summarize(path: str | os.PathLike, t_from: float | None = None, t_to: float 
             rate = b.dt > 0
             for i, a in enumerate(ACTIONS):
                 cols = [j for j, k in enumerate(b.keys) if k[0] == "actions" and len(k) == 3 and k[2] == i]
-                if cols and rate.any():
-                    per_sample = b.values[rate][:, cols].sum(axis=1) / b.dt[rate]
+                if cols and rate.any():  # this verdict's columns only: no copy of the whole block
+                    per_sample = b.values[:, cols].sum(axis=1)[rate] / b.dt[rate]
                     peak[a] = max(peak[a], float(per_sample.max()))
     sums = nest(totals.items())  # the whole window as one sample's fields
     per_cpu: list[list[int]] = sums.get("actions", [])
