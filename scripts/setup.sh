@@ -9,6 +9,7 @@ APT_PKGS=(python3-bpfcc python3-venv linux-headers-amd64 iproute2 libbpf1 ethtoo
           libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxcb-shape0 libxcb-image0
           libxcb-render-util0 libxcb-xinerama0 libfontconfig1 libdbus-1-3 poppler-utils
           qemu-system-x86 linux-image-amd64 busybox-static)  # the last three: the vlab (QEMU guest)
+APT_PKGS+=(xdotool)  # GUI tests: real mouse wheel, hover and keys in an Xvfb window
 APT_PKGS+=(openssh-server sudo prometheus)  # --remote runs `sudo -n xdpscope agent`; tests run their own sshd and Prometheus
 
 missing=()
