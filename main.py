@@ -12,6 +12,9 @@ from backend.errors import XdpscopeError
 
 
 def cmd_doctor(a) -> int:
+    if a.remote:  # the remote agent's report (backend/client.py)
+        from backend import client
+        return client.doctor(a)
     from backend import doctor
     report = doctor.run()
     print(json.dumps(report, indent=2) if a.json else doctor.format_text(report))
@@ -66,23 +69,42 @@ def cmd_record(a) -> int:
     from backend.trace import TraceWriter
     if os.path.exists(a.output) and not a.overwrite:
         raise XdpscopeError(f"{a.output} exists: choose another name or pass --overwrite")
+    if a.remote:  # through the agent on that host; the trace is written here (backend/client.py)
+        from backend import client
+        return client.record(a, program_spec(a))
     cfg = SessionConfig(a.iface, program_spec(a), a.mode, a.hz, a.run_time, a.trace_redirects, a.force,
                         a.prepare_targets)
     session = Session(cfg)
+    exporter = None
+    if a.metrics:  # /metrics from the same samples as the trace (backend/metrics.py)
+        from backend import metrics
+        exporter = metrics.serve(a.metrics)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: session.stop())
     try:
         meta = session.start()
         if meta["mode_note"]:
             print(f"xdpscope: {meta['iface']}: {meta['mode_note']}", file=sys.stderr)
+        if exporter is not None:
+            exporter.attached(meta)
         with TraceWriter(a.output, meta) as writer:
             print("ready", flush=True)
             if a.duration:
                 threading.Timer(a.duration, session.stop).start()
-            session.run(writer.write)
+            emit = writer.write if exporter is None else _tee(exporter.sample, writer.write)
+            session.run(emit)
     finally:
         session.close()
+        if exporter is not None:
+            exporter.close()
     return 0
+
+
+def _tee(*sinks):
+    def emit(sample) -> None:
+        for sink in sinks:
+            sink(sample)
+    return emit
 
 
 def cmd_inject(a) -> int:
@@ -142,6 +164,13 @@ def cmd_agent(a) -> int:
     proto = os.fdopen(os.dup(1), "w", encoding="utf-8")
     os.dup2(2, 1)
     sys.stdout = sys.stderr
+    if a.metrics:  # /metrics of the sessions this agent runs (the GUI's), backend/metrics.py
+        from backend import metrics
+        exporter = metrics.serve(a.metrics)
+        try:
+            return agent.serve(sys.stdin, proto, observer=exporter)
+        finally:
+            exporter.close()
     return agent.serve(sys.stdin, proto)
 
 
@@ -155,6 +184,7 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="cmd")
     d = sub.add_parser("doctor", help="check kernel, bcc, headers, tracepoints, interfaces")
     d.add_argument("--json", action="store_true")
+    remote_args(d)
     lab = sub.add_parser("lab", help="veth + namespace topology for exact counting")
     lab.add_argument("action", choices=["up", "down", "status"])
     lab.add_argument("--targets", type=int, default=3)
@@ -178,6 +208,8 @@ def parser() -> argparse.ArgumentParser:
                         "(virtio_net accepts redirected frames only then)")
     r.add_argument("-o", "--output", required=True, help="trace file to write (SQLite)")
     r.add_argument("--overwrite", action="store_true", help="replace an existing trace file")
+    remote_args(r)
+    metrics_arg(r)
     i = sub.add_parser("inject", help="live frames into the program attached to an interface")
     i.add_argument("--iface", required=True)
     i.add_argument("--count", type=int, required=True)
@@ -199,10 +231,23 @@ def parser() -> argparse.ArgumentParser:
     rp.add_argument("--size", metavar="WxH", help="pixels of each plot image (default 1200x460; PDF 960x400)")
     ag = sub.add_parser("agent", help="the engine as JSON lines on stdin/stdout")
     ag.add_argument("--stdio", action="store_true", required=True)
+    metrics_arg(ag)
     sub.add_parser("vlab", help="QEMU guest with 3 virtio_net NICs: up|run|down|status|check (see docs/vlab.md)",
                    add_help=False)
     sub.add_parser("gui", help="the desktop app (default)", add_help=False)
     return p
+
+
+def remote_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--remote", metavar="[USER@]HOST",
+                   help="run the agent on HOST over ssh (sudo -n xdpscope agent --stdio; $XDPSCOPE_SSH replaces ssh)")
+    p.add_argument("--remote-xdpscope", metavar="PATH", help="xdpscope on the remote (default: found on its PATH)")
+
+
+def metrics_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--metrics", metavar="HOST:PORT",
+                   help="serve Prometheus metrics at http://HOST:PORT/metrics (HOST defaults to 127.0.0.1; "
+                        "any other address is reachable from other machines)")
 
 
 COMMANDS = {"doctor": cmd_doctor, "lab": cmd_lab, "record": cmd_record, "inject": cmd_inject,

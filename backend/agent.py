@@ -17,8 +17,9 @@ PROTOCOL = 1
 
 
 class Agent:
-    def __init__(self, out: IO[str]):
+    def __init__(self, out: IO[str], observer=None):
         self.out = out
+        self.observer = observer  # sees attached(meta) and every sample(s), e.g. backend.metrics
         self.lock = threading.Lock()
         self.session: Session | None = None
         self.sampler: threading.Thread | None = None
@@ -75,15 +76,22 @@ class Agent:
             session.close()
             raise
         self.session = session
+        if self.observer is not None:
+            self.observer.attached(meta)
         self.sampler = threading.Thread(target=self._stream, args=(session,), daemon=True)
         self.sampler.start()
         return meta
 
     def _stream(self, session: Session) -> None:
         try:
-            session.run(lambda s: self.event("sample", sample=s.to_dict()))
+            session.run(self._sample)
         except Exception as e:  # a failing collector must not kill the agent silently
             self.event("log", level="error", message=f"sampling stopped: {one_line(e)}")
+
+    def _sample(self, s) -> None:
+        if self.observer is not None:
+            self.observer.sample(s)
+        self.event("sample", sample=s.to_dict())
 
     def cmd_detach(self, req: dict):
         self.detach("detach requested")
@@ -152,8 +160,8 @@ def one_line(e: BaseException) -> str:
     return " ".join(str(e).split()) or type(e).__name__
 
 
-def serve(inp: IO[str], out: IO[str]) -> int:
-    agent = Agent(out)
+def serve(inp: IO[str], out: IO[str], observer=None) -> int:
+    agent = Agent(out, observer)
     agent.event("ready", protocol=PROTOCOL, version=VERSION, root=kernel.is_root(), pid=os.getpid())
     try:
         for line in inp:
