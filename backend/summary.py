@@ -12,7 +12,8 @@ from typing import Any
 import numpy as np
 
 from . import driver as _driver
-from .block import Key, nest
+from .block import INT64_MAX, INT64_MIN, Key, nest
+from .errors import XdpscopeError
 from .sample import ACTIONS
 from .trace import TraceReader
 
@@ -86,8 +87,9 @@ def summarize(path: str | os.PathLike, t_from: float | None = None, t_to: float 
             for i, a in enumerate(ACTIONS):
                 cols = [j for j, k in enumerate(b.keys) if k[0] == "actions" and len(k) == 3 and k[2] == i]
                 if cols and rate.any():  # this verdict's columns only: no copy of the whole block
-                    per_sample = b.values[:, cols].sum(axis=1)[rate] / b.dt[rate]
+                    per_sample = b.values[:, cols].sum(axis=1, dtype=np.float64)[rate] / b.dt[rate]
                     peak[a] = max(peak[a], float(per_sample.max()))
+    _check_int64(path, totals)
     sums = nest(totals.items())  # the whole window as one sample's fields
     per_cpu: list[list[int]] = sums.get("actions", [])
 
@@ -115,7 +117,7 @@ def summarize(path: str | os.PathLike, t_from: float | None = None, t_to: float 
                                        _driver.VERDICT_COUNTERS[drv].values() for p in pats):
         derived = None  # counters, but none the verdicts come from (e.g. only tx_queue_N_xdp_xmit)
     driver_verdicts = dict(zip(ACTIONS, derived)) if derived is not None else None
-    return _sorted({
+    out = {
         "format_version": meta.get("format_version"),
         "iface": meta.get("iface"),
         "program": meta.get("program"),
@@ -155,7 +157,21 @@ def summarize(path: str | os.PathLike, t_from: float | None = None, t_to: float 
         "run": run,
         "rates": {"peak_pps": peak,
                   "mean_pps": {a: n / duration if duration > 0 else 0.0 for a, n in actions.items()}},
-    })
+    }
+    _check_int64(path, {k: v for k, v in out.items() if k != "meta"})  # sums of totals too (all CPUs ...)
+    return _sorted(out)
+
+
+def _check_int64(path: str | os.PathLike, x: Any, where: str = "") -> None:
+    """Every count is an int64, as the trace stores it: a total beyond that is an error, not a wrap."""
+    if isinstance(x, dict):
+        for k, v in x.items():
+            _check_int64(path, v, f"{where}{list(k) if isinstance(k, tuple) else [k]}")
+    elif isinstance(x, list):
+        for i, v in enumerate(x):
+            _check_int64(path, v, f"{where}[{i}]")
+    elif isinstance(x, int) and not INT64_MIN <= x <= INT64_MAX:
+        raise XdpscopeError(f"{path}: the total {where} is {x}, beyond int64: not a trace of real counters")
 
 
 def format_text(s: dict) -> str:

@@ -17,19 +17,32 @@ import sqlite3
 import struct
 import time
 import zlib
+import errno
+import math
+import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from .block import Block, Key, leaves
+from .block import FIELDS, IGNORE, MAX_CPUS, MAX_DEPTH, Block, Key, check_key, check_value, leaves
 from .errors import XdpscopeError
-from .sample import Sample
+from .sample import MAX_TARGETS, Sample
 
 FORMAT_VERSION = 2
 APPLICATION_ID = 0x78647073  # "xdps": lets `file`/sqlite tools tell our traces from other SQLite files
 RECORD = np.dtype([("column", "<u4"), ("value", "<i8")])  # one leaf of a sample row, packed: 12 bytes
 CHUNK = 8192  # samples decoded at a time when streaming a whole trace
+
+# Bounds that keep a hostile or damaged trace from costing more than its own size
+MAX_NAMES = 4096         # distinct names in one field (targets, napi devices, driver counters ...)
+STREAM_CELLS = 1 << 22   # samples x columns decoded at a time when streaming (~40 MB of matrix)
+MAX_CELLS = 1 << 25      # the most samples x columns one block() may hold (~300 MB): else an error
+MAX_T = 1e12             # |t|: seconds since the session start (31,000 years)
+MAX_DT = 1e9             # seconds of one sample interval
+MIN_DT = 1e-6            # the collector rounds t and dt to microseconds: a dt is 0 or at least this
+MAX_JSON_DEPTH = 32      # nesting of one meta value
+DELETED_CHECK_S = 1.0    # how often the writer checks that its file is still there
 
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -40,7 +53,28 @@ CREATE INDEX samples_t ON samples (t);
 
 
 def _json(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"))
+    return json.dumps(value, separators=(",", ":"), allow_nan=False)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+def parse_json(text: Any) -> Any:
+    """Strict JSON from a trace: text only, no NaN/Infinity, no number too large for a float,
+    nesting bounded by the recursion limit (RecursionError -> ValueError)."""
+    if not isinstance(text, str):
+        raise ValueError(f"stored as {type(text).__name__}, not text")
+
+    def finite(s: str) -> float:
+        v = float(s)
+        if not math.isfinite(v):
+            raise ValueError(f"{s} is not a finite number")
+        return v
+    try:
+        return json.loads(text, parse_constant=_no_constant, parse_float=finite)
+    except RecursionError:
+        raise ValueError("nested too deep") from None
 
 
 def encode(records: np.ndarray) -> bytes:
@@ -48,40 +82,90 @@ def encode(records: np.ndarray) -> bytes:
     return zlib.compress(records.tobytes(), 1)
 
 
+def check_output(path: str | os.PathLike) -> Path:
+    """Refuse, before anything is attached, an output a trace cannot be written to: a directory,
+    a missing or read-only directory (tried by creating a file there: root ignores mode bits, not
+    a read-only mount)."""
+    out = Path(path)
+    if out.is_dir():
+        raise XdpscopeError(f"{out}: is a directory, not a trace file name")
+    parent = out.parent
+    if not parent.is_dir():
+        raise XdpscopeError(f"{out}: no such directory {str(parent)!r}")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".probe", dir=parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise XdpscopeError(f"{out}: cannot write in {str(parent)!r}: {e.strerror or e}") from None
+    return out
+
+
+def _disk_error(e: BaseException) -> str:
+    text = str(e)
+    if "full" in text or getattr(e, "errno", None) == errno.ENOSPC:
+        return "disk full"
+    return text
+
+
 class TraceWriter:
-    """Appends Samples to a new trace file; each write() is committed before it returns."""
+    """Appends Samples to a new trace file; each write() is committed before it returns.
+
+    A write that fails (disk full, I/O error) or finds the file deleted or replaced raises
+    XdpscopeError saying how many samples the trace keeps; the file stays readable up to the last
+    committed sample, and the writer refuses further writes."""
 
     def __init__(self, path: str | os.PathLike, meta: dict) -> None:
         self.path = Path(path)
+        self.count = 0  # samples committed
+        self.failed: str | None = None
         self._columns: dict[Key, int] = {}
-        for suffix in ("", "-wal", "-shm", "-journal"):  # stale WAL of an older file would corrupt the new one
-            Path(f"{self.path}{suffix}").unlink(missing_ok=True)
+        if self.path.is_dir():
+            raise XdpscopeError(f"{self.path}: is a directory, not a trace file name")
+        try:
+            for suffix in ("", "-wal", "-shm", "-journal"):  # stale WAL of an older file would corrupt the new one
+                Path(f"{self.path}{suffix}").unlink(missing_ok=True)
+        except OSError as e:
+            raise XdpscopeError(f"{self.path}: cannot replace the old trace: {e.strerror or e}") from None
+        self._db: sqlite3.Connection | None = None
         try:
             # autocommit: every statement is its own transaction, committed when execute() returns
-            self._db: sqlite3.Connection | None = sqlite3.connect(
-                self.path, isolation_level=None, check_same_thread=False)
+            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
             # NORMAL in WAL: a commit survives the death of the process (not of the machine) without an fsync per sample
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute(f"PRAGMA application_id={APPLICATION_ID}")
             self._db.executescript(_SCHEMA)
-        except sqlite3.Error as e:
-            raise XdpscopeError(f"{self.path}: cannot create trace: {e}") from e
-        full = {**meta, "format_version": FORMAT_VERSION}
-        full.setdefault("created", time.time())
-        self._db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", [(k, _json(v)) for k, v in full.items()])
+            full = {**meta, "format_version": FORMAT_VERSION}
+            full.setdefault("created", time.time())
+            self._db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", [(k, _json(v)) for k, v in full.items()])
+            st = os.stat(self.path)
+        except (sqlite3.Error, OSError, ValueError) as e:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+            raise XdpscopeError(f"{self.path}: cannot create trace: {_disk_error(e)}") from None
+        self._ident = (st.st_dev, st.st_ino)
+        self._checked = time.monotonic()
 
     def records(self, sample: Sample) -> np.ndarray:
         """The sample's leaves as RECORDs; a leaf key seen for the first time gets its column row
         (committed before the sample that uses it, so a crash never leaves a row without its names)."""
         cols, values = [], []
         for key, value in leaves(sample):
-            if not isinstance(value, (int, np.integer)):
-                raise XdpscopeError(f"{self.path}: sample t={sample.t}: counter {list(key)} is not an integer: {value!r}")
+            try:
+                check_value(value)
+            except ValueError as e:
+                raise XdpscopeError(f"{self.path}: sample t={sample.t}: counter {list(key)} {e}") from None
             col = self._columns.get(key)
             if col is None:
-                col = self._columns[key] = len(self._columns)
-                self._conn().execute("INSERT INTO columns (id, key) VALUES (?, ?)", (col, _json(list(key))))
+                try:
+                    check_key(key)  # never write a trace the reader refuses
+                except ValueError as e:
+                    raise XdpscopeError(f"{self.path}: sample t={sample.t}: counter {e}") from None
+                col = len(self._columns)
+                self._execute("INSERT INTO columns (id, key) VALUES (?, ?)", (col, _json(list(key))))
+                self._columns[key] = col
             cols.append(col)
             values.append(value)
         out = np.empty(len(cols), RECORD)
@@ -89,41 +173,89 @@ class TraceWriter:
         return out
 
     def write(self, sample: Sample) -> None:
+        self._check_file()
         data = encode(self.records(sample))
-        self._conn().execute("INSERT INTO samples (t, dt, data) VALUES (?, ?, ?)", (sample.t, sample.dt, data))
+        self._execute("INSERT INTO samples (t, dt, data) VALUES (?, ?, ?)", (sample.t, sample.dt, data))
+        self.count += 1
 
     def set_meta(self, key: str, value: Any) -> None:
-        self._conn().execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, _json(value)))
+        self._execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, _json(value)))
+
+    def _execute(self, sql: str, args: tuple) -> None:
+        db = self._conn()
+        try:
+            db.execute(sql, args)
+        except sqlite3.Error as e:
+            self._fail(f"cannot write: {_disk_error(e)}")
+
+    def _fail(self, why: str) -> None:
+        self.failed = why
+        raise XdpscopeError(f"{self.path}: {why}; recording stopped, the trace keeps the {self.count} samples "
+                            "committed before")
+
+    def _check_file(self) -> None:
+        """Once a second: the path still names the file being written (not deleted, not replaced)."""
+        now = time.monotonic()
+        if now - self._checked < DELETED_CHECK_S:
+            return
+        self._checked = now
+        try:
+            st = os.stat(self.path)
+            same = (st.st_dev, st.st_ino) == self._ident
+        except OSError:
+            same = False
+        if not same:
+            self._fail("the trace file was deleted or replaced while recording")
 
     def close(self) -> None:
+        """Record the sample count and end time and fold the WAL back into the file. After a failed
+        write only the connection is closed: the trace (with its -wal file) keeps what was committed."""
         if self._db is None:
             return
-        db, (count,) = self._db, self._db.execute("SELECT COUNT(*) FROM samples").fetchone()
-        self.set_meta("samples", count)
-        self.set_meta("ended", time.time())
-        db.execute("PRAGMA journal_mode=DELETE")  # checkpoint and drop the WAL: one file to copy or ship
-        db.close()
-        self._db = None
+        db, self._db = self._db, None
+        try:
+            if self.failed is None:
+                (count,) = db.execute("SELECT COUNT(*) FROM samples").fetchone()
+                for key, value in (("samples", count), ("ended", time.time())):
+                    db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, _json(value)))
+                db.execute("PRAGMA journal_mode=DELETE")  # checkpoint and drop the WAL: one file to copy or ship
+        except sqlite3.Error as e:
+            self.failed = f"cannot finish the trace: {_disk_error(e)}"
+            raise XdpscopeError(f"{self.path}: {self.failed}; it keeps its {self.count} samples "
+                                "(keep its -wal file beside it)") from None
+        finally:
+            db.close()
 
     def _conn(self) -> sqlite3.Connection:
         if self._db is None:
             raise XdpscopeError(f"{self.path}: trace writer is closed")
+        if self.failed is not None:
+            raise XdpscopeError(f"{self.path}: {self.failed}")
         return self._db
 
     def __enter__(self) -> "TraceWriter":
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        if exc_type is None:
+            self.close()
+            return
+        try:  # an error is on its way out: do not replace it with one from closing
+            self.close()
+        except XdpscopeError:
+            pass
 
 
 def _check_header(path: Path) -> None:
     """Cheap checks SQLite itself would only fail on later, at the first read of a missing page."""
-    size = path.stat().st_size
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            head = f.read(100)
+    except OSError as e:
+        raise XdpscopeError(f"{path}: cannot read trace: {e.strerror or e}") from None
     if size == 0:
         raise XdpscopeError(f"{path}: empty file (0 bytes), not an xdpscope trace")
-    with open(path, "rb") as f:
-        head = f.read(100)
     if not head.startswith(b"SQLite format 3\0"):
         raise XdpscopeError(f"{path}: not an xdpscope trace (not an SQLite database)")
     if len(head) < 100:
@@ -138,8 +270,75 @@ def _check_header(path: Path) -> None:
         raise XdpscopeError(f"{path}: truncated trace ({size} bytes, its header says {pages * page_size})")
 
 
+# -- meta: the type of every key this version knows (others are kept as they are) ---------------
+
+def _depth(x: Any) -> int:
+    """Nesting depth of a JSON value, without recursion."""
+    depth, level = 0, [x]
+    while level:
+        depth += 1
+        level = [v for c in level if isinstance(c, (dict, list)) for v in (c.values() if isinstance(c, dict) else c)]
+    return depth - 1
+
+
+def _int(lo: int, hi: int) -> Callable[[Any], str | None]:
+    def check(v: Any) -> str | None:
+        ok = isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi
+        return None if ok else f"expected an integer {lo}..{hi}"
+    return check
+
+
+def _number(lo: float, hi: float) -> Callable[[Any], str | None]:
+    def check(v: Any) -> str | None:
+        ok = isinstance(v, (int, float)) and not isinstance(v, bool) and lo <= v <= hi
+        return None if ok else f"expected a number {lo:g}..{hi:g}"
+    return check
+
+
+def _of(kind: type, what: str) -> Callable[[Any], str | None]:
+    return lambda v: None if isinstance(v, kind) and not isinstance(v, bool) or kind is bool and isinstance(v, bool) \
+        else f"expected {what}"
+
+
+def _names(most: int) -> Callable[[Any], str | None]:
+    def check(v: Any) -> str | None:
+        ok = isinstance(v, list) and len(v) <= most and all(isinstance(x, str) and 0 < len(x) <= 256 for x in v)
+        return None if ok else f"expected a list of at most {most} names"
+    return check
+
+
+EPOCH = _number(0, 253402300799)  # up to 9999-12-31: what a date can show
+_STR, _OBJ = _of(str, "a string"), _of(dict, "a JSON object")
+META_TYPES: dict[str, Callable[[Any], str | None]] = {
+    "format_version": _int(1, 2**31), "samples": _int(0, 2**63 - 1), "ifindex": _int(0, 2**32 - 1),
+    "cpus": _int(0, MAX_CPUS), "hz": _number(0, 1e6),
+    "created": EPOCH, "ended": EPOCH, "started": EPOCH, "wall_start": EPOCH,
+    **dict.fromkeys(("host", "kernel", "version", "iface", "driver", "program", "mode", "mode_note",
+                     "requested_mode", "source", "verdicts_from", "headers", "recorded_by", "file"), _STR),
+    **dict.fromkeys(("params", "probes", "native", "converted"), _OBJ),
+    "targets": _names(MAX_TARGETS), "prepared_targets": _names(MAX_TARGETS), "probes_enabled": _names(256),
+    "run_time": _of(bool, "true or false"),
+}
+
+
+def check_meta(path: Path, meta: dict[str, Any]) -> None:
+    for key, value in meta.items():
+        check = META_TYPES.get(key)
+        why = check(value) if check is not None else None
+        if why is None and _depth(value) > MAX_JSON_DEPTH:
+            why = f"nested more than {MAX_JSON_DEPTH} deep"
+        if why is not None:
+            shown = _json(value)
+            shown = shown if len(shown) <= 60 else shown[:57] + "..."
+            raise XdpscopeError(f"{path}: meta key {key!r}: {why}, not {shown}")
+
+
 class TraceReader:
-    """Read-only view of a trace: meta, sample times as numpy, samples by window or index."""
+    """Read-only view of a trace: meta, sample times as numpy, samples by window or index.
+
+    Everything read is validated (docs/trace-format.md, "Reader errors"): a damaged or hostile file
+    gets a one-line XdpscopeError, and memory stays bounded by the file's size, never by numbers
+    written in it."""
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
@@ -154,9 +353,9 @@ class TraceReader:
             raise XdpscopeError(f"{self.path}: cannot open trace: {e}") from e
         try:
             self._load()
-        except sqlite3.DatabaseError as e:
+        except (sqlite3.DatabaseError, MemoryError) as e:
             self._db.close()
-            raise XdpscopeError(f"{self.path}: corrupt or unreadable trace: {e}") from e
+            raise XdpscopeError(f"{self.path}: corrupt or unreadable trace: {e or 'out of memory'}") from None
         except XdpscopeError:
             self._db.close()
             raise
@@ -167,23 +366,35 @@ class TraceReader:
             raise XdpscopeError(f"{self.path}: not an xdpscope trace (no meta/samples tables)")
         self.meta: dict[str, Any] = {}
         for key, value in self._db.execute("SELECT key, value FROM meta"):
+            if not isinstance(key, str):
+                raise XdpscopeError(f"{self.path}: meta key {key!r}: not text")
             try:
-                self.meta[key] = json.loads(value)
-            except (json.JSONDecodeError, TypeError) as e:
-                raise XdpscopeError(f"{self.path}: meta key {key!r}: unreadable JSON ({e})") from e
+                self.meta[key] = parse_json(value)
+            except ValueError as e:
+                raise XdpscopeError(f"{self.path}: meta key {key!r}: unreadable JSON ({e})") from None
         version = self.meta.get("format_version")
         if not isinstance(version, int) or isinstance(version, bool) or version < 1:
             raise XdpscopeError(f"{self.path}: unknown trace format_version {version!r}")
         if version > FORMAT_VERSION:
             raise XdpscopeError(f"{self.path}: trace format_version {version} is newer than this xdpscope "
                                 f"reads ({FORMAT_VERSION}); upgrade xdpscope")
+        check_meta(self.path, self.meta)
         self.version = version
-        self._keys: dict[int, Key] = {} if version == 1 else self._load_columns(tables)
-        self._known = np.zeros(max(self._keys, default=-1) + 1, bool)  # column id -> in the columns table
-        self._known[list(self._keys)] = True
+        if version == 1:
+            self._ids, self._slots, self._keys = np.zeros(0, np.int64), np.zeros(0, np.intp), []
+        else:
+            self._load_columns(tables)
         # One pass over the covering index on t (it holds the rowid): no table pages, no per-row objects kept.
-        rows = np.fromiter(self._db.execute("SELECT t, seq FROM samples ORDER BY t, seq"),
-                           dtype=[("t", "f8"), ("seq", "i8")])
+        try:
+            rows = np.fromiter(self._db.execute("SELECT t, seq FROM samples ORDER BY t, seq"),
+                               dtype=[("t", "f8"), ("seq", "i8")])
+        except (ValueError, TypeError, OverflowError) as e:
+            raise XdpscopeError(f"{self.path}: a sample time is not a number ({e})") from None
+        bad = ~(np.abs(rows["t"]) <= MAX_T)  # NaN too
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise XdpscopeError(f"{self.path}: sample row seq={int(rows['seq'][i])}: time t={rows['t'][i]} is not "
+                                f"a number of seconds within ±{MAX_T:g}")
         self._t = np.ascontiguousarray(rows["t"])
         self._seq = np.ascontiguousarray(rows["seq"])
         self._t.flags.writeable = False
@@ -191,19 +402,38 @@ class TraceReader:
         # pages alone, without the index
         self._in_order = bool(np.all(np.diff(self._seq) > 0))
 
-    def _load_columns(self, tables: set[str]) -> dict[int, Key]:
+    def _load_columns(self, tables: set[str]) -> None:
+        """The columns table as a sorted id array and, per id, its index in self._keys (-1: a column
+        of a newer xdpscope, ignored)."""
         if "columns" not in tables:
             raise XdpscopeError(f"{self.path}: not an xdpscope trace (no columns table)")
-        keys = {}
-        for col, key in self._db.execute("SELECT id, key FROM columns"):
+        ids, slots, keys = [], [], []
+        names: dict[str, set] = {}
+        for col, key in self._db.execute("SELECT id, key FROM columns ORDER BY id"):
             try:
-                k = json.loads(key)
+                if not isinstance(col, int) or not 0 <= col < 2**32:
+                    raise ValueError(f"id {col!r} is not a record's u32")
+                k = parse_json(key)
                 if not isinstance(k, list) or not k or not isinstance(k[0], str):
                     raise ValueError("not a non-empty JSON array starting with a field name")
-            except (ValueError, TypeError) as e:
-                raise XdpscopeError(f"{self.path}: column {col}: unreadable key ({e})") from e
-            keys[col] = tuple(k)
-        return keys
+                if len(k) > MAX_DEPTH or any(not isinstance(p, (str, int)) or isinstance(p, bool) for p in k):
+                    raise ValueError(f"{k!r} is not a path of names and indexes")
+                keep = check_key(tuple(k)) != IGNORE
+            except ValueError as e:
+                raise XdpscopeError(f"{self.path}: column {col!r}: unreadable key ({e})") from None
+            ids.append(col)
+            slots.append(len(keys) if keep else -1)
+            if keep:
+                keys.append(tuple(k))
+                if len(k) > 2 and isinstance(k[1], str):
+                    seen = names.setdefault(k[0], set())
+                    seen.add(k[1])
+                    if len(seen) > MAX_NAMES:
+                        raise XdpscopeError(f"{self.path}: more than {MAX_NAMES} names in {k[0]!r}: "
+                                            "not a trace xdpscope wrote")
+        self._ids = np.array(ids, np.int64)
+        self._slots = np.array(slots, np.intp)
+        self._keys = keys
 
     def __len__(self) -> int:
         return len(self._t)
@@ -211,6 +441,11 @@ class TraceReader:
     def times(self) -> np.ndarray:
         """Sample end times t (seconds since session start), ascending; read-only view."""
         return self._t
+
+    def chunk(self) -> int:
+        """Samples per Block when streaming: CHUNK, fewer for a trace of very many columns, so a
+        Block's matrix stays within STREAM_CELLS."""
+        return max(1, min(CHUNK, STREAM_CELLS // max(1, len(self._keys))))
 
     def _rows(self, i0: int, i1: int) -> list[tuple]:
         """(seq, t, dt, data) of the samples with index [i0, i1) in time order."""
@@ -232,51 +467,99 @@ class TraceReader:
         """The samples with index [i0, i1) in time order (indices into times()), as one Block."""
         i0, i1 = max(i0, 0), min(i1, len(self))
         rows = self._rows(i0, i1)
-        if self.version == 1:
-            return Block.from_samples([self._json_sample(*r) for r in rows])
-        return self._decode(rows)
-
-    def _json_sample(self, seq: int, t: float, dt: float, data: str) -> Sample:
-        """A format_version 1 row."""
+        if len(rows) != max(0, i1 - i0):
+            raise XdpscopeError(f"{self.path}: samples changed while the trace was open "
+                                f"({len(rows)} rows where {i1 - i0} were)")
+        t, dt = self._times(rows)
         try:
-            d = json.loads(data)
-            if not isinstance(d, dict):
-                raise ValueError("not a JSON object")
-            return Sample.from_dict({**d, "t": t, "dt": dt})
-        except (ValueError, TypeError) as e:
-            raise XdpscopeError(f"{self.path}: sample row seq={seq}: unreadable JSON ({e})") from e
+            return self._json_block(rows, t, dt) if self.version == 1 else self._decode(rows, t, dt)
+        except MemoryError:
+            raise XdpscopeError(f"{self.path}: samples {i0}..{i1}: out of memory") from None
 
-    def _decode(self, rows: list[tuple]) -> Block:
-        """Rows of RECORD arrays -> Block: one concatenation, one scatter into the matrix."""
-        n = len(rows)
-        raw = []
+    def _times(self, rows: list[tuple]) -> tuple[np.ndarray, np.ndarray]:
+        """t and dt of the rows, checked: finite, within bounds, dt 0 or at least MIN_DT."""
+        for seq, t, dt, _ in rows:
+            ok = (isinstance(t, float) and isinstance(dt, (float, int)) and not isinstance(dt, bool)
+                  and abs(t) <= MAX_T and (dt == 0 or MIN_DT <= dt <= MAX_DT))
+            if not ok:
+                raise XdpscopeError(f"{self.path}: sample row seq={seq}: t={t!r}, dt={dt!r}: not a time and an "
+                                    f"interval of 0 or {MIN_DT:g}..{MAX_DT:g} s")
+        return (np.array([r[1] for r in rows], np.float64), np.array([r[2] for r in rows], np.float64))
+
+    def _json_block(self, rows: list[tuple], t: np.ndarray, dt: np.ndarray) -> Block:
+        """format_version 1 rows (one JSON object per sample), every leaf checked."""
+        cells, out = 0, []
         for seq, _, _, data in rows:
             try:
-                r = zlib.decompress(data)
+                d = parse_json(data)
+            except ValueError as e:
+                raise XdpscopeError(f"{self.path}: sample row seq={seq}: unreadable JSON ({e})") from None
+            try:
+                pairs = json_leaves(d)
+            except ValueError as e:
+                why = "unreadable JSON" if not isinstance(d, dict) else "bad counter"
+                raise XdpscopeError(f"{self.path}: sample row seq={seq}: {why} ({e})") from None
+            cells += len(pairs)
+            if cells > MAX_CELLS:
+                raise XdpscopeError(f"{self.path}: more than {MAX_CELLS} counters in one window")
+            out.append(pairs)
+        b = Block.from_leaves(t, dt, out)
+        self._check_cells(len(b), len(b.keys))
+        return b
+
+    def _check_cells(self, n: int, ncols: int) -> None:
+        if n * ncols > MAX_CELLS:
+            raise XdpscopeError(f"{self.path}: a window of {n} samples x {ncols} counters is too large to load "
+                                f"(at most {MAX_CELLS} values): choose a shorter window")
+
+    def _decode(self, rows: list[tuple], t: np.ndarray, dt: np.ndarray) -> Block:
+        """Rows of RECORD arrays -> Block: one concatenation, one scatter into the matrix."""
+        n = len(rows)
+        most = RECORD.itemsize * len(self._ids)  # a row holds each column at most once
+        raw, total = [], 0
+        for seq, _, _, data in rows:
+            try:
+                if not isinstance(data, bytes):
+                    raise TypeError(f"stored as {type(data).__name__}, not a blob")
+                z = zlib.decompressobj()
+                r = z.decompress(data, most + 1)  # bounded: a small blob cannot inflate to gigabytes
+                if len(r) > most:
+                    raise ValueError(f"more records than the trace has columns ({len(self._ids)})")
+                if not z.eof:
+                    raise ValueError("truncated zlib stream")
                 if len(r) % RECORD.itemsize:
                     raise ValueError(f"{len(r)} bytes, not a whole number of records")
             except (zlib.error, TypeError, ValueError) as e:
-                raise XdpscopeError(f"{self.path}: sample row seq={seq}: unreadable data ({e})") from e
+                raise XdpscopeError(f"{self.path}: sample row seq={seq}: unreadable data ({e})") from None
+            total += len(r) // RECORD.itemsize
+            if total > MAX_CELLS:
+                raise XdpscopeError(f"{self.path}: more than {MAX_CELLS} counters in one window")
             raw.append(r)
         rec = np.frombuffer(b"".join(raw), RECORD)
         row = np.repeat(np.arange(n), [len(r) // RECORD.itemsize for r in raw])
-        known = self._known
-        bad = rec["column"] >= len(known)
-        bad[~bad] = ~known[rec["column"][~bad]]
+        pos = np.minimum(np.searchsorted(self._ids, rec["column"]), max(len(self._ids) - 1, 0))
+        bad = (self._ids[pos] != rec["column"]) if len(self._ids) else np.ones(len(rec), bool)
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
             raise XdpscopeError(f"{self.path}: sample row seq={rows[int(row[i])][0]}: "
                                 f"unknown column id {int(rec['column'][i])}")
-        ids = np.flatnonzero(np.bincount(rec["column"], minlength=len(known)))  # columns in use, no sort
-        remap = np.zeros(len(known), np.intp)
-        remap[ids] = np.arange(len(ids))
-        col = remap[rec["column"]]
-        values = np.zeros((n, len(ids)), np.int64)
-        present = np.zeros((n, len(ids)), bool)
-        values[row, col] = rec["value"]
+        slot = self._slots[pos]
+        keep = slot >= 0  # columns of a newer xdpscope are left out
+        slot, row, value = slot[keep], row[keep], rec["value"][keep]
+        used = np.flatnonzero(np.bincount(slot, minlength=len(self._keys)))  # columns in use, no sort
+        self._check_cells(n, len(used))
+        remap = np.zeros(len(self._keys), np.intp)
+        remap[used] = np.arange(len(used))
+        col = remap[slot]
+        values = np.zeros((n, len(used)), np.int64)
+        present = np.zeros((n, len(used)), bool)
+        values[row, col] = value
         present[row, col] = True
-        return Block(np.array([r[1] for r in rows], np.float64), np.array([r[2] for r in rows], np.float64),
-                     [self._keys[int(i)] for i in ids], values, present)
+        if int(present.sum()) != len(slot):  # a column twice in one row: never written so
+            per_row = np.bincount(row, minlength=n) - present.sum(axis=1)
+            seq = rows[int(np.flatnonzero(per_row)[0])][0]
+            raise XdpscopeError(f"{self.path}: sample row seq={seq}: unreadable data (a column appears twice)")
+        return Block(t, dt, [self._keys[int(i)] for i in used], values, present)
 
     def index_range(self, t_from: float | None = None, t_to: float | None = None) -> tuple[int, int]:
         """Indices [i0, i1) of the samples with t_from <= t <= t_to (either bound optional)."""
@@ -284,16 +567,18 @@ class TraceReader:
         i1 = len(self) if t_to is None else int(np.searchsorted(self._t, t_to, side="right"))
         return i0, max(i0, i1)
 
-    def blocks(self, t_from: float | None = None, t_to: float | None = None, size: int = CHUNK) -> Iterator[Block]:
-        """The samples with t_from <= t <= t_to as Blocks of at most `size` samples: a 24 h trace
-        streams through in bounded memory."""
+    def blocks(self, t_from: float | None = None, t_to: float | None = None,
+               size: int | None = None) -> Iterator[Block]:
+        """The samples with t_from <= t <= t_to as Blocks of at most `size` samples (default: chunk()):
+        a 24 h trace streams through in bounded memory."""
+        size = size or self.chunk()
         i0, i1 = self.index_range(t_from, t_to)
         for i in range(i0, i1, size):
             yield self.block(i, min(i + size, i1))
 
     def samples(self, t_from: float | None = None, t_to: float | None = None) -> Iterator[Sample]:
         """Samples with t_from <= t <= t_to (either bound optional), ordered by t."""
-        for b in self.blocks(t_from, t_to, size=1024):
+        for b in self.blocks(t_from, t_to, size=min(1024, self.chunk())):
             yield from b.samples()
 
     def sample_at(self, index: int) -> Sample:
@@ -306,8 +591,11 @@ class TraceReader:
         """Seconds covered: from the start of the first interval (t - dt) to the last t."""
         if not len(self):
             return 0.0
-        (dt0,) = self._db.execute("SELECT dt FROM samples WHERE seq = ?", (int(self._seq[0]),)).fetchone()
-        return float(self._t[-1] - self._t[0] + dt0)
+        rows = self._rows(0, 1)
+        if len(rows) != 1:
+            raise XdpscopeError(f"{self.path}: samples changed while the trace was open")
+        _, dt0 = self._times(rows)
+        return float(self._t[-1] - self._t[0] + dt0[0])
 
     def close(self) -> None:
         self._db.close()
@@ -317,3 +605,33 @@ class TraceReader:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def json_leaves(d: Any) -> list[tuple[Key, int]]:
+    """The leaves of a format_version 1 row (a Sample.to_dict() without t and dt), each key of a known
+    shape and each value an integer within int64; fields and members of a newer xdpscope are left out."""
+    if not isinstance(d, dict):
+        raise ValueError("not a JSON object")
+    out: list[tuple[Key, int]] = []
+
+    def walk(path: Key, node: Any) -> None:  # at most MAX_DEPTH deep
+        for k, v in (node.items() if isinstance(node, dict) else enumerate(node)):
+            key = path + (k,)
+            if isinstance(v, (dict, list)):
+                if len(key) >= MAX_DEPTH:
+                    raise ValueError(f"{list(key)}: nested deeper than any counter")
+                walk(key, v)
+            elif check_key(key) != IGNORE:
+                try:
+                    out.append((key, check_value(v)))
+                except ValueError as e:
+                    raise ValueError(f"counter {list(key)} {e}") from None
+
+    for name in FIELDS:
+        x = d.get(name)
+        if x is None:
+            continue
+        if not isinstance(x, (dict, list)):
+            raise ValueError(f"{name}: {x!r} is not a list or object")
+        walk((name,), x)
+    return out

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import os
 import re
+import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from PySide6.QtCore import QBuffer, QByteArray, QIODevice, QPoint, QRectF, QSize, Qt
 from PySide6.QtGui import QAction, QColor, QImage, QPainter
@@ -226,11 +227,58 @@ def png_bytes(img: QImage) -> bytes:
     return bytes(data)
 
 
-def write_bytes(path: str | os.PathLike, data: bytes) -> None:
+def _new_file_mode(path: Path) -> int:
+    """The mode a plain open() would give a new file (or the one the file being replaced has)."""
     try:
-        Path(path).write_bytes(data)
+        return path.stat().st_mode & 0o7777
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
+def write_file(path: str | os.PathLike, write: Callable[[int], None]) -> None:
+    """Write a file that is either complete or not there: write(fd) fills a temporary file in the
+    same directory, which is checked (not empty), synced to disk and renamed over `path`. On any
+    failure (disk full, read-only directory...) the temporary file is removed, an old file at `path`
+    is left as it was, and XdpscopeError says why in one line."""
+    out = Path(path)
+    if out.is_dir():
+        raise XdpscopeError(f"{out}: is a directory")
+    if not out.parent.is_dir():
+        raise XdpscopeError(f"{out}: no such directory {str(out.parent)!r}")
+    tmp = None
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent)
+        try:
+            write(fd)
+            if os.fstat(fd).st_size == 0:
+                raise XdpscopeError(f"{out}: nothing was written (0 bytes)")
+            os.fsync(fd)
+            os.fchmod(fd, _new_file_mode(out))
+        finally:
+            os.close(fd)
+        os.replace(tmp, out)
+        tmp = None
+        dfd = os.open(out.parent, os.O_RDONLY | os.O_DIRECTORY)  # the rename itself, on disk
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
     except OSError as e:
-        raise XdpscopeError(f"{path}: cannot write: {e.strerror or e}") from None
+        raise XdpscopeError(f"{out}: cannot write: {e.strerror or e}") from None
+    finally:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """`data` as the whole file at `path`, through write_file (complete or not at all)."""
+    def write(fd: int) -> None:
+        view = memoryview(data)
+        while view:  # os.write may write less than asked
+            view = view[os.write(fd, view):]
+    write_file(path, write)
 
 
 def save_image(img: QImage, path: str | os.PathLike) -> None:

@@ -24,7 +24,7 @@ from backend.driver import EXPLAIN as DRIVER_EXPLAIN
 from backend.errors import XdpscopeError
 from backend.sample import ACTIONS
 from backend.summary import summarize
-from backend.trace import CHUNK, TraceReader
+from backend.trace import TraceReader
 
 DEFAULT_SIZE = (1200, 460)   # pixels of each plot image (HTML, PNG)
 DEFAULT_SIZE_PDF = (960, 400)  # a PDF page is ~700 CSS px wide: smaller plots keep their text legible
@@ -133,7 +133,7 @@ def load_model(path: str | os.PathLike, t_from: float | None, t_to: float | None
         k = max(1, -(-n // max_rows))
         model = AppModel(capacity=max(-(-n // k), 2))
         model.set_meta(reader.meta)
-        for block in reader.blocks(t_from, t_to, size=k * max(1, CHUNK // k)):  # whole groups per block
+        for block in reader.blocks(t_from, t_to, size=k * max(1, reader.chunk() // k)):  # whole groups per block
             model.extend(block.merged(k))
         end = float(t[hi - 1]) if n else (t_to or 0.0)
     x0 = t_from if t_from is not None else 0.0
@@ -445,13 +445,15 @@ def write_html(rep: Report, out: Path) -> None:
 
 
 def write_pdf(rep: Report, out: Path) -> None:
-    from PySide6.QtCore import QMarginsF, QSizeF
+    """The PDF is rendered into memory, checked to be a whole PDF, then written through write_bytes
+    (a temporary file renamed over `out`): QPdfWriter itself reports no write errors."""
+    from PySide6.QtCore import QBuffer, QByteArray, QIODevice, QMarginsF, QSizeF
     from PySide6.QtGui import QPageLayout, QPageSize, QPdfWriter
-    try:
-        out.open("wb").close()
-    except OSError as e:
-        raise XdpscopeError(f"{out}: cannot write: {e.strerror or e}") from None
-    writer = QPdfWriter(str(out))
+    from .export import write_bytes
+    data = QByteArray()
+    buf = QBuffer(data)
+    buf.open(QIODevice.OpenModeFlag.WriteOnly)
+    writer = QPdfWriter(buf)
     writer.setResolution(96)  # layout in CSS pixels; images keep all their pixels in the PDF
     writer.setPageLayout(QPageLayout(QPageSize(QPageSize.PageSizeId.A4), QPageLayout.Orientation.Portrait,
                                      QMarginsF(12, 12, 12, 12), QPageLayout.Unit.Millimeter))
@@ -461,7 +463,13 @@ def write_pdf(rep: Report, out: Path) -> None:
     doc = _qt_document(rep, page.width(), page.width() - 2 * 4 - 2)
     doc.setDocumentMargin(4)
     doc.setPageSize(QSizeF(page.width(), page.height()))
-    doc.print_(writer)
+    doc.print_(writer)  # ends the painter: the PDF is complete in `data`
+    del writer
+    buf.close()
+    pdf = bytes(data)
+    if not pdf.startswith(b"%PDF-") or b"%%EOF" not in pdf[-1024:]:
+        raise XdpscopeError(f"{out}: Qt did not render a complete PDF ({len(pdf)} bytes)")
+    write_bytes(out, pdf)
 
 
 def write_png(rep: Report, out: Path) -> None:
@@ -497,13 +505,16 @@ def output_kind(out: str | os.PathLike) -> str:
 def write_report(trace: str | os.PathLike, out: str | os.PathLike, t_from: float | None = None,
                  t_to: float | None = None, size: tuple[int, int] | None = None) -> Report:
     """Render the report of `trace` over [t_from, t_to] to `out` (.html, .pdf or .png); `size` is
-    the pixel size of each plot image (default: DEFAULT_SIZE, DEFAULT_SIZE_PDF for a PDF)."""
+    the pixel size of each plot image (default: DEFAULT_SIZE, DEFAULT_SIZE_PDF for a PDF). The file
+    is written whole or not at all (export.write_file): a failure leaves an old `out` as it was."""
     from .export import check_size
     kind = output_kind(out)
     size = check_size(*(size or (DEFAULT_SIZE_PDF if kind == "pdf" else DEFAULT_SIZE)))
     out = Path(out)
     if not out.parent.is_dir():
         raise XdpscopeError(f"{out}: no such directory {str(out.parent)!r}")
-    rep = build(trace, t_from, t_to, size)
+    if out.is_dir():
+        raise XdpscopeError(f"{out}: is a directory")
+    rep = build(trace, t_from, t_to, size)  # everything is rendered before the file is touched
     {"html": write_html, "pdf": write_pdf, "png": write_png}[kind](rep, out)
     return rep
