@@ -66,9 +66,10 @@ def parse_mix(text: str | None) -> dict[str, int]:
 
 def cmd_record(a) -> int:
     from backend.session import Session, SessionConfig
-    from backend.trace import TraceWriter
+    from backend.trace import TraceWriter, check_output
     if os.path.exists(a.output) and not a.overwrite:
         raise XdpscopeError(f"{a.output} exists: choose another name or pass --overwrite")
+    check_output(a.output)  # a directory, a read-only mount...: said before anything is attached
     if a.remote:  # through the agent on that host; the trace is written here (backend/client.py)
         from backend import client
         return client.record(a, program_spec(a))
@@ -81,6 +82,7 @@ def cmd_record(a) -> int:
         exporter = metrics.serve(a.metrics)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: session.stop())
+    timer = None
     try:
         meta = session.start()
         if meta["mode_note"]:
@@ -90,10 +92,14 @@ def cmd_record(a) -> int:
         with TraceWriter(a.output, meta) as writer:
             print("ready", flush=True)
             if a.duration:
-                threading.Timer(a.duration, session.stop).start()
+                timer = threading.Timer(a.duration, session.stop)
+                timer.daemon = True  # a recording that ends early (disk full) exits now, not at --duration
+                timer.start()
             emit = writer.write if exporter is None else _tee(exporter.sample, writer.write)
             session.run(emit)
     finally:
+        if timer is not None:
+            timer.cancel()
         session.close()
         if exporter is not None:
             exporter.close()
@@ -116,6 +122,8 @@ def cmd_inject(a) -> int:
 
 def cmd_summary(a) -> int:
     from backend.summary import summarize
+    if a.t_from is not None and a.t_to is not None and a.t_from > a.t_to:
+        raise XdpscopeError(f"empty window: --from {a.t_from:g} is after --to {a.t_to:g}", code=2)
     s = summarize(a.file, a.t_from, a.t_to)
     if a.json:
         print(json.dumps(s, indent=2, sort_keys=True))
@@ -123,6 +131,29 @@ def cmd_summary(a) -> int:
         from backend.summary import format_text
         print(format_text(s))
     return 0
+
+
+MAX_DURATION = 30 * 86400  # --duration: 30 days (a month of samples at 100 Hz is ~50 GB of trace)
+
+
+def number(lo: float, hi: float, what: str):
+    """An argparse type: a finite number in [lo, hi], else one line."""
+    def parse(text: str) -> float:
+        try:
+            v = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not lo <= v <= hi:  # NaN fails this too
+            raise argparse.ArgumentTypeError(f"{text} {what}: must be between {lo:.15g} and {hi:.15g}")
+        return v
+    return parse
+
+
+class Parser(argparse.ArgumentParser):
+    """Usage errors in one line, like every other error (exit 2, as argparse does)."""
+
+    def error(self, message: str):
+        self.exit(2, f"xdpscope: {message} (see {self.prog} --help)\n")
 
 
 def _seconds(option: str, text: str | None) -> float | None:
@@ -180,7 +211,7 @@ def cmd_gui(a, rest: list[str]) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="xdpscope", description="See what XDP does on a NIC.")
+    p = Parser(prog="xdpscope", description="See what XDP does on a NIC.")
     sub = p.add_subparsers(dest="cmd")
     d = sub.add_parser("doctor", help="check kernel, bcc, headers, tracepoints, interfaces")
     d.add_argument("--json", action="store_true")
@@ -198,8 +229,9 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--policy", default="rr", choices=["rr", "hash", "cpu"])
     r.add_argument("--mix", help="mix percentages, e.g. PASS=40,DROP=30,TX=10,REDIRECT=20")
     r.add_argument("--mode", default="auto", choices=["auto", "native", "generic"])
-    r.add_argument("--hz", type=float, default=10.0)
-    r.add_argument("--duration", type=float, help="seconds (default: until SIGINT/SIGTERM)")
+    r.add_argument("--hz", type=float, default=10.0)  # its range: Session (NaN and inf fail it too)
+    r.add_argument("--duration", type=number(0.001, MAX_DURATION, "seconds"),
+                   help=f"seconds, at most {MAX_DURATION} (30 days) (default: until SIGINT/SIGTERM)")
     r.add_argument("--run-time", action="store_true", help="kernel BPF run-time statistics")
     r.add_argument("--trace-redirects", action="store_true", help="per-packet xdp_redirect probe (costly)")
     r.add_argument("--force", action="store_true", help="allow non-pass programs on the default-route NIC")
@@ -212,7 +244,7 @@ def parser() -> argparse.ArgumentParser:
     metrics_arg(r)
     i = sub.add_parser("inject", help="live frames into the program attached to an interface")
     i.add_argument("--iface", required=True)
-    i.add_argument("--count", type=int, required=True)
+    i.add_argument("--count", type=int, required=True)  # its range: injector.inject
     i.add_argument("--batch", type=int, default=64)
     i.add_argument("--size", type=int, default=64)
     i.add_argument("--flows", type=int, default=1)
@@ -221,8 +253,8 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser("summary", help="totals of a trace file")
     s.add_argument("file")
     s.add_argument("--json", action="store_true")
-    s.add_argument("--from", dest="t_from", type=float)
-    s.add_argument("--to", dest="t_to", type=float)
+    s.add_argument("--from", dest="t_from", type=number(0, 1e12, "seconds since the session start"))
+    s.add_argument("--to", dest="t_to", type=number(0, 1e12, "seconds since the session start"))
     rp = sub.add_parser("report", help="HTML, PDF or PNG report of a trace (headless)")
     rp.add_argument("file", help="trace file")
     rp.add_argument("-o", "--output", required=True, help="OUT.html, OUT.pdf or OUT.png (one tall image)")

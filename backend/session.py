@@ -145,7 +145,11 @@ class Session:
 def read_user_program(path: str) -> programs.ProgramSpec:
     p = Path(path)
     try:
-        text = p.read_text()
+        with open(p, "rb") as f:
+            data = f.read(64 * 1024 * 1024 + 1)  # bounded: a .c path may name a device or a huge file
+        text = data.decode("utf-8")
     except OSError as e:
         raise XdpscopeError(f"{path}: cannot read program: {e.strerror}") from None
+    except UnicodeDecodeError as e:
+        raise XdpscopeError(f"{path}: not a C source file (byte {e.start} is not UTF-8 text)") from None
     return programs.ProgramSpec(name="user", source=text, source_name=p.name)
