@@ -20,6 +20,7 @@ TRACEPOINTS = {
 RAW_PROBES = {"xdp:xdp_devmap_xmit", "napi:napi_poll"}
 
 Raw = dict[tuple, list[int]]   # counter key -> per-CPU cumulative values
+NO_DEVICE = "(no device)"      # the NAPI view's name for polls of a napi_struct with no net_device
 
 
 @dataclass
@@ -43,7 +44,9 @@ class Probes:
         _read_array(self.bpf[b"xs_exc"], "exc", raw)
         _read_array(self.bpf[b"xs_cpumap_bulk"], "cpumap", raw)
         for per_cpu in self.bpf[b"xs_napi"].values():
-            dev = max((v.dev for v in per_cpu), key=len).decode(errors="replace")
+            # a napi without a net_device (the per-CPU backlog that loopback and RPS traffic use)
+            # has no name: give it one, a trace column needs it
+            dev = max((v.dev for v in per_cpu), key=len).decode(errors="replace") or NO_DEVICE
             for f in ("polls", "work", "budget", "full"):
                 _add(raw, ("napi", dev, f), [getattr(v, f) for v in per_cpu])
             for b in range(9):
