@@ -92,8 +92,9 @@ class AgentConnection:
             t.join(timeout=5)
         err = "\n".join(self._tail)
         if self.target is not None:
-            return remote.lost(self.target, code, err) if self.ready is not None else \
-                remote.explain(self.target, code, err)
+            status = None if code is not None and code < 0 else code  # < 0: ended by a signal
+            return remote.lost(self.target, status, err) if self.ready is not None else \
+                remote.explain(self.target, status, err)
         last = next((ln for ln in reversed(self._tail) if ln.strip()), "")
         return f"agent exited with status {code}" + (f": {last}" if last else "")
 

@@ -123,9 +123,15 @@ def explain(target: Target, code: int | None, stderr: str) -> str:
 
 
 def lost(target: Target, code: int | None, stderr: str) -> str:
-    """The connection to a ready agent ended without being asked to: one line."""
-    lines = _lines(stderr)
-    why = lines[-1] if lines else ("ssh exited" if code is None else f"ssh exited with status {code}")
+    """The connection to a ready agent ended without being asked to, in one line. code: ssh's
+    exit status, None when a signal ended it."""
+    if code is None:
+        why = "ssh was ended by a signal"
+    elif code == SSH_FAILED:  # ssh's own last word (e.g. "Connection to HOST closed by remote host.")
+        ssh_lines = [ln for ln in _lines(stderr) if not ln.startswith(("xdpscope", "bcc", "sudo"))]
+        why = ssh_lines[-1].rstrip(".") if ssh_lines else "ssh failed"
+    else:
+        why = f"the agent exited with status {code}"
     return f"{target.host}: connection lost ({why})"
 
 

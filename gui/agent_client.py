@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 from PySide6.QtCore import QObject, QProcess, QTimer, Signal
 
+from backend import remote
 from backend.sample import Sample
 
 REPO = Path(__file__).resolve().parent.parent
@@ -48,9 +49,14 @@ class AgentClient(QObject):
     sig_stderr = Signal(str)                    # one line of the agent's log
     sig_died = Signal(str)                      # the agent is gone: why (exit status, stderr tail)
 
-    def __init__(self, commands: list[list[str]] | None = None, parent: QObject | None = None) -> None:
+    def __init__(self, commands: list[list[str]] | None = None, parent: QObject | None = None,
+                 target: remote.Target | None = None) -> None:
         super().__init__(parent)
         self.commands = commands if commands is not None else default_commands()
+        self.target = target  # an agent over ssh: its failures explained (backend.remote), its loss named
+        self.lost = False     # a ready remote agent's connection ended unasked
+        self.exit_code: int | None = None
+        self._exited = False
         self.proc: QProcess | None = None
         self.ready = False
         self.ready_info: dict = {}
@@ -79,7 +85,8 @@ class AgentClient(QObject):
 
     def _launch_next(self) -> None:
         self.command = self._candidates.pop(0)
-        self.ready = False
+        self.ready = self.lost = self._exited = False
+        self.exit_code = None
         self._out = self._err = b""
         self._tail.clear()
         p = QProcess(self)
@@ -185,6 +192,8 @@ class AgentClient(QObject):
             self._log(self._err.decode(errors="replace").rstrip())
             self._err = b""
         how = "crashed" if status == QProcess.ExitStatus.CrashExit else f"exited with status {code}"
+        self.exit_code = None if status == QProcess.ExitStatus.CrashExit else code
+        self._exited = True
         self._gone(f"agent {how}")
 
     def _gone(self, why: str) -> None:
@@ -198,6 +207,10 @@ class AgentClient(QObject):
             self.sig_died.emit("agent stopped")
             return
         msg = f"{why}: {tail}" if tail else why
+        if self.target is not None:  # ssh ran (or could not): say what ssh and sudo said, in one line
+            self.lost = was_ready
+            msg = remote.lost(self.target, self.exit_code, tail) if was_ready else \
+                remote.explain(self.target, self.exit_code, tail) if self._exited else remote.missing_ssh(self.command)
         if not was_ready and self._candidates:  # e.g. sudo -n wants a password: try the next way up
             self._failures.append(f"{shlex.join(self.command)}: {msg}")
             self._launch_next()

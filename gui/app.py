@@ -22,6 +22,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--live", action="store_true",
                    help="start the agent and the lab demo even when not root (sudo -n / pkexec)")
     p.add_argument("--agent", metavar="CMD", help="agent command line (default: <repo>/xdpscope agent --stdio)")
+    p.add_argument("--remote", metavar="[USER@]HOST",
+                   help="run the agent on HOST over ssh (sudo -n xdpscope agent --stdio; $XDPSCOPE_SSH replaces ssh)")
+    p.add_argument("--remote-xdpscope", metavar="PATH", help="xdpscope on the remote (default: found on its PATH)")
+    p.add_argument("--metrics", metavar="HOST:PORT",
+                   help="the agent serves Prometheus metrics of its sessions there (docs/metrics.md)")
     p.add_argument("--screenshot", metavar="PNG", help="save a screenshot of the window and exit")
     p.add_argument("--after", metavar="SECONDS", type=float, default=3.0, help="delay before --screenshot")
     p.add_argument("--size", metavar="WxH", default="", help="window size, e.g. 1600x1000")
@@ -51,13 +56,21 @@ def main(argv: list[str]) -> int:
         settings = QSettings(str(Path(tempfile.mkdtemp(prefix="xdpscope-gui-")) / "settings.ini"),
                              QSettings.Format.IniFormat)
     commands = [shlex.split(args.agent)] if args.agent else None
+    metrics_args = ["--metrics", args.metrics] if args.metrics else []
+    if metrics_args and commands is None and not args.remote:
+        from .agent_client import default_commands
+        commands = [c + metrics_args for c in default_commands()]
     win = MainWindow(settings=settings, agent_commands=commands)
     if args.size:
         w, h = (int(v) for v in args.size.lower().split("x"))
         win.resize(w, h)
 
     replay = args.replay or args.trace
-    if replay:
+    if args.remote:  # the agent on that host, over ssh
+        if not win.connect_remote(args.remote, args.remote_xdpscope, metrics_args):
+            print(f"xdpscope gui: {win.last_error}", file=sys.stderr)
+            return 1
+    elif replay:
         if not win.open_trace(replay):
             print(f"xdpscope gui: {win.last_error}", file=sys.stderr)
             return 1

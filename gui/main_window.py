@@ -13,11 +13,13 @@ from pathlib import Path
 from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer
 from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence, QShortcut
 from PySide6.QtWidgets import (QDockWidget, QFileDialog, QLabel, QMainWindow, QPlainTextEdit, QSpinBox,
-                               QToolBar, QWidget)
+                               QToolBar, QToolButton, QWidget)
 
+from backend import remote
 from backend.errors import XdpscopeError
 
 from .agent_client import AgentClient
+from .connect_dialog import ConnectDialog, describe, remember
 from .driver_panel import DriverPanel
 from .meta_panel import MetaPanel
 from .plots import ErrorsPanel, FanoutPanel, FlushPanel, NapiPanel, Panel, VerdictPanel, make_view
@@ -40,6 +42,10 @@ class MainWindow(QMainWindow):
         self.setDockNestingEnabled(True)
         self.settings = settings or QSettings("xdpscope", "xdpscope")
         self.agent_commands = agent_commands
+        self.local_commands = agent_commands
+        self.remote: remote.Target | None = None   # File → Connect to host… (connect_remote)
+        self.remote_agent_args: list[str] = []     # e.g. --metrics for the remote agent
+        self.host_info: dict = {}                   # host, kernel (hello), driver, iface (attach)
         self.live: LiveSource | None = None
         self.replay: ReplaySource | None = None
         self.source: Source | None = None
@@ -83,7 +89,13 @@ class MainWindow(QMainWindow):
 
         self.source_label = QLabel("no source")
         self.record_label = QLabel("")
+        self.host_label = QLabel("")
+        self.reconnect_button = QToolButton()
+        self.reconnect_button.setDefaultAction(self.reconnect_action)
+        self.reconnect_button.setVisible(False)
         self.statusBar().addWidget(self.source_label, 1)
+        self.statusBar().addPermanentWidget(self.host_label)
+        self.statusBar().addPermanentWidget(self.reconnect_button)
         self.statusBar().addPermanentWidget(self.record_label)
 
         sp = self.sources_panel
@@ -121,6 +133,13 @@ class MainWindow(QMainWindow):
         self.open_action = QAction("&Open trace…", self, shortcut=QKeySequence.StandardKey.Open,
                                    triggered=self.open_dialog)
         fm.addAction(self.open_action)
+        fm.addAction(QAction("&Connect to host…", self, shortcut="Ctrl+Shift+O", triggered=self.connect_dialog,
+                             toolTip="Run the agent on another machine over ssh"))
+        self.reconnect_action = QAction("Re&connect", self, enabled=False, triggered=self.reconnect,
+                                        toolTip="Connect again to the host whose connection was lost")
+        fm.addAction(self.reconnect_action)
+        fm.addAction(QAction("Use &this machine", self, triggered=self.connect_local,
+                             toolTip="Leave the remote host: the agent runs here again"))
         self.record_action = QAction("● &Record", self, checkable=True, shortcut="Ctrl+R",
                                      toolTip="Record the live samples to a trace file")
         self.record_action.toggled.connect(self.set_recording)
@@ -243,8 +262,10 @@ class MainWindow(QMainWindow):
 
     def ensure_live(self) -> LiveSource:
         if self.live is None:
-            client = AgentClient(self.agent_commands) if self.agent_commands is not None else AgentClient()
+            client = AgentClient(self.agent_commands, target=self.remote) if self.agent_commands is not None \
+                else AgentClient()
             live = LiveSource(client, parent=self)
+            client.sig_ready.connect(lambda _: self._hello())
             sp = self.sources_panel
             live.sig_agent.connect(self._agent_state)
             live.sig_interfaces.connect(sp.set_interfaces)
@@ -258,6 +279,79 @@ class MainWindow(QMainWindow):
             live.client.sig_stderr.connect(lambda line: self.log_line(f"agent: {line}"))
             self.live = live
         return self.live
+
+    # -- the agent's host: here or over ssh ---------------------------------------------------
+    def connect_dialog(self) -> None:
+        dlg = ConnectDialog(self.settings, self)
+        if dlg.exec() == ConnectDialog.DialogCode.Accepted:
+            t = dlg.target()
+            self.connect_remote(t.host, t.xdpscope)
+
+    def connect_remote(self, host: str, xdpscope: str | None = None, agent_args: list[str] | None = None) -> bool:
+        """Replace the live source by one whose agent runs on host (ssh; backend/remote.py)."""
+        try:
+            target = remote.Target.parse(host, xdpscope)
+            command = remote.agent_command(target, interactive=False, agent_args=agent_args or self.remote_agent_args)
+        except XdpscopeError as e:
+            self.last_error = str(e)
+            self._live_error(str(e))
+            return False
+        self.remote_agent_args = list(agent_args or self.remote_agent_args)
+        self._drop_live()
+        self.remote, self.agent_commands = target, [command]
+        remember(self.settings, target)
+        live = self.ensure_live()
+        self.set_source(live)
+        live.start()
+        self.log_line(f"connecting to {target.host}")
+        return True
+
+    def reconnect(self) -> None:
+        if self.remote is not None:
+            self.connect_remote(self.remote.host, self.remote.xdpscope)
+
+    def connect_local(self) -> None:
+        if self.remote is None:
+            return
+        self._drop_live()
+        self.remote, self.agent_commands = None, self.local_commands
+        self._show_host()
+        self.start_agent()
+
+    def _drop_live(self) -> None:
+        """Forget the current live source; its agent is asked to stop (or is already gone)."""
+        old, self.live = self.live, None
+        self.host_info = {}
+        if old is None:
+            return
+        self.record_action.setChecked(False)
+        old.blockSignals(True)  # its last words (stopped, died) are not the new source's
+        old.client.blockSignals(True)
+        proc = old.client.proc if old.client.running else None
+        old.stop()
+        if proc is not None:
+            proc.finished.connect(old.deleteLater)
+        else:
+            old.deleteLater()
+        if self.source is old:
+            self.source = None
+        self.live_action.setEnabled(False)
+
+    def _hello(self) -> None:
+        def got(ok: bool, info) -> None:
+            if ok and isinstance(info, dict):
+                self.host_info.update(host=info.get("host", ""), kernel=info.get("kernel", ""))
+                self._show_host()
+        if self.live is not None:
+            self.live.client.request("hello", got)
+
+    def _show_host(self) -> None:
+        lost = self.live is not None and self.live.client.lost
+        title, status = describe(self.host_info, self.remote.host if self.remote else None, lost)
+        self.setWindowTitle(title)
+        self.host_label.setText(status)
+        self.reconnect_action.setEnabled(lost)
+        self.reconnect_button.setVisible(lost)
 
     def start_agent(self) -> None:
         live = self.ensure_live()
@@ -275,6 +369,8 @@ class MainWindow(QMainWindow):
             self.set_source(self.live)
 
     def _agent_state(self, state: str, message: str) -> None:
+        if state in ("dead", "stopped"):
+            self._show_host()
         self.sources_panel.set_agent_state(state, message)
         self.log_line(f"agent {state}" + (f": {message}" if message else ""))
         if state in ("dead", "stopped"):
@@ -284,6 +380,10 @@ class MainWindow(QMainWindow):
                 self.source_label.setText(f"live: agent {state}" + (f" — {message}" if message else ""))
 
     def _attached(self, meta: dict) -> None:
+        self.host_info.update(driver=meta.get("driver", ""), iface=meta.get("iface", ""),
+                              host=meta.get("host") or self.host_info.get("host", ""),
+                              kernel=meta.get("kernel") or self.host_info.get("kernel", ""))
+        self._show_host()
         self.sources_panel.set_attached(True, meta)
         self.log_line(f"attached: {meta.get('program', '?')} on {meta.get('iface', '?')}")
         if self.source is self.live or self.source is None:
