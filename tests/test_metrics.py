@@ -275,8 +275,11 @@ def wait_for(cond, timeout: float = 30, what: str = "condition not reached") -> 
 
 def trace_rows(path: Path) -> int:
     """Samples committed to a trace being written (its WAL read, never written)."""
-    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:  # closed at once: an open reader would keep the writer from folding its WAL at the end
         return db.execute("SELECT COUNT(*) FROM samples").fetchone()[0]
+    finally:
+        db.close()
 
 
 @pytest.mark.kernel
