@@ -35,7 +35,11 @@ RECORD = np.dtype([("column", "<u4"), ("value", "<i8")])  # one leaf of a sample
 CHUNK = 8192  # samples decoded at a time when streaming a whole trace
 
 # Bounds that keep a hostile or damaged trace from costing more than its own size
-MAX_NAMES = 4096         # distinct names in one field (targets, napi devices, driver counters ...)
+# distinct names in one field (targets, napi devices, ...): a devmap holds 64 targets; the plots lay
+# out one curve per name (a report of 512 targets takes seconds, of 4096 minutes)
+MAX_NAMES = 256
+MAX_DRIVER_NAMES = 4096  # driver counters: ~20 per queue of a 64-queue NIC is 1,300
+MAX_COLUMNS = 200_000    # columns a trace may name (a 256-CPU machine with 64 targets: ~20,000)
 STREAM_CELLS = 1 << 22   # samples x columns decoded at a time when streaming (~40 MB of matrix)
 MAX_CELLS = 1 << 25      # the most samples x columns one block() may hold (~300 MB): else an error
 MAX_T = 1e12             # |t|: seconds since the session start (31,000 years)
@@ -43,6 +47,9 @@ MAX_DT = 1e9             # seconds of one sample interval
 MIN_DT = 1e-6            # the collector rounds t and dt to microseconds: a dt is 0 or at least this
 MAX_JSON_DEPTH = 32      # nesting of one meta value
 DELETED_CHECK_S = 1.0    # how often the writer checks that its file is still there
+# what reading a damaged file can raise from SQLite (an error message quoting bytes that are not UTF-8
+# reaches Python as UnicodeDecodeError)
+DB_ERRORS = (sqlite3.Error, UnicodeDecodeError)
 
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -148,43 +155,53 @@ class TraceWriter:
         self._ident = (st.st_dev, st.st_ino)
         self._checked = time.monotonic()
 
-    def records(self, sample: Sample) -> np.ndarray:
-        """The sample's leaves as RECORDs; a leaf key seen for the first time gets its column row
-        (committed before the sample that uses it, so a crash never leaves a row without its names)."""
-        cols, values = [], []
+    def records(self, sample: Sample) -> tuple[np.ndarray, dict[Key, int]]:
+        """The sample's leaves as RECORDs, and the columns it is the first to have (written in the
+        sample's own transaction, so no row is ever committed without its names)."""
+        cols, values, new = [], [], {}
         for key, value in leaves(sample):
             try:
                 check_value(value)
             except ValueError as e:
                 raise XdpscopeError(f"{self.path}: sample t={sample.t}: counter {list(key)} {e}") from None
-            col = self._columns.get(key)
+            col = self._columns.get(key, new.get(key))
             if col is None:
                 try:
                     check_key(key)  # never write a trace the reader refuses
                 except ValueError as e:
                     raise XdpscopeError(f"{self.path}: sample t={sample.t}: counter {e}") from None
-                col = len(self._columns)
-                self._execute("INSERT INTO columns (id, key) VALUES (?, ?)", (col, _json(list(key))))
-                self._columns[key] = col
+                col = new[key] = len(self._columns) + len(new)
             cols.append(col)
             values.append(value)
         out = np.empty(len(cols), RECORD)
         out["column"], out["value"] = cols, values
-        return out
+        return out, new
 
     def write(self, sample: Sample) -> None:
+        """Commit one sample (and the columns it adds) in one transaction."""
         self._check_file()
-        data = encode(self.records(sample))
-        self._execute("INSERT INTO samples (t, dt, data) VALUES (?, ?, ?)", (sample.t, sample.dt, data))
+        records, new = self.records(sample)
+        db = self._conn()
+        try:
+            db.execute("BEGIN")
+            try:
+                db.executemany("INSERT INTO columns (id, key) VALUES (?, ?)",
+                               [(col, _json(list(key))) for key, col in new.items()])
+                db.execute("INSERT INTO samples (t, dt, data) VALUES (?, ?, ?)", (sample.t, sample.dt, encode(records)))
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as e:
+            self._fail(f"cannot write: {_disk_error(e)}")
+        self._columns.update(new)
         self.count += 1
 
     def set_meta(self, key: str, value: Any) -> None:
-        self._execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, _json(value)))
-
-    def _execute(self, sql: str, args: tuple) -> None:
         db = self._conn()
         try:
-            db.execute(sql, args)
+            db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, _json(value)))
         except sqlite3.Error as e:
             self._fail(f"cannot write: {_disk_error(e)}")
 
@@ -322,9 +339,11 @@ META_TYPES: dict[str, Callable[[Any], str | None]] = {
 
 
 def check_meta(path: Path, meta: dict[str, Any]) -> None:
+    """Each known key has its type (null: not recorded, as a missing key); any value is at most
+    MAX_JSON_DEPTH deep. format_version is checked before this."""
     for key, value in meta.items():
         check = META_TYPES.get(key)
-        why = check(value) if check is not None else None
+        why = check(value) if check is not None and value is not None else None
         if why is None and _depth(value) > MAX_JSON_DEPTH:
             why = f"nested more than {MAX_JSON_DEPTH} deep"
         if why is not None:
@@ -349,13 +368,13 @@ class TraceReader:
         _check_header(self.path)
         try:
             self._db = sqlite3.connect(self.path.resolve().as_uri() + "?mode=ro", uri=True, check_same_thread=False)
-        except sqlite3.Error as e:
-            raise XdpscopeError(f"{self.path}: cannot open trace: {e}") from e
+        except DB_ERRORS as e:
+            raise XdpscopeError(f"{self.path}: cannot open trace: {e}") from None
         try:
             self._load()
-        except (sqlite3.DatabaseError, MemoryError) as e:
+        except DB_ERRORS as e:
             self._db.close()
-            raise XdpscopeError(f"{self.path}: corrupt or unreadable trace: {e or 'out of memory'}") from None
+            raise XdpscopeError(f"{self.path}: corrupt or unreadable trace: {e}") from None
         except XdpscopeError:
             self._db.close()
             raise
@@ -408,7 +427,7 @@ class TraceReader:
         if "columns" not in tables:
             raise XdpscopeError(f"{self.path}: not an xdpscope trace (no columns table)")
         ids, slots, keys = [], [], []
-        names: dict[str, set] = {}
+        seen_keys: set[Key] = set()
         for col, key in self._db.execute("SELECT id, key FROM columns ORDER BY id"):
             try:
                 if not isinstance(col, int) or not 0 <= col < 2**32:
@@ -419,21 +438,33 @@ class TraceReader:
                 if len(k) > MAX_DEPTH or any(not isinstance(p, (str, int)) or isinstance(p, bool) for p in k):
                     raise ValueError(f"{k!r} is not a path of names and indexes")
                 keep = check_key(tuple(k)) != IGNORE
+                if tuple(k) in seen_keys:
+                    raise ValueError(f"{k!r} names another column too")
+                seen_keys.add(tuple(k))
             except ValueError as e:
                 raise XdpscopeError(f"{self.path}: column {col!r}: unreadable key ({e})") from None
             ids.append(col)
             slots.append(len(keys) if keep else -1)
             if keep:
                 keys.append(tuple(k))
-                if len(k) > 2 and isinstance(k[1], str):
-                    seen = names.setdefault(k[0], set())
-                    seen.add(k[1])
-                    if len(seen) > MAX_NAMES:
-                        raise XdpscopeError(f"{self.path}: more than {MAX_NAMES} names in {k[0]!r}: "
-                                            "not a trace xdpscope wrote")
+                if len(keys) > MAX_COLUMNS:
+                    raise XdpscopeError(f"{self.path}: more than {MAX_COLUMNS} columns: not a trace xdpscope wrote")
+        self._check_names(keys)
         self._ids = np.array(ids, np.int64)
         self._slots = np.array(slots, np.intp)
         self._keys = keys
+
+    def _check_names(self, keys: list[Key]) -> None:
+        """At most MAX_NAMES names (targets, devices...) in one field (MAX_DRIVER_NAMES counters)."""
+        names: dict[str, set] = {}
+        for k in keys:
+            if len(k) > 1 and isinstance(k[1], str):
+                names.setdefault(k[0], set()).add(k[1])
+        for field, seen in names.items():
+            most = MAX_DRIVER_NAMES if field == "driver" else MAX_NAMES
+            if len(seen) > most:
+                raise XdpscopeError(f"{self.path}: {len(seen)} names in {field!r}, more than {most}: "
+                                    "not a trace xdpscope wrote")
 
     def __len__(self) -> int:
         return len(self._t)
@@ -460,8 +491,8 @@ class TraceReader:
             rows = self._db.execute("SELECT seq, t, dt, data FROM samples WHERE t >= ? AND t <= ? ORDER BY t, seq",
                                     (float(self._t[i0]), float(self._t[i1 - 1])))
             return [r for r in rows if r[0] in wanted]
-        except sqlite3.DatabaseError as e:
-            raise XdpscopeError(f"{self.path}: corrupt or unreadable trace: {e}") from e
+        except DB_ERRORS as e:
+            raise XdpscopeError(f"{self.path}: corrupt or unreadable trace: {e}") from None
 
     def block(self, i0: int, i1: int) -> Block:
         """The samples with index [i0, i1) in time order (indices into times()), as one Block."""
@@ -471,10 +502,7 @@ class TraceReader:
             raise XdpscopeError(f"{self.path}: samples changed while the trace was open "
                                 f"({len(rows)} rows where {i1 - i0} were)")
         t, dt = self._times(rows)
-        try:
-            return self._json_block(rows, t, dt) if self.version == 1 else self._decode(rows, t, dt)
-        except MemoryError:
-            raise XdpscopeError(f"{self.path}: samples {i0}..{i1}: out of memory") from None
+        return self._json_block(rows, t, dt) if self.version == 1 else self._decode(rows, t, dt)
 
     def _times(self, rows: list[tuple]) -> tuple[np.ndarray, np.ndarray]:
         """t and dt of the rows, checked: finite, within bounds, dt 0 or at least MIN_DT."""
@@ -503,9 +531,10 @@ class TraceReader:
             if cells > MAX_CELLS:
                 raise XdpscopeError(f"{self.path}: more than {MAX_CELLS} counters in one window")
             out.append(pairs)
-        b = Block.from_leaves(t, dt, out)
-        self._check_cells(len(b), len(b.keys))
-        return b
+        keys = list({k: None for pairs in out for k, _ in pairs})
+        self._check_names(keys)
+        self._check_cells(len(out), len(keys))  # before the matrix is made
+        return Block.from_leaves(t, dt, out)
 
     def _check_cells(self, n: int, ncols: int) -> None:
         if n * ncols > MAX_CELLS:

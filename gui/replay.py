@@ -44,14 +44,24 @@ class ReplaySource(Source):
         self.position = 0.0
         self._next = 0  # index of the first trace sample not yet in the model
         self._clock = QElapsedTimer()
+        try:
+            self._open()
+        except XdpscopeError:
+            self.reader.close()  # the open failed: nothing stays open behind the error
+            raise
+
+    def _open(self) -> None:
+        """Meta, duration and the first window; XdpscopeError (one line) if the trace is unreadable."""
         meta = dict(self.reader.meta)
         meta.update({"file": str(self.path), "samples": len(self.times),
-                     "duration_s": round(self.reader.duration(), 3)})
+                     "duration_s": round(self.reader.duration(), 3)})  # reads a row: may fail on a damaged file
         self.model.set_meta(meta)
         self._opening = True  # an unreadable first window fails the open (XdpscopeError)
-        if len(self.times):
-            self.seek(min(self.t_first + self.window, self.t_last))
-        self._opening = False
+        try:
+            if len(self.times):
+                self.seek(min(self.t_first + self.window, self.t_last))
+        finally:
+            self._opening = False
 
     # -- trace geometry --------------------------------------------------------------------
     @property
