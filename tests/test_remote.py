@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import time
+import urllib.request
 
 import pytest
 
@@ -15,6 +16,7 @@ from backend import remote
 from backend.errors import XdpscopeError
 from tests import sshd as sshd_mod
 from tests.conftest import ROOT, XDPSCOPE, Recorder, run_cli
+from tests.test_metrics import as_keys, expected_series, scraped, trace_rows
 
 REMOTE_XDPSCOPE = str(ROOT / "xdpscope")
 
@@ -73,20 +75,30 @@ def failing(*args: str) -> str:
     return lines[0]
 
 
-def record_and_inject(out, lab, count: int, *remote_args: str) -> dict:
+def record_and_inject(out, lab, count: int, *remote_args: str, metrics_port: int = 0) -> dict:
+    """Record the lab's ingress while `count` frames are injected; with metrics_port, the
+    recorder also serves /metrics there, scraped once the samples after the injection are in."""
     targets = [*lab.targets, lab.nxtarget]
+    metrics_args = ["--metrics", f"127.0.0.1:{metrics_port}"] if metrics_port else []
     rec = Recorder(out, "--iface", lab.ingress, "--program", "redirect", "--targets", ",".join(targets),
-                   "--hz", "20", *remote_args)
+                   "--hz", "20", *remote_args, *metrics_args)
     try:
         inj = json.loads(run_cli("inject", "--iface", lab.ingress, "--count", str(count), "--batch", "64",
                                  "--flows", "16").stdout)
         assert inj["frames"] == count
+        if metrics_port:  # the exporter sees each sample before the trace does
+            rows = trace_rows(out)
+            wait_for(lambda: trace_rows(out) >= rows + 2)
+            with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as r:
+                rec.metrics = scraped(r.read().decode())
         assert rec.stop() == 0, rec.proc.stderr
     finally:
         if rec.proc.poll() is None:
             rec.proc.kill()
             rec.proc.wait()
-    return rec.summary()
+    s = rec.summary()
+    s["metrics"] = getattr(rec, "metrics", None)
+    return s
 
 
 def xdp_prog(iface: str) -> int:
@@ -100,8 +112,9 @@ def xdp_prog(iface: str) -> int:
 def test_remote_record_equals_local(ssh_env, lab, tmp_path):
     count = 6400
     local = record_and_inject(tmp_path / "local.xst", lab, count)
+    port = sshd_mod.free_port()
     far = record_and_inject(tmp_path / "remote.xst", lab, count, "--remote", "root@127.0.0.1",
-                            "--remote-xdpscope", REMOTE_XDPSCOPE)
+                            "--remote-xdpscope", REMOTE_XDPSCOPE, metrics_port=port)
     # the frames injected: 4 targets round-robin, 1600 each; xs-nx's fail at flush (its peer is down)
     assert far["actions"]["REDIRECT"] == local["actions"]["REDIRECT"] == count
     assert far["redirect_targets"] == local["redirect_targets"] == {t: count // 4 for t in [*lab.targets, lab.nxtarget]}
@@ -110,17 +123,28 @@ def test_remote_record_equals_local(ssh_env, lab, tmp_path):
         assert far[key] == local[key], key
     assert local["redirect_errors_by_errno"].get("ENXIO", 0) > 0  # the errors path is in the comparison
     assert far["meta"]["remote"] == "root@127.0.0.1" and far["meta"]["iface"] == lab.ingress
+    # record --remote --metrics: served here, from the remote agent's samples, equal to the trace's summary
+    # NAPI of devices outside the lab (eth0, the backlog that ssh over loopback uses) counts on after the scrape
+    noisy = lambda key: not dict(key[1]).get("device", lab.prefix).startswith(lab.prefix)  # noqa: E731
+    want = {k: v for k, v in as_keys(expected_series(far)).items() if v and not noisy(k)}
+    got = {k: v for k, v in far["metrics"].items() if v and not noisy(k)}
+    assert got == want
     assert xdp_prog(lab.ingress) == 0
 
 
 @pytest.mark.kernel
-def test_doctor_remote_is_the_remote_report(ssh_env):
-    here = json.loads(run_cli("doctor", "--json", check=False).stdout)
+def test_doctor_remote_is_the_remote_report(ssh_env, lab):
+    def names(report: dict) -> set[str]:
+        return {i["name"] for i in report["interfaces"]}
+    before = json.loads(run_cli("doctor", "--json", check=False).stdout)
     there = json.loads(run_cli("doctor", "--json", "--remote", "root@127.0.0.1",
                                "--remote-xdpscope", REMOTE_XDPSCOPE, check=False).stdout)
-    assert [c["check"] for c in there["checks"]] == [c["check"] for c in here["checks"]]
-    assert {i["name"] for i in there["interfaces"]} == {i["name"] for i in here["interfaces"]}
-    assert there["ok"] == here["ok"]
+    after = json.loads(run_cli("doctor", "--json", check=False).stdout)
+    assert [c["check"] for c in there["checks"]] == [c["check"] for c in before["checks"]]
+    assert there["ok"] == before["ok"]
+    # other tests' interfaces may come and go meanwhile: what stayed is there, nothing else is
+    assert names(before) & names(after) <= names(there) <= names(before) | names(after)
+    assert {lab.ingress, *lab.targets} <= names(there)
 
 
 @pytest.mark.kernel
