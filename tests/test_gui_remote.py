@@ -17,6 +17,7 @@ from PySide6.QtCore import QSettings
 from backend import remote
 from gui.connect_dialog import ConnectDialog, describe, recent_hosts, remember
 from gui.main_window import MainWindow
+from gui.testing import fake_agent_command
 from tests import sshd as sshd_mod
 from tests.conftest import ROOT
 
@@ -60,6 +61,22 @@ def test_describe_host():
     assert describe(info, "root@vm1", True) == ("xdpscope — root@vm1: connection lost", "root@vm1: connection lost")
     assert describe({"host": "here", "kernel": "6.18"}, None, False) == ("xdpscope — here · Linux 6.18",
                                                                          "this machine: here · Linux 6.18")
+
+
+def test_back_to_this_machine(qtbot, tmp_path, monkeypatch):
+    """A remote that cannot be reached, then File → Use this machine: the local agent again."""
+    monkeypatch.setenv("XDPSCOPE_SSH", "/nonexistent/ssh")
+    local = [fake_agent_command(tmp_path)]
+    w = MainWindow(settings=settings(tmp_path), agent_commands=local)
+    qtbot.addWidget(w)
+    assert w.connect_remote("vm1")
+    qtbot.waitUntil(lambda: w.live.state == "dead", timeout=10_000)
+    assert w.sources_panel.agent_msg.text().startswith("cannot run '/nonexistent/ssh': install the OpenSSH client")
+    w.connect_local()
+    qtbot.waitUntil(lambda: w.live.state == "ready", timeout=15_000)
+    assert w.remote is None and w.live.client.command == local[0] and w.live.client.target is None
+    w.live.stop()
+    qtbot.waitUntil(lambda: w.live.state == "stopped", timeout=10_000)
 
 
 # -- over a real sshd -----------------------------------------------------------------------

@@ -51,6 +51,17 @@ def test_explain_without_sudo_installed():
         assert msg.startswith("bob@vm: sudo is not installed there") and "NOPASSWD" in msg and "\n" not in msg
 
 
+def test_no_ssh_client_is_one_line(monkeypatch, tmp_path):
+    monkeypatch.setenv("XDPSCOPE_SSH", "/nonexistent/ssh -p 22")
+    assert failing("doctor", "--remote", "vm1") == (
+        "xdpscope: cannot run '/nonexistent/ssh': install the OpenSSH client (apt-get install openssh-client) "
+        "or set XDPSCOPE_SSH to your ssh command")
+    monkeypatch.setenv("XDPSCOPE_SSH", "ssh -o 'unclosed")
+    assert failing("record", "--iface", "x", "--program", "pass", "-o", str(tmp_path / "t.xst"),
+                   "--remote", "vm1") == "xdpscope: XDPSCOPE_SSH=\"ssh -o 'unclosed\": No closing quotation"
+    assert not (tmp_path / "t.xst").exists()
+
+
 # -- against a real sshd -------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
