@@ -69,6 +69,9 @@ def cmd_record(a) -> int:
     from backend.trace import TraceWriter, check_output
     if os.path.exists(a.output) and not a.overwrite:
         raise XdpscopeError(f"{a.output} exists: choose another name or pass --overwrite")
+    if not a.remote:  # the first thing to say, before the output (Session.start checks it again)
+        from backend import kernel
+        kernel.require_root("watching XDP" if a.watch else "attaching XDP programs")
     check_output(a.output)  # a directory, a read-only mount...: said before anything is attached
     if a.remote:  # through the agent on that host; the trace is written here (backend/client.py)
         from backend import client

@@ -11,15 +11,16 @@ self-contained file. The reader opens read-only and never modifies a trace.
 """
 from __future__ import annotations
 
+import errno
 import json
+import math
 import os
 import sqlite3
+import stat
 import struct
+import tempfile
 import time
 import zlib
-import errno
-import math
-import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -94,12 +95,12 @@ def check_output(path: str | os.PathLike) -> Path:
     a missing or read-only directory (tried by creating a file there: root ignores mode bits, not
     a read-only mount)."""
     out = Path(path)
-    if out.is_dir():
-        raise XdpscopeError(f"{out}: is a directory, not a trace file name")
     parent = out.parent
-    if not parent.is_dir():
-        raise XdpscopeError(f"{out}: no such directory {str(parent)!r}")
     try:
+        if out.is_dir():
+            raise XdpscopeError(f"{out}: is a directory, not a trace file name")
+        if not parent.is_dir():
+            raise XdpscopeError(f"{out}: no such directory {str(parent)!r}")
         fd, probe = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".probe", dir=parent)
         os.close(fd)
         os.unlink(probe)
@@ -127,9 +128,9 @@ class TraceWriter:
         self.count = 0  # samples committed
         self.failed: str | None = None
         self._columns: dict[Key, int] = {}
-        if self.path.is_dir():
-            raise XdpscopeError(f"{self.path}: is a directory, not a trace file name")
         try:
+            if self.path.is_dir():
+                raise XdpscopeError(f"{self.path}: is a directory, not a trace file name")
             for suffix in ("", "-wal", "-shm", "-journal"):  # stale WAL of an older file would corrupt the new one
                 Path(f"{self.path}{suffix}").unlink(missing_ok=True)
         except OSError as e:
@@ -269,6 +270,8 @@ def _check_header(path: Path) -> None:
         size = path.stat().st_size
         with open(path, "rb") as f:
             head = f.read(100)
+        wal = Path(f"{path}-wal")
+        has_wal = wal.exists() and wal.stat().st_size > 0  # pages may live in the WAL, header size may lag
     except OSError as e:
         raise XdpscopeError(f"{path}: cannot read trace: {e.strerror or e}") from None
     if size == 0:
@@ -281,8 +284,6 @@ def _check_header(path: Path) -> None:
     page_size = 65536 if page_size == 1 else page_size
     changes, pages = struct.unpack(">II", head[24:32])
     valid_for = struct.unpack(">I", head[92:96])[0]
-    wal = Path(f"{path}-wal")
-    has_wal = wal.exists() and wal.stat().st_size > 0  # pages may live in the WAL, header size may lag
     if not has_wal and valid_for == changes and pages * page_size > size:
         raise XdpscopeError(f"{path}: truncated trace ({size} bytes, its header says {pages * page_size})")
 
@@ -308,7 +309,7 @@ def _int(lo: int, hi: int) -> Callable[[Any], str | None]:
 def _number(lo: float, hi: float) -> Callable[[Any], str | None]:
     def check(v: Any) -> str | None:
         ok = isinstance(v, (int, float)) and not isinstance(v, bool) and lo <= v <= hi
-        return None if ok else f"expected a number {lo:g}..{hi:g}"
+        return None if ok else f"expected a number {lo:.15g}..{hi:.15g}"
     return check
 
 
@@ -361,9 +362,13 @@ class TraceReader:
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
-        if not self.path.exists():
-            raise XdpscopeError(f"{self.path}: no such trace file")
-        if not self.path.is_file():
+        try:
+            st = os.stat(self.path)
+        except (FileNotFoundError, NotADirectoryError):
+            raise XdpscopeError(f"{self.path}: no such trace file") from None
+        except OSError as e:
+            raise XdpscopeError(f"{self.path}: cannot read trace: {e.strerror or e}") from None
+        if not stat.S_ISREG(st.st_mode):  # a directory, a FIFO (opening it would block), a device
             raise XdpscopeError(f"{self.path}: not a file")
         _check_header(self.path)
         try:

@@ -243,12 +243,12 @@ def write_file(path: str | os.PathLike, write: Callable[[int], None]) -> None:
     failure (disk full, read-only directory...) the temporary file is removed, an old file at `path`
     is left as it was, and XdpscopeError says why in one line."""
     out = Path(path)
-    if out.is_dir():
-        raise XdpscopeError(f"{out}: is a directory")
-    if not out.parent.is_dir():
-        raise XdpscopeError(f"{out}: no such directory {str(out.parent)!r}")
     tmp = None
     try:
+        if out.is_dir():
+            raise XdpscopeError(f"{out}: is a directory")
+        if not out.parent.is_dir():
+            raise XdpscopeError(f"{out}: no such directory {str(out.parent)!r}")
         fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent)
         try:
             write(fd)

@@ -511,10 +511,13 @@ def write_report(trace: str | os.PathLike, out: str | os.PathLike, t_from: float
     kind = output_kind(out)
     size = check_size(*(size or (DEFAULT_SIZE_PDF if kind == "pdf" else DEFAULT_SIZE)))
     out = Path(out)
-    if not out.parent.is_dir():
-        raise XdpscopeError(f"{out}: no such directory {str(out.parent)!r}")
-    if out.is_dir():
-        raise XdpscopeError(f"{out}: is a directory")
+    try:
+        if not out.parent.is_dir():
+            raise XdpscopeError(f"{out}: no such directory {str(out.parent)!r}")
+        if out.is_dir():
+            raise XdpscopeError(f"{out}: is a directory")
+    except OSError as e:
+        raise XdpscopeError(f"{out}: cannot write: {e.strerror or e}") from None
     rep = build(trace, t_from, t_to, size)  # everything is rendered before the file is touched
     {"html": write_html, "pdf": write_pdf, "png": write_png}[kind](rep, out)
     return rep

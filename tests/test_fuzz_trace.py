@@ -545,3 +545,32 @@ def base_len(case: Case) -> int:
         return db.execute("SELECT COUNT(*) FROM samples").fetchone()[0]
     finally:
         db.close()
+
+
+def test_replay_of_a_trace_whose_first_row_is_lost(qapp, tmp_path):
+    """The t index still lists every row, but the table page holding the first one is garbage: the
+    replay's open (its duration() reads that row) fails in one line and closes the file; the main
+    window says so and keeps what it showed."""
+    from PySide6.QtCore import QSettings
+
+    from backend.errors import XdpscopeError
+    from gui.main_window import MainWindow
+    from gui.replay import ReplaySource
+    path = tmp_path / "lost.xst"
+    write_trace(path, 3000)
+    db = _db(path)
+    (page,), page_size = db.execute("SELECT pageno FROM dbstat WHERE name = 'samples' AND pagetype = 'leaf' "
+                                    "ORDER BY path LIMIT 1").fetchone(), db.execute("PRAGMA page_size").fetchone()[0]
+    db.close()
+    data = bytearray(path.read_bytes())
+    data[(page - 1) * page_size:page * page_size] = random.Random(SEED).randbytes(page_size)
+    path.write_bytes(bytes(data))
+    with pytest.raises(XdpscopeError) as e:
+        ReplaySource(path)
+    assert "corrupt or unreadable trace" in str(e.value) and "\n" not in str(e.value)
+    w = MainWindow(settings=QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat))
+    try:
+        assert not w.open_trace(path)
+        assert "corrupt or unreadable trace" in w.last_error and w.source is None
+    finally:
+        w.close()
