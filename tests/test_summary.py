@@ -177,3 +177,32 @@ def test_driver_verdicts_beside_the_program_counts(tmp_path: Path) -> None:
     assert got["driver_verdicts"] == acts(0, 4, 10, 2, 4)   # PASS = 20 - 4 - 2 - 4
     assert got["driver_difference"] == acts(-1, 1, -5, 0, -1)
     assert summarize(path, 1, 2)["driver_verdicts"] is None  # no driver counters in the window
+
+
+def test_totals_at_the_edge_of_int64_are_exact(tmp_path: Path) -> None:
+    """Totals are exact integers right up to int64's limits (never through a float or a wrap); one
+    past them is an error naming the counter."""
+    top, bottom = 2**63 - 1, -(2**63)
+    path = tmp_path / "edge.xst"
+    with TraceWriter(path, {"iface": "x"}) as w:
+        w.write(Sample(t=0.125, dt=0.125, actions=[[0, 0, 0, 0, 2**62]], run={"cnt": 1, "ns": bottom + 2**62}))
+        w.write(Sample(t=0.25, dt=0.125, actions=[[0, 0, 0, 0, 2**62 - 1]], run={"cnt": 1, "ns": -(2**62)}))
+        w.write(Sample(t=0.375, dt=0.125, actions=[[0, 0, 0, 0, 0]], run={"cnt": 1, "ns": 0}))
+    got = summarize(path)
+    assert got["actions"]["REDIRECT"] == top and got["run"]["ns"] == bottom
+    with TraceWriter(path, {"iface": "x"}) as w:  # the same sum over CPUs instead of samples, plus one
+        w.write(Sample(t=0.125, dt=0.125, actions=[[0, 0, 0, 0, 2**62], [0, 0, 0, 0, 2**62]]))
+    with pytest.raises(XdpscopeError, match=r"\['actions'\]\['REDIRECT'\] is 9223372036854775808, beyond int64"):
+        summarize(path)
+
+
+def test_many_samples_of_large_values_sum_exactly(tmp_path: Path) -> None:
+    """9000 samples (more than one streamed block) of values near 2**49: the exact sum, as Python
+    integers give it, not float rounding."""
+    values = [2**49 + 7 * i + 1 for i in range(9000)]  # the first block sums beyond 2**62: the exact path
+    path = tmp_path / "big.xst"
+    with TraceWriter(path, {"iface": "x"}) as w:
+        for i, v in enumerate(values):
+            w.write(Sample(t=0.125 * (i + 1), dt=0.125, actions=[[0, v, 0, 0, 0]]))
+    got = summarize(path)
+    assert got["actions"]["DROP"] == sum(values) and got["samples"] == 9000
