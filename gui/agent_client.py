@@ -41,6 +41,11 @@ def default_commands(repo: Path = REPO) -> list[list[str]]:
     return cmds or [agent]
 
 
+def privilege_methods() -> list[tuple[str, bool]]:
+    """The ways up to root the GUI tries when not root, and whether each is installed here."""
+    return [("sudo -n", bool(shutil.which("sudo"))), ("pkexec", bool(shutil.which("pkexec")))]
+
+
 class AgentClient(QObject):
     sig_ready = Signal(dict)                    # the agent's ready event
     sig_sample = Signal(object)                 # Sample
@@ -69,6 +74,7 @@ class AgentClient(QObject):
         self._candidates: list[list[str]] = []
         self._stopping = False
         self._failures: list[str] = []
+        self.attempts: list[tuple[str, str]] = []  # (command, why it failed) of this start, in order
 
     # -- lifecycle -------------------------------------------------------------------------
     @property
@@ -80,6 +86,7 @@ class AgentClient(QObject):
             return
         self._candidates = [list(c) for c in self.commands]
         self._failures = []
+        self.attempts = []
         self._stopping = False
         self._launch_next()
 
@@ -211,6 +218,7 @@ class AgentClient(QObject):
             self.lost = was_ready
             msg = remote.lost(self.target, self.exit_code, tail) if was_ready else \
                 remote.explain(self.target, self.exit_code, tail) if self._exited else remote.missing_ssh(self.command)
+        self.attempts.append((shlex.join(self.command), msg))
         if not was_ready and self._candidates:  # e.g. sudo -n wants a password: try the next way up
             self._failures.append(f"{shlex.join(self.command)}: {msg}")
             self._launch_next()

@@ -10,9 +10,11 @@ import os
 import time
 from pathlib import Path
 
-from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer
+from typing import Callable
+
+from PySide6.QtCore import QByteArray, QSettings, QStandardPaths, Qt, QTimer
 from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence, QShortcut
-from PySide6.QtWidgets import (QDockWidget, QFileDialog, QLabel, QMainWindow, QPlainTextEdit, QSpinBox,
+from PySide6.QtWidgets import (QComboBox, QDockWidget, QFileDialog, QLabel, QMainWindow, QPlainTextEdit, QSpinBox,
                                QToolBar, QToolButton, QWidget)
 
 from backend import remote
@@ -21,9 +23,14 @@ from backend.errors import XdpscopeError
 from .agent_client import AgentClient
 from .connect_dialog import ConnectDialog, describe, remember
 from .driver_panel import DriverPanel
+from .input_guard import InputGuard
+from .layout import DockLayout
 from .meta_panel import MetaPanel
-from .plots import ErrorsPanel, FanoutPanel, FlushPanel, NapiPanel, Panel, VerdictPanel, make_view
+from .model import Marker
+from .plots import ErrorsPanel, FanoutPanel, FlushPanel, NapiPanel, Panel, QueuesPanel, VerdictPanel, make_view
+from .programs_table import ProgramsTable
 from .recorder import Recorder, default_name
+from .si import byte_size
 from .replay import ReplayBar, ReplaySource
 from .sources import LiveSource, Source
 from .sources_panel import SourcesPanel
@@ -31,6 +38,8 @@ from .sources_panel import SourcesPanel
 FRAME_MS = 33           # ~30 FPS; a frame with nothing new costs one comparison per panel
 DEFAULT_WINDOW_S = 30
 TRACE_FILTER = "xdpscope traces (*.xst);;All files (*)"
+SMOOTHING = (("off", 1), ("avg 3", 3), ("avg 5", 5), ("avg 10", 10), ("avg 20", 20), ("avg 50", 50))
+RECENT_MAX = 8
 
 
 class MainWindow(QMainWindow):
@@ -53,10 +62,13 @@ class MainWindow(QMainWindow):
         self.last_error = ""
         self.frame_times: collections.deque[float] = collections.deque(maxlen=2000)  # seconds per drawing frame
 
+        # every plot is a dock (no central widget): a small window can put them in tabs (gui/layout.py)
         self.verdicts = VerdictPanel()
-        self.setCentralWidget(self.verdicts)
         self.fanout, self.flush, self.errors, self.napi = FanoutPanel(), FlushPanel(), ErrorsPanel(), NapiPanel()
-        self.panels: list[Panel] = [self.verdicts, self.fanout, self.flush, self.errors, self.napi]
+        self.queues = QueuesPanel()  # per RX queue, from the driver's rx_queue_N_xdp_* counters
+        self.panels: list[Panel] = [self.verdicts, self.fanout, self.flush, self.errors, self.napi, self.queues]
+        self.programs = ProgramsTable()  # bpftop: the XDP programs on the agent's machine
+        self.choose_record_path: Callable[[Path], str | None] = self._ask_record_path  # tests replace it
         self.sources_panel = SourcesPanel()
         self.meta_panel = MetaPanel()
         self.driver_panel = DriverPanel()  # BPF vs driver counters over the window
@@ -64,20 +76,14 @@ class MainWindow(QMainWindow):
         self.log.setReadOnly(True)
         self.log.setMaximumBlockCount(5000)
         self.docks: dict[str, QDockWidget] = {}
-        self._dock("Sources", self.sources_panel, Qt.DockWidgetArea.LeftDockWidgetArea)
-        self._dock("Session", self.meta_panel, Qt.DockWidgetArea.LeftDockWidgetArea)
-        self._dock("Fan-out", self.fanout, Qt.DockWidgetArea.RightDockWidgetArea)
-        self._dock("Flushes", self.flush, Qt.DockWidgetArea.RightDockWidgetArea)
-        self._dock("Errors", self.errors, Qt.DockWidgetArea.BottomDockWidgetArea)
-        self._dock("NAPI", self.napi, Qt.DockWidgetArea.BottomDockWidgetArea)
-        self._dock("Log", self.log, Qt.DockWidgetArea.BottomDockWidgetArea)
-        self._dock("Driver", self.driver_panel, Qt.DockWidgetArea.LeftDockWidgetArea)
-        # every plot visible at once: Errors | NAPI side by side; Session and Log are tabs by Sources
-        self.splitDockWidget(self.docks["Errors"], self.docks["NAPI"], Qt.Orientation.Horizontal)
-        self.tabifyDockWidget(self.docks["Sources"], self.docks["Session"])
-        self.tabifyDockWidget(self.docks["Session"], self.docks["Log"])
-        self.tabifyDockWidget(self.docks["Log"], self.docks["Driver"])
-        self.docks["Sources"].raise_()
+        for title, widget in (("Sources", self.sources_panel), ("Session", self.meta_panel), ("Log", self.log),
+                              ("Driver", self.driver_panel), ("Programs", self.programs),
+                              ("Verdicts", self.verdicts), ("Fan-out", self.fanout), ("Flushes", self.flush),
+                              ("Errors", self.errors), ("NAPI", self.napi), ("RX queues", self.queues)):
+            self._dock(title, widget, Qt.DockWidgetArea.LeftDockWidgetArea)
+        self.layout_manager = DockLayout(self, self.docks, self.settings)
+        self.input_guard = InputGuard(self, self.toggle_play)  # wheel and Space rules (gui/input_guard.py)
+        self.input_guard.install()
 
         self._build_actions()
         self.replay_bar = ReplayBar()
@@ -101,13 +107,17 @@ class MainWindow(QMainWindow):
         sp = self.sources_panel
         sp.sig_start_agent.connect(self.start_agent)
         sp.sig_stop_agent.connect(lambda: self.live and self.live.stop())
-        sp.sig_attach.connect(lambda args: self.live and self.live.attach(args))
+        sp.sig_attach.connect(self._attach_clicked)
         sp.sig_detach.connect(lambda: self.live and self.live.detach())
         sp.sig_inject.connect(lambda args, loop: self.live and self.live.inject(args, loop))
         sp.sig_stop_inject.connect(lambda: self.live and self.live.stop_inject())
         sp.sig_lab.connect(lambda action: self.live and self.live.lab_action(action))
         self.recorder.sig_started.connect(lambda p: self.log_line(f"recording to {p}"))
-        self.recorder.sig_stopped.connect(lambda p, n: self.log_line(f"recorded {n} samples to {p}"))
+        self.recorder.sig_stopped.connect(self._recorded)
+        self.recorder.sig_failed.connect(self._record_failed)
+        if os.geteuid() != 0 and agent_commands is None:  # say it before anything fails at Attach
+            sp.set_agent_state("stopped", "Not root: a live session needs the agent as root. Start agent tries "
+                               "sudo -n, then pkexec (a password prompt); without them, replay a trace (File → Open).")
 
         self._restore()
         self.timer = QTimer(self)
@@ -133,6 +143,8 @@ class MainWindow(QMainWindow):
         self.open_action = QAction("&Open trace…", self, shortcut=QKeySequence.StandardKey.Open,
                                    triggered=self.open_dialog)
         fm.addAction(self.open_action)
+        self.recent_menu = fm.addMenu("Open &recent")
+        self.recent_menu.aboutToShow.connect(self._fill_recent)
         fm.addAction(QAction("&Connect to host…", self, shortcut="Ctrl+Shift+O", triggered=self.connect_dialog,
                              toolTip="Run the agent on another machine over ssh"))
         self.reconnect_action = QAction("Re&connect", self, enabled=False, triggered=self.reconnect,
@@ -141,7 +153,7 @@ class MainWindow(QMainWindow):
         fm.addAction(QAction("Use &this machine", self, triggered=self.connect_local,
                              toolTip="Leave the remote host: the agent runs here again"))
         self.record_action = QAction("● &Record", self, checkable=True, shortcut="Ctrl+R",
-                                     toolTip="Record the live samples to a trace file")
+                                     toolTip="Record the live samples to a trace file you choose")
         self.record_action.toggled.connect(self.set_recording)
         fm.addAction(self.record_action)
         from .export import add_menu as add_export_menu  # File → Export: images, clipboard, reports
@@ -151,6 +163,9 @@ class MainWindow(QMainWindow):
         vm = self.menuBar().addMenu("&View")
         for d in self.docks.values():
             vm.addAction(d.toggleViewAction())
+        vm.addSeparator()
+        vm.addAction(QAction("&Reset layout", self, triggered=self.reset_layout,
+                             toolTip="The default arrangement of the docks for this window size"))
         am = self.menuBar().addMenu("&Agent")
         am.addAction(QAction("&Start agent", self, triggered=self.start_agent))
         am.addAction(QAction("S&top agent", self, triggered=lambda: self.live and self.live.stop()))
@@ -176,7 +191,17 @@ class MainWindow(QMainWindow):
         self.window_box.setToolTip("Length of the visible time window")
         self.window_box.valueChanged.connect(self._window_changed)
         tb.addWidget(self.window_box)
-        QShortcut(QKeySequence(Qt.Key.Key_Space), self, activated=self.toggle_play)
+        tb.addWidget(QLabel(" smooth "))
+        self.smooth_box = QComboBox()
+        for text, n in SMOOTHING:
+            self.smooth_box.addItem(text, n)
+        self.smooth_box.setToolTip("Moving average over N samples (frames over seconds of the last N samples). "
+                                   "Changes only the view: recordings and reports keep every sample")
+        self.smooth_box.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        self.smooth_box.currentIndexChanged.connect(lambda *_: self.frame(force=True))
+        tb.addWidget(self.smooth_box)
+        # Space: play/pause from any focus but a text field (gui/input_guard.py), not a shortcut that a
+        # spin box or a button would take first
         QShortcut(QKeySequence(Qt.Key.Key_Right), self, activated=lambda: self.replay and self.replay.step(1))
         QShortcut(QKeySequence(Qt.Key.Key_Left), self, activated=lambda: self.replay and self.replay.step(-1))
         QShortcut(QKeySequence(Qt.Key.Key_Home), self, activated=lambda: self.replay and self.replay.to_start())
@@ -185,31 +210,69 @@ class MainWindow(QMainWindow):
     # -- settings --------------------------------------------------------------------------
     def _restore(self) -> None:
         s = self.settings
-        geo, state = s.value("geometry"), s.value("state")
+        geo = s.value("geometry")
         if isinstance(geo, QByteArray):
             self.restoreGeometry(geo)
-        else:
-            self.resize(1600, 1000)
-        if isinstance(state, QByteArray):
-            self.restoreState(state)
-        else:  # first run: plots get the room, controls a column, errors a strip
-            self.resizeDocks([self.docks["Sources"], self.docks["Fan-out"]], [380, 600], Qt.Orientation.Horizontal)
-            self.resizeDocks([self.docks["Errors"], self.docks["Fan-out"], self.docks["Flushes"]], [270, 290, 420],
-                             Qt.Orientation.Vertical)
+        else:  # first run: 1600x1000, or what the screen has room for
+            screen = self.screen().availableGeometry() if self.screen() else None
+            self.resize(min(1600, screen.width()) if screen else 1600, min(1000, screen.height()) if screen else 1000)
+        from .layout import size_kind
+        self.layout_manager.apply(size_kind(self.width(), self.height()))
         try:
             self.window_box.setValue(int(s.value("window_s", DEFAULT_WINDOW_S)))
+            self.smooth_box.setCurrentIndex(max(self.smooth_box.findData(int(s.value("smooth", 1))), 0))
         except (TypeError, ValueError):
             pass
+
+    def reset_layout(self) -> None:
+        self.layout_manager.reset()
+        self.statusBar().showMessage("layout reset to the default for this window size", 5000)
+
+    def resizeEvent(self, e) -> None:
+        super().resizeEvent(e)
+        self.layout_manager.resized()
+
+    def smoothing(self) -> int:
+        return int(self.smooth_box.currentData() or 1)
+
+    def region(self) -> tuple[float, float] | None:
+        """The replay's A-B range, shaded on the time plots when it is not the whole trace (or loops)."""
+        bar, src = self.replay_bar, self.source
+        if not isinstance(src, ReplaySource) or not len(src.times):
+            return None
+        a, b = sorted((bar.loop_a.value(), bar.loop_b.value()))
+        whole = a <= src.t_first + 1e-9 and b >= src.t_last - 1e-9
+        return (a, b) if b > a and (bar.loop.isChecked() or not whole) else None
 
     def save_settings(self) -> None:
         s = self.settings
         s.setValue("geometry", self.saveGeometry())
-        s.setValue("state", self.saveState())
+        self.layout_manager.save()
         s.setValue("window_s", self.window_box.value())
+        s.setValue("smooth", self.smoothing())
         s.sync()
 
     def last_dir(self) -> str:
-        return str(self.settings.value("last_dir", os.getcwd()))
+        return str(self.settings.value("last_dir", home_dir()))
+
+    # -- open recent -------------------------------------------------------------------------
+    def recent(self) -> list[str]:
+        v = self.settings.value("recent", [])
+        items = [v] if isinstance(v, str) else list(v or [])
+        return [p for p in items if isinstance(p, str)]
+
+    def add_recent(self, path: str | os.PathLike) -> None:
+        p = str(Path(path).resolve())
+        self.settings.setValue("recent", [p, *[r for r in self.recent() if r != p]][:RECENT_MAX])
+
+    def _fill_recent(self) -> None:
+        m = self.recent_menu
+        m.clear()
+        for p in self.recent():
+            a = m.addAction(p, lambda p=p: self.open_trace(p))
+            a.setEnabled(Path(p).exists())
+        if not self.recent():
+            m.addAction("(none yet)").setEnabled(False)
 
     # -- sources ---------------------------------------------------------------------------
     def set_source(self, src: Source) -> None:
@@ -226,15 +289,25 @@ class MainWindow(QMainWindow):
         self.pause_action.setEnabled(not is_replay)
         self.live_action.setEnabled(self.live is not None and src is not self.live)
         for p in self.panels:
-            p.invalidate()
+            p.new_session()  # no readout or line style of the last session stays
         self.driver_panel.invalidate()
-        if is_replay:
+        self._show_source()
+        self.frame(force=True)
+
+    def _show_source(self) -> None:
+        """The status bar's source line, from the source's state (the agent's answers for live)."""
+        src = self.source
+        if src is None:
+            self.source_label.setText("no source")
+        elif isinstance(src, ReplaySource):
             self.source_label.setText(f"replay: {src.path}  ({len(src.times):,} samples, "
                                       f"{src.t_last - src.t_first:.1f} s)")
+        elif getattr(src, "attached", False):
+            m = src.meta
+            self.source_label.setText(f"live: {m.get('program', '')} on {m.get('iface', '')}"
+                                      + (f" → {', '.join(map(str, m['targets']))}" if m.get("targets") else ""))
         else:
-            self.source_label.setText("live" + (f": {src.meta.get('program', '')} on {src.meta.get('iface', '')}"
-                                                if getattr(src, "attached", False) else " (not attached)"))
-        self.frame(force=True)
+            self.source_label.setText(f"live: not attached (agent {getattr(src, 'state', '?')})")
 
     def open_trace(self, path: str | os.PathLike) -> bool:
         """Replay a trace; on a bad file say why (status bar and log), keep the current source."""
@@ -250,7 +323,10 @@ class MainWindow(QMainWindow):
             self.replay.deleteLater()
         self.replay = src
         src.sig_status.connect(self._replay_error)
+        stored = src.model.meta.get("markers")  # the recording's timeline markers (gui/recorder.py)
+        src.model.markers = [m for m in map(Marker.from_dict, stored if isinstance(stored, list) else []) if m]
         self.settings.setValue("last_dir", str(Path(path).resolve().parent))
+        self.add_recent(path)
         self.set_source(src)
         self.log_line(f"replaying {path}")
         return True
@@ -272,7 +348,9 @@ class MainWindow(QMainWindow):
             live.sig_programs.connect(sp.set_programs)
             live.sig_lab.connect(sp.set_lab)
             live.sig_attached.connect(self._attached)
+            live.sig_switched.connect(self._switched)
             live.sig_detached.connect(self._detached)
+            live.model.sig_marker.connect(self.recorder.mark)
             live.sig_error.connect(self._live_error)
             live.sig_status.connect(lambda m: self.statusBar().showMessage(m, 8000))
             live.sig_sample.connect(self.recorder.write)
@@ -373,11 +451,32 @@ class MainWindow(QMainWindow):
             self._show_host()
         self.sources_panel.set_agent_state(state, message)
         self.log_line(f"agent {state}" + (f": {message}" if message else ""))
+        ready = state in ("ready", "unprivileged") and self.live is not None
+        self.programs.set_request(self.live.client.request if ready else None)
+        if ready:  # the agent machine's CPUs (cpumap targets are CPU ids); an older agent may not say
+            self.live.client.request("programs_running", lambda ok, r: ok and isinstance(r, dict)
+                                     and self.sources_panel.set_cpus(r.get("cpus")), stats=False)
         if state in ("dead", "stopped"):
             self.sources_panel.set_attached(False)
             self.record_action.setChecked(False)
             if self.source is self.live:
                 self.source_label.setText(f"live: agent {state}" + (f" — {message}" if message else ""))
+
+    def _attach_clicked(self, args: dict) -> None:
+        """Attach, or while a program runs switch to the new one in place (the timeline goes on)."""
+        if self.live is None:
+            return
+        if self.live.attached:
+            self.log_line(f"switching to {args.get('program', '?')} on {args.get('iface', '?')}")
+            self.live.switch(args)
+        else:
+            self.live.attach(args)
+
+    def _switched(self, meta: dict) -> None:
+        if self.recorder.active:  # a trace holds one program: its recording ends here
+            self.record_action.setChecked(False)
+            self.statusBar().showMessage("recording stopped: the program was switched (a trace holds one "
+                                         "program); record again to go on", 10_000)
 
     def _attached(self, meta: dict) -> None:
         self.host_info.update(driver=meta.get("driver", ""), iface=meta.get("iface", ""),
@@ -385,6 +484,7 @@ class MainWindow(QMainWindow):
                               kernel=meta.get("kernel") or self.host_info.get("kernel", ""))
         self._show_host()
         self.sources_panel.set_attached(True, meta)
+        self.sources_panel.set_cpus(meta.get("cpus") if isinstance(meta.get("cpus"), int) else None)
         self.log_line(f"attached: {meta.get('program', '?')} on {meta.get('iface', '?')}")
         if self.source is self.live or self.source is None:
             self.set_source(self.live)
@@ -393,6 +493,8 @@ class MainWindow(QMainWindow):
         self.sources_panel.set_attached(False)
         self.record_action.setChecked(False)
         self.log_line(f"detached: {reason}")
+        if self.source is self.live:
+            self._show_source()
 
     def _replay_error(self, message: str) -> None:
         self.last_error = message
@@ -415,12 +517,42 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage("recording needs a live session: attach a program first", 8000)
             self.record_action.setChecked(False)
             return
-        directory = self.settings.value("record_dir", self.last_dir())
+        directory = str(self.settings.value("record_dir", self.last_dir()))
+        path = self.choose_record_path(default_name(directory))
+        if not path:  # cancelled: nothing is written anywhere
+            self.record_action.setChecked(False)
+            return
         try:
-            self.recorder.start(default_name(directory), self.live.meta)
+            self.recorder.start(path, self.live.meta)
         except XdpscopeError as e:
             self.log_line(f"cannot record: {e}")
+            self.statusBar().showMessage(f"cannot record: {e}", 10_000)
             self.record_action.setChecked(False)
+            return
+        self.settings.setValue("record_dir", str(Path(path).resolve().parent))
+        self.live.model.add_marker("record", "record start")
+
+    def _ask_record_path(self, default: Path) -> str | None:
+        path, _ = QFileDialog.getSaveFileName(self, "Record to", str(default), TRACE_FILTER)
+        if path and not Path(path).suffix:
+            path += ".xst"
+        return path or None
+
+    def _recorded(self, path: str, n: int) -> None:
+        size = Path(path).stat().st_size if Path(path).exists() else 0
+        text = f"recorded {n:,} samples ({byte_size(size)}) to {path}"
+        self.log_line(text)
+        self.statusBar().showMessage(text, 30_000)
+        self.add_recent(path)
+        if self.live is not None and self.live.attached:
+            self.live.model.add_marker("record", "record stop")
+
+    def _record_failed(self, message: str) -> None:
+        self.record_action.setChecked(False)
+        self.log_line(message)
+        self.statusBar().showMessage(message, 30_000)
+        if self.live is not None:
+            self.live.model.add_marker("error", "recording failed")
 
     def _update_record_label(self) -> None:
         r = self.recorder
@@ -428,7 +560,7 @@ class MainWindow(QMainWindow):
             self.record_label.setText("")
             return
         secs = int(r.elapsed())
-        self.record_label.setText(f"● REC {secs // 60:02d}:{secs % 60:02d}  {r.size() / 1e6:.2f} MB  {r.path.name}")
+        self.record_label.setText(f"● REC {secs // 60:02d}:{secs % 60:02d}  {byte_size(r.size())}  {r.path}")
 
     # -- view ------------------------------------------------------------------------------
     def toggle_play(self) -> None:
@@ -452,7 +584,8 @@ class MainWindow(QMainWindow):
         t0 = time.perf_counter()
         self.source.tick()
         # a timer frame may defer some panels' redraws to spread the work (plots.Panel.refresh)
-        view = make_view(self.source.model, float(self.window_box.value()), throttle=not force)
+        view = make_view(self.source.model, float(self.window_box.value()), throttle=not force,
+                         smooth=self.smoothing(), region=self.region())
         for p in self.panels:
             if force or p.shown():
                 p.refresh(view)
@@ -476,6 +609,7 @@ class MainWindow(QMainWindow):
                 return
 
     def closeEvent(self, e: QCloseEvent) -> None:
+        self.input_guard.remove()
         self.save_settings()
         self.recorder.stop()
         if self.live is not None:
@@ -483,3 +617,10 @@ class MainWindow(QMainWindow):
         if self.replay is not None:
             self.replay.close()
         super().closeEvent(e)
+
+
+def home_dir() -> str:
+    """Where dialogs start when the user has chosen nothing yet: their documents, never the
+    working directory (a git checkout, say)."""
+    return QStandardPaths.writableLocation(QStandardPaths.StandardLocation.DocumentsLocation) \
+        or QStandardPaths.writableLocation(QStandardPaths.StandardLocation.HomeLocation) or os.path.expanduser("~")

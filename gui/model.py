@@ -8,13 +8,14 @@ so the live part is always one contiguous slice and no per-frame wrap-around cop
 from __future__ import annotations
 
 import itertools
+from dataclasses import dataclass
 from typing import Callable, Iterable
 
 import numpy as np
 from PySide6.QtCore import QObject, Signal
 
 from backend.block import Block
-from backend.sample import ACTIONS, CPUMAP_BINS, FLUSH_BINS, Sample
+from backend.sample import ACTIONS, CPUMAP_BINS, FLUSH_BINS, NAPI_BINS, Sample
 
 DEFAULT_CAPACITY = 72_000  # 1 h at 20 Hz
 NAPI_FIELDS = ("polls", "work", "budget", "full")
@@ -143,6 +144,7 @@ class History:
         self.exceptions = Keyed(rows, ACTIONS)
         self.driver = Keyed(rows, width=16)
         self.napi_dev = {f: Keyed(rows, width=4) for f in NAPI_FIELDS}  # per device: field -> device columns
+        self.napi_hist = Keyed(rows, width=16)  # per device work-per-poll bins, "device bin" (the path view's polls with frames)
         self.flush_by_target = Sparse(FLUSH_BINS)  # per target flush histograms (flush: all targets)
         self.has_napi = False
         self.has_run = False
@@ -174,7 +176,7 @@ class History:
 
     def _keyed(self) -> list[Keyed]:
         return [self.targets, self.devmap_sent, self.devmap_drops, self.redirect_errors,
-                self.exceptions, self.driver, *self.napi_dev.values()]
+                self.exceptions, self.driver, *self.napi_dev.values(), self.napi_hist]
 
     def _make_room(self, m: int) -> None:
         """Room for m more rows (m <= capacity): when the storage is full, move the newest rows that
@@ -315,6 +317,8 @@ class History:
         if field == "napi" and len(rest) == 2 and rest[1] in NAPI_FIELDS:  # all devices, and per device
             k = self.napi_dev[rest[1]]
             return [("napi", NAPI_FIELDS.index(rest[1])), (k, k.col(rest[0]))]
+        if field == "napi" and len(rest) == 3 and rest[1] == "hist" and _index(rest[2], NAPI_BINS):
+            return [(self.napi_hist, self.napi_hist.col(f"{rest[0]} {rest[2]}"))]
         if field == "run" and len(rest) == 1 and rest[0] in ("cnt", "ns"):
             return [("run", 0 if rest[0] == "cnt" else 1)]
         if field == "driver" and len(rest) == 1:
@@ -445,12 +449,36 @@ class Bins:
         return self.get(h, b_lo, b_hi)
 
 
+@dataclass(frozen=True)
+class Marker:
+    """A moment of the session on the timeline: attach, switch, detach, inject, record, error."""
+    t: float    # seconds since the session start, like sample.t
+    kind: str   # attach | switch | detach | inject | record | error | note
+    label: str
+
+    def to_dict(self) -> dict:
+        return {"t": round(self.t, 6), "kind": self.kind, "label": self.label}
+
+    @staticmethod
+    def from_dict(d: object) -> "Marker | None":
+        """A marker from a trace's meta; None for anything malformed (a trace is untrusted input)."""
+        if not isinstance(d, dict):
+            return None
+        t, kind, label = d.get("t"), d.get("kind"), d.get("label")
+        if not isinstance(t, (int, float)) or isinstance(t, bool) or not np.isfinite(t):
+            return None
+        if not isinstance(kind, str) or not isinstance(label, str):
+            return None
+        return Marker(float(t), kind[:16], label[:120])
+
+
 class AppModel(QObject):
     """One source's history and view state; `version` changes whenever the data does."""
 
     sig_reset = Signal()          # history cleared (new session, seek)
     sig_meta = Signal(dict)       # session metadata changed
     sig_paused = Signal(bool)
+    sig_marker = Signal(object)   # a Marker was added
 
     def __init__(self, capacity: int = DEFAULT_CAPACITY, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -461,10 +489,16 @@ class AppModel(QObject):
         self.paused = False
         self.frozen_end: float | None = None  # view end while paused (live)
         self.cursor: float | None = None      # view end set by a replay (playhead)
+        self.markers: list[Marker] = []
+        self.t_offset = 0.0  # added to incoming sample times: a program switched in place continues the timeline
 
     def reset(self, meta: dict | None = None) -> None:
+        """Empty the history. With meta: a new session (its markers and time offset go too); without
+        (a replay's seek): the same session, its markers stay."""
         self.history.clear()
         if meta is not None:
+            self.markers = []
+            self.t_offset = 0.0
             self.meta = dict(meta)
             self.sig_meta.emit(self.meta)
         self.version += 1
@@ -473,6 +507,14 @@ class AppModel(QObject):
     def set_meta(self, meta: dict) -> None:
         self.meta = dict(meta)
         self.sig_meta.emit(self.meta)
+
+    def add_marker(self, kind: str, label: str, t: float | None = None) -> Marker:
+        """A marker at t (default: the newest sample's time, where the view's live edge is)."""
+        m = Marker(self.latest_t() if t is None else float(t), kind, label)
+        self.markers.append(m)
+        self.version += 1
+        self.sig_marker.emit(m)
+        return m
 
     def extend(self, samples: Block | Iterable[Sample]) -> int:
         """Append a Block (a replay window), or samples."""

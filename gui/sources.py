@@ -2,16 +2,37 @@
 only in how samples reach the model and in their metadata."""
 from __future__ import annotations
 
+import dataclasses
+import os
+from pathlib import Path
 from typing import Any, Callable
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
 from backend.sample import Sample
 
-from .agent_client import AgentClient
+from .agent_client import AgentClient, privilege_methods
 from .model import AppModel
 
 INJECT_PAUSE_MS = 20  # between background inject runs: leaves the agent time for samples
+INTERFACES_MS = 4000  # the interfaces (and their XDP programs) are read back this often while ready
+REPO = Path(__file__).resolve().parent.parent
+
+
+def privilege_advice(attempts: list[tuple[str, str]]) -> str:
+    """What the GUI tried to get a root agent, why each failed, and what the user can do."""
+    lines = []
+    if attempts:
+        lines.append("Tried: " + "; ".join(f"{cmd} → {why.strip() or 'failed'}" for cmd, why in attempts) + ".")
+    missing = [name for name, ok in privilege_methods() if not ok]
+    if missing:
+        lines.append("Not installed here: " + ", ".join(missing) + ".")
+    agent = f"{REPO / 'xdpscope'} agent --stdio"
+    user = os.environ.get("USER") or "YOUR_USER"
+    lines.append("You can: replay a trace (File → Open); run the app as root (sudo ./xdpscope); or let the "
+                 f"agent start without a password: echo '{user} ALL=(root) NOPASSWD: {agent}' "
+                 "| sudo tee /etc/sudoers.d/xdpscope")
+    return " ".join(lines)
 
 
 class Source(QObject):
@@ -43,7 +64,8 @@ class LiveSource(Source):
     sig_lab = Signal(object)        # lab description or None
     sig_error = Signal(str)         # a command failed: one line for the log/status bar
     sig_sample = Signal(object)     # every sample of the attached session (the recorder listens)
-    sig_agent = Signal(str, str)    # agent state ("starting", "ready", "dead", "stopped"), message
+    sig_agent = Signal(str, str)    # agent state ("starting", "ready", "unprivileged", "dead", "stopped"), message
+    sig_switched = Signal(dict)     # the program was switched in place: the new session's metadata
 
     def __init__(self, client: AgentClient | None = None, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -54,6 +76,12 @@ class LiveSource(Source):
         self.inject_args: dict | None = None  # set while the background inject loop runs
         self.lab: dict | None = None
         self.state = "stopped"
+        self.interfaces: list[dict] = []  # the agent's last answer
+        self.switching = False            # detach then attach of a program switch in progress
+        self.cpus: int | None = None      # the agent machine's CPUs (cpumap targets, CPU %)
+        self._iface_timer = QTimer(self)
+        self._iface_timer.setInterval(INTERFACES_MS)
+        self._iface_timer.timeout.connect(self.refresh_interfaces)
         self.client.sig_ready.connect(self._ready)
         self.client.sig_sample.connect(self._sample)
         self.client.sig_event.connect(self._event)
@@ -74,17 +102,36 @@ class LiveSource(Source):
         self.sig_status.emit(f"agent {state}" + (f": {message}" if message else ""))
 
     def _ready(self, info: dict) -> None:
-        self._set_state("ready", f"pid {info.get('pid', '?')}, protocol {info.get('protocol', '?')}")
+        how = f"pid {info.get('pid', '?')}, protocol {info.get('protocol', '?')}, via {self.client.command[0]}"
+        if info.get("root") is False:  # it runs, but cannot attach anything: say so now, not at Attach
+            self._set_state("unprivileged", "the agent runs without root: it cannot attach or inject. "
+                            + privilege_advice(self.client.attempts))
+        else:
+            self._set_state("ready", how)
         self.refresh()
+        self._iface_timer.start()
 
     def refresh(self) -> None:
-        self.client.request("interfaces", self._cb(self.sig_interfaces.emit, "interfaces"))
+        self.refresh_interfaces()
         self.client.request("programs", self._cb(self.sig_programs.emit, "programs"))
         self.client.request("lab", self._cb(self._lab_result, "lab status"), action="status")
 
+    def refresh_interfaces(self) -> None:
+        """Ask the agent for the interfaces and the XDP program on each (never assumed)."""
+        if self.client.ready:
+            self.client.request("interfaces", self._cb(self._interfaces, "interfaces"))
+
+    def _interfaces(self, result: Any) -> None:
+        self.interfaces = [i for i in result if isinstance(i, dict)] if isinstance(result, list) else []
+        self.sig_interfaces.emit(self.interfaces)
+
     def _died(self, message: str) -> None:
         self.attached = False
+        self.switching = False
         self.inject_args = None
+        self._iface_timer.stop()
+        if message != "agent stopped" and os.geteuid() != 0 and not self.client.target:
+            message = f"could not start the agent as root. {privilege_advice(self.client.attempts)}"
         self._set_state("stopped" if message == "agent stopped" else "dead", message)
 
     def _cb(self, on_ok: Callable[[Any], None], what: str) -> Callable[[bool, Any], None]:
@@ -97,44 +144,104 @@ class LiveSource(Source):
 
     # -- session ---------------------------------------------------------------------------
     def attach(self, args: dict, then: Callable[[], None] | None = None) -> None:
+        """A new session: the timeline starts at 0 (use switch() to keep it)."""
         def ok(meta: Any) -> None:
             self.meta = dict(meta or {})
             self.attached = True
             self.model.reset(self.meta)
             self.model.set_paused(False)
+            self.model.add_marker("attach", f"attach {self._what(self.meta)}", 0.0)
             self.sig_attached.emit(self.meta)
+            self.refresh_interfaces()
             if then:
                 then()
         self.client.request("attach", self._cb(ok, "attach"), **args)
 
+    @staticmethod
+    def _what(meta: dict) -> str:
+        return f"{meta.get('program', '?')} on {meta.get('iface', '?')}"
+
+    def switch(self, args: dict) -> None:
+        """Replace the running program in place: detach, attach the new one, and go on on the same
+        timeline (the new session's times are shifted to follow the old), with a marker there."""
+        if not self.attached:
+            self.attach(args)
+            return
+        self.switching = True
+        self.inject_args = None
+        old = self._what(self.meta)
+
+        def attached(ok: bool, meta: Any) -> None:
+            self.switching = False
+            offset = self.model.latest_t()
+            if not ok:
+                self.model.add_marker("error", f"switch failed: {str(meta)[:60]}")
+                self.sig_error.emit(f"attach: {meta}")
+                self.sig_detached.emit(f"switch from {old} failed")
+                self.refresh_interfaces()
+                return
+            self.meta = dict(meta or {})
+            self.attached = True
+            self.model.t_offset = offset
+            self.model.set_meta(self.meta)
+            self.model.add_marker("switch", f"switch to {self._what(self.meta)}", offset)
+            self.sig_switched.emit(self.meta)
+            self.sig_attached.emit(self.meta)
+            self.refresh_interfaces()
+
+        def detached(ok: bool, payload: Any) -> None:
+            if not ok:
+                self.switching = False
+                self.sig_error.emit(f"detach: {payload}")
+                return
+            self.client.request("attach", attached, **args)
+
+        self.client.request("detach", detached)
+
     def detach(self) -> None:
         self.inject_args = None
-        self.client.request("detach", self._cb(lambda _: None, "detach"))
+        self.client.request("detach", self._cb(lambda _: self.refresh_interfaces(), "detach"))
 
     def _event(self, ev: dict) -> None:
         if ev.get("event") == "detached":
+            was = self.attached
             self.attached = False
             self.inject_args = None
+            if self.switching:  # the first half of a switch: the session goes on
+                return
+            if was:
+                self.model.add_marker("detach", f"detach ({ev.get('reason', '')})")
             self.sig_detached.emit(str(ev.get("reason", "")))
         elif ev.get("event") == "log":
+            if ev.get("level") == "error" and self.attached:
+                self.model.add_marker("error", str(ev.get("message", ""))[:60])
             self.sig_status.emit(f"agent {ev.get('level', 'info')}: {ev.get('message', '')}")
 
     def _sample(self, sample: Sample) -> None:
         if self.attached:
+            if self.model.t_offset:  # after a switch: the timeline goes on from where it was
+                sample = dataclasses.replace(sample, t=sample.t + self.model.t_offset)
             self.model.append(sample)
             self.sig_sample.emit(sample)
 
     # -- inject and lab --------------------------------------------------------------------
     def inject(self, args: dict, loop: bool = False) -> None:
         self.inject_args = dict(args) if loop else None
+        if self.attached:
+            what = f"{args.get('count', 0):,} frames, batch {args.get('batch', 64)}"
+            self.model.add_marker("inject", f"inject {what}" + (", repeated" if loop else ""))
         self.client.request("inject", self._inject_done, **args)
 
     def stop_inject(self) -> None:
+        if self.inject_args is not None and self.attached:
+            self.model.add_marker("inject", "inject stopped")
         self.inject_args = None
 
     def _inject_done(self, ok: bool, payload: Any) -> None:
         if not ok:
             self.inject_args = None
+            if self.attached:
+                self.model.add_marker("error", f"inject failed: {str(payload)[:60]}")
             self.sig_error.emit(f"inject: {payload}")
             return
         if self.inject_args is not None and self.attached:
@@ -152,7 +259,7 @@ class LiveSource(Source):
     def _lab_result(self, desc: Any) -> None:
         self.lab = desc if isinstance(desc, dict) else None
         self.sig_lab.emit(self.lab)
-        self.client.request("interfaces", self._cb(self.sig_interfaces.emit, "interfaces"))
+        self.refresh_interfaces()
 
     def run_default(self, hz: int = 20) -> None:
         """The embedded demo: lab up, redirect from the lab ingress to its targets (and to the one

@@ -15,6 +15,8 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QFormLayout, Q
 
 from backend.sample import ACTIONS
 
+from . import si
+
 BUILTIN_PROGRAMS = [
     {"name": "pass", "description": "XDP_PASS every frame"},
     {"name": "drop", "description": "XDP_DROP every frame"},
@@ -25,7 +27,38 @@ BUILTIN_PROGRAMS = [
     {"name": "watch", "description": "observe the program already attached (replaces nothing)"},
     {"name": "user", "description": "your own XDP program (a C file, compiled by the agent)"},
 ]
-AGENT_COLORS = {"ready": "#50c060", "starting": "#f0a030", "dead": "#e04848", "stopped": "#909090"}
+AGENT_COLORS = {"ready": "#009E73", "starting": "#E69F00", "unprivileged": "#E69F00", "dead": "#D55E00",
+                "stopped": "#909090"}
+AGENT_WORDS = {"unprivileged": "no privileges"}
+TARGET_PROGRAMS = ("redirect", "cpumap", "mix", "user")
+# IFLA_XDP_ATTACHED as pyroute2 names it, and as the kernel numbers it
+XDP_MODES = {"xdp": "native", "xdpgeneric": "generic", "xdpoffload": "offload", "xdpmulti": "multi",
+             "native": "native", "generic": "generic", "offload": "offload", "multi": "multi"}
+
+
+def xdp_now(xdp: dict | None) -> str:
+    """The 'XDP now' cell: the program attached to the interface as the agent read it."""
+    xdp = xdp or {}
+    if not xdp.get("attached"):
+        return ""
+    mode = XDP_MODES.get(str(xdp.get("mode", "")), str(xdp.get("mode", "")))
+    return f"{mode} #{xdp.get('prog_id')}"
+
+
+def session_line(meta: dict | None) -> str:
+    """What runs now, in words, from the agent's attach answer."""
+    if not meta:
+        return "not attached"
+    targets = meta.get("targets") or []
+    probes = meta.get("probes_enabled") or []
+    parts = [f"<b>{meta.get('program', '?')}</b> ({meta.get('mode', '?')}) on <b>{meta.get('iface', '?')}</b>"]
+    if targets:
+        parts.append("→ " + ", ".join(map(str, targets)))
+    parts.append(f"{si.thousands(meta.get('hz') or 0)} Hz")
+    parts.append("run time on" if meta.get("run_time") else "run time off")
+    if "xdp:xdp_redirect" in probes:
+        parts.append("every redirect traced")
+    return " · ".join(parts)
 
 
 class SourcesPanel(QWidget):
@@ -55,6 +88,13 @@ class SourcesPanel(QWidget):
         outer.setContentsMargins(0, 0, 0, 0)
         outer.addWidget(scroll)
         self.interfaces: list[dict] = []
+        self.cpus: int | None = None       # CPUs of the agent's machine: cpumap targets are CPU ids
+        self._target_kind = "iface"        # what the targets list holds: "iface" names or "cpu" ids
+        self._checked: dict[str, set[str]] = {"iface": set(), "cpu": set()}
+        self.meta: dict | None = None      # the running session as the agent answered (None: detached)
+        self.state = "stopped"
+        for w in [*inner.findChildren(QComboBox), *inner.findChildren(QSpinBox)]:
+            w.setFocusPolicy(Qt.FocusPolicy.StrongFocus)  # the wheel scrolls the panel, never a setting
         self.set_programs(BUILTIN_PROGRAMS)
         self.set_agent_state("stopped", "")
         self.set_attached(False)
@@ -74,6 +114,10 @@ class SourcesPanel(QWidget):
         self.agent_msg.setWordWrap(True)
         self.agent_msg.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         lay.addWidget(self.agent_msg)
+        self.session_label = QLabel("not attached")
+        self.session_label.setWordWrap(True)
+        self.session_label.setToolTip("The session running now, as the agent answered the attach")
+        lay.addWidget(self.session_label)
         return box
 
     def _iface_box(self) -> QGroupBox:
@@ -97,7 +141,8 @@ class SourcesPanel(QWidget):
         form.addRow(self.program_desc)
         self.targets = QListWidget()
         self.targets.setMaximumHeight(90)
-        self.targets.setToolTip("Redirect targets (check several)")
+        self.targets.setToolTip("Redirect targets (check several): interfaces, or CPU ids for cpumap")
+        self.targets.itemChanged.connect(self._target_toggled)
         form.addRow("targets", self.targets)
         self.policy = QComboBox()
         self.policy.addItems(["rr", "hash", "cpu"])
@@ -137,10 +182,14 @@ class SourcesPanel(QWidget):
         form.addRow("sample rate", self.hz)
         self.run_time = QCheckBox("run time per packet (BPF stats)")
         form.addRow(self.run_time)
-        self.trace_redirects = QCheckBox("trace every redirect (slow; for programs not ours)")
+        self.trace_redirects = QCheckBox("trace every redirect (slow)")
+        self.trace_redirects.setToolTip("The per-packet xdp:xdp_redirect tracepoint: fan-out of programs that are "
+                                        "not ours; costs ~30 % of redirect throughput")
         form.addRow(self.trace_redirects)
         row = QHBoxLayout()
         self.attach_btn = QPushButton("Attach")
+        self.attach_btn.setToolTip("Attach the program; while one runs: switch to this program in place "
+                                   "(the timeline goes on, with a marker)")
         self.attach_btn.clicked.connect(self._attach)
         self.detach_btn = QPushButton("Detach")
         self.detach_btn.clicked.connect(self.sig_detach.emit)
@@ -150,7 +199,9 @@ class SourcesPanel(QWidget):
         return box
 
     def _inject_box(self) -> QGroupBox:
-        box = QGroupBox("Inject (BPF_PROG_TEST_RUN live frames)")
+        box = QGroupBox("Inject (live frames)")
+        box.setToolTip("BPF_PROG_TEST_RUN with live frames on the attached program: the real redirect, "
+                       "bulk-queue and flush path runs")
         form = QFormLayout(box)
         self.inj_count = self._spin(1, 100_000_000, 100_000)
         self.inj_batch = self._spin(1, 256, 64)
@@ -197,27 +248,29 @@ class SourcesPanel(QWidget):
 
     # -- answers from the agent ------------------------------------------------------------
     def set_agent_state(self, state: str, message: str) -> None:
-        self.agent_state.setText(f"<b style='color:{AGENT_COLORS.get(state, '#ccc')}'>● {state}</b>")
+        self.state = state
+        word = AGENT_WORDS.get(state, state)
+        self.agent_state.setText(f"<b style='color:{AGENT_COLORS.get(state, '#ccc')}'>● {word}</b>")
         self.agent_msg.setText(message)
-        self.agent_btn.setText("Stop agent" if state in ("ready", "starting") else "Start agent")
-        live = state == "ready"
+        self.agent_btn.setText("Stop agent" if state in ("ready", "starting", "unprivileged") else "Start agent")
+        live = state == "ready"  # "unprivileged": running, but nothing it could do would work
         for w in (self.attach_btn, self.inject_btn, self.lab_up_btn, self.lab_down_btn):
             w.setEnabled(live)
         if not live:
             self.detach_btn.setEnabled(False)
+            if state != "starting":
+                self.show_session(None)
 
     def set_interfaces(self, interfaces: list[dict]) -> None:
+        """The agent's interfaces; 'XDP now' is the program the kernel has on each, as read back."""
         self.interfaces = [i for i in interfaces if isinstance(i, dict)]
-        current = self.selected_iface()
-        checked = set(self.selected_targets())
+        current = self.selected_iface() or (self.meta or {}).get("iface", "")
         self.iface_tree.clear()
-        self.targets.clear()
         bold = QFont()
         bold.setBold(True)
         for itf in self.interfaces:
             name, driver = itf.get("name", "?"), itf.get("driver", "")
-            xdp = itf.get("xdp") or {}
-            now = f"{xdp.get('mode', '')} #{xdp.get('prog_id')}" if xdp.get("attached") else ""
+            now = xdp_now(itf.get("xdp"))
             modes = itf.get("modes") or {}
             cols = [name, driver + (" ★" if driver == "virtio_net" else ""), now]
             tips = []
@@ -237,15 +290,52 @@ class SourcesPanel(QWidget):
             if driver == "virtio_net":  # the driver this tool is about: make it stand out
                 item.setFont(1, bold)
                 item.setToolTip(1, "virtio_net: the paravirtual NIC whose XDP path xdpscope explains\n" + tip)
+            if now:
+                item.setToolTip(2, f"XDP program id {itf['xdp'].get('prog_id')} attached "
+                                   f"({now.split()[0]}), as the agent read it")
             self.iface_tree.addTopLevelItem(item)
             if name == current:
                 self.iface_tree.setCurrentItem(item)
-            t = QListWidgetItem(name)
-            t.setFlags(t.flags() | Qt.ItemFlag.ItemIsUserCheckable)
-            t.setCheckState(Qt.CheckState.Checked if name in checked else Qt.CheckState.Unchecked)
-            self.targets.addItem(t)
         for c in range(5):
             self.iface_tree.resizeColumnToContents(c)
+        self._fill_targets()
+
+    def xdp_now(self) -> dict[str, str]:
+        """Interface -> its 'XDP now' cell, as shown."""
+        return {self.iface_tree.topLevelItem(i).text(0): self.iface_tree.topLevelItem(i).text(2)
+                for i in range(self.iface_tree.topLevelItemCount())}
+
+    def set_cpus(self, n: int | None) -> None:
+        if n and n != self.cpus:
+            self.cpus = int(n)
+            self._fill_targets()
+
+    def _fill_targets(self) -> None:
+        """The targets list: interface names, or for cpumap the agent machine's CPU ids."""
+        kind = "cpu" if self.program.currentText() == "cpumap" else "iface"
+        self._target_kind = kind
+        if kind == "cpu":
+            items = [(f"CPU {c}", str(c)) for c in range(self.cpus or 0)]
+        else:
+            items = [(i.get("name", "?"), i.get("name", "?")) for i in self.interfaces]
+        self.targets.blockSignals(True)
+        self.targets.clear()
+        for text, value in items:
+            t = QListWidgetItem(text)
+            t.setData(Qt.ItemDataRole.UserRole, value)
+            t.setFlags(t.flags() | Qt.ItemFlag.ItemIsUserCheckable)
+            t.setCheckState(Qt.CheckState.Checked if value in self._checked[kind] else Qt.CheckState.Unchecked)
+            self.targets.addItem(t)
+        self.targets.blockSignals(False)
+        if kind == "cpu" and not self.cpus:
+            self.targets.setToolTip("cpumap targets are CPU ids: the agent has not said how many CPUs it has yet")
+        else:
+            self.targets.setToolTip("Redirect targets (check several): interfaces, or CPU ids for cpumap")
+
+    def _target_toggled(self, item: QListWidgetItem) -> None:
+        value = item.data(Qt.ItemDataRole.UserRole)
+        (self._checked[self._target_kind].add if item.checkState() == Qt.CheckState.Checked
+         else self._checked[self._target_kind].discard)(value)
 
     def set_programs(self, programs: list[dict]) -> None:
         names = {p.get("name") for p in programs if isinstance(p, dict)}
@@ -266,24 +356,61 @@ class SourcesPanel(QWidget):
         if not lab:
             self.lab_label.setText("lab: down")
             return
-        self.lab_label.setText(f"lab up: ingress <b>{lab.get('ingress')}</b>, targets "
-                               f"{', '.join(lab.get('targets', []))}")
+        extra = []
+        if lab.get("nxtarget"):
+            extra.append(f"{lab['nxtarget']} (its peer is down: frames to it fail at flush with ENXIO)")
+        if lab.get("bigmtu"):
+            extra.append(f"{lab['bigmtu']} (peer MTU 9000: native XDP is refused)")
+        self.lab_label.setText(f"lab up: ingress <b>{lab.get('ingress')}</b>; targets "
+                               f"{', '.join(lab.get('targets', []))}" + "".join(f"; {e}" for e in extra))
+        if self.meta:  # a session runs: the panel shows it, not the lab's suggestion
+            return
         # preselect the lab for attach: ingress as interface, its targets checked
         for i in range(self.iface_tree.topLevelItemCount()):
             if self.iface_tree.topLevelItem(i).text(0) == lab.get("ingress"):
                 self.iface_tree.setCurrentItem(self.iface_tree.topLevelItem(i))
-        for i in range(self.targets.count()):
-            it = self.targets.item(i)
-            if it.text() in lab.get("targets", []):
-                it.setCheckState(Qt.CheckState.Checked)
+        self._checked["iface"] |= set(lab.get("targets", []))
+        self._fill_targets()
 
     def set_attached(self, attached: bool, meta: dict | None = None) -> None:
         self.detach_btn.setEnabled(attached)
-        self.attach_btn.setText("Attached" if attached else "Attach")
-        if attached:
-            self.attach_btn.setEnabled(False)
-        elif self.agent_btn.text() == "Stop agent":
+        self.attach_btn.setText("Switch program" if attached else "Attach")
+        if self.state == "ready":
             self.attach_btn.setEnabled(True)
+        self.show_session(meta if attached else None)
+
+    def show_session(self, meta: dict | None) -> None:
+        """The controls show the session the agent runs (its attach answer), not what was last
+        clicked: interface, program, targets, policy, mode, rate, run time, redirect tracing."""
+        self.meta = dict(meta) if meta else None
+        self.session_label.setText(("running: " if meta else "") + session_line(meta))
+        if not meta:
+            return
+        params = meta.get("params") if isinstance(meta.get("params"), dict) else {}
+        program = str(meta.get("program", ""))
+        idx = self.program.findText(program if self.program.findText(program) >= 0
+                                    else "user" if program.endswith(".c") else "watch" if program.startswith("watch") else program)
+        if idx >= 0:
+            self.program.setCurrentIndex(idx)
+        for i in range(self.iface_tree.topLevelItemCount()):
+            if self.iface_tree.topLevelItem(i).text(0) == meta.get("iface"):
+                self.iface_tree.setCurrentItem(self.iface_tree.topLevelItem(i))
+        targets = [str(t) for t in (params.get("targets") or meta.get("targets") or [])]
+        kind = "cpu" if program == "cpumap" else "iface"
+        self._checked[kind] = set(targets)
+        if params.get("policy") in ("rr", "hash", "cpu"):
+            self.policy.setCurrentText(params["policy"])
+        for name, sb in self.mix.items():
+            if isinstance(params.get("mix"), dict):
+                sb.setValue(int(params["mix"].get(name, 0)))
+        mode = meta.get("requested_mode") or meta.get("mode")
+        if mode in ("auto", "native", "generic"):
+            self.mode.setCurrentText(mode)
+        if isinstance(meta.get("hz"), (int, float)):
+            self.hz.setValue(int(round(meta["hz"])))
+        self.run_time.setChecked(bool(meta.get("run_time")))
+        self.trace_redirects.setChecked("xdp:xdp_redirect" in (meta.get("probes_enabled") or []))
+        self._fill_targets()
 
     # -- requests --------------------------------------------------------------------------
     def selected_iface(self) -> str:
@@ -291,7 +418,8 @@ class SourcesPanel(QWidget):
         return item.text(0) if item else ""
 
     def selected_targets(self) -> list[str]:
-        return [self.targets.item(i).text() for i in range(self.targets.count())
+        """Checked targets: interface names, or CPU ids ("0", "1") for cpumap."""
+        return [self.targets.item(i).data(Qt.ItemDataRole.UserRole) for i in range(self.targets.count())
                 if self.targets.item(i).checkState() == Qt.CheckState.Checked]
 
     def attach_args(self) -> dict[str, Any]:
@@ -299,7 +427,7 @@ class SourcesPanel(QWidget):
         args: dict[str, Any] = {"iface": self.selected_iface(), "program": prog, "mode": self.mode.currentText(),
                                 "hz": self.hz.value(), "run_time": self.run_time.isChecked(),
                                 "trace_redirects": self.trace_redirects.isChecked()}
-        if prog in ("redirect", "cpumap", "mix", "user"):
+        if prog in TARGET_PROGRAMS:
             args["targets"] = self.selected_targets()
             args["policy"] = self.policy.currentText()
         if prog == "mix":
@@ -335,10 +463,12 @@ class SourcesPanel(QWidget):
         p = self.program.currentData() or {}
         name = self.program.currentText()
         self.program_desc.setText(p.get("description", ""))
-        self.targets.setEnabled(name in ("redirect", "cpumap", "mix", "user"))
-        self.policy.setEnabled(name in ("redirect", "cpumap", "mix", "user"))
+        self.targets.setEnabled(name in TARGET_PROGRAMS)
+        self.policy.setEnabled(name in TARGET_PROGRAMS)
         self.mix_row.setVisible(name == "mix")
         self.file_row.setVisible(name == "user")
+        if ("cpu" if name == "cpumap" else "iface") != self._target_kind:
+            self._fill_targets()
 
     def _browse(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "XDP program (C)", "", "C files (*.c);;All files (*)")

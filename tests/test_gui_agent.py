@@ -65,6 +65,8 @@ def test_live_default_and_recording(qtbot, tmp_path):
     """Lab up -> attach redirect to the lab -> inject loop, all without input; then record."""
     w = make_window(qtbot, tmp_path, [fake_agent_command(tmp_path, hz=50)])
     w.settings.setValue("record_dir", str(tmp_path))
+    asked = []  # the Save dialog: offered a name in the chosen directory, answered with it
+    w.choose_record_path = lambda default: asked.append(default) or str(default)
     w.run_default_live()
     qtbot.waitUntil(lambda: w.live is not None and w.live.attached, timeout=15_000)
     assert w.source is w.live
@@ -85,8 +87,11 @@ def test_live_default_and_recording(qtbot, tmp_path):
     qtbot.waitUntil(lambda: w.recorder.count >= 20, timeout=10_000)
     w._update_record_label()
     assert "REC" in w.record_label.text()
+    assert asked and asked[0].parent == tmp_path  # the dialog starts where the user last recorded
     w.record_action.setChecked(False)
     path = w.recorder.path
+    assert f"to {path}" in w.statusBar().currentMessage() and "samples (" in w.statusBar().currentMessage()
+    assert str(path.resolve()) in w.recent()  # File → Open recent
     with TraceReader(path) as r:
         assert r.meta["iface"] == "xs-in" and r.meta["program"] == "redirect"
         assert len(r) == w.recorder.count

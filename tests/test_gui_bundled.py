@@ -106,11 +106,21 @@ def test_bundled_trace_replays_exactly(bundled):
             _, y = data(w.errors.rates.curves[f"exception {verdict}"])
             assert np.sum(y * dt) == pytest.approx(n, abs=1e-6)
 
-        # 5. NAPI, all devices and each device; run time per packet
+        # 5. NAPI: by default the session's devices only (its interface, targets and their lab
+        #    peers <name>-p), then all devices, then each device; run time per packet
+        meta = w.replay.model.meta
+        ends = {meta["iface"], *meta.get("targets", [])}
+        mine = ends | {f"{e}-p" for e in ends}
         _, y = data(w.napi.work.curves["work/poll"])
-        field = lambda s, f, dev=None: sum(d.get(f, 0) for k, d in s.napi.items() if dev in (None, k))  # noqa: E731
+        field = lambda s, f, dev=None: sum(d.get(f, 0) for k, d in s.napi.items()  # noqa: E731
+                                           if dev is None or k == dev or (isinstance(dev, set) and k in dev))
+        np.testing.assert_allclose(y, per_poll([field(s, "work", mine) for s in sel], [field(s, "polls", mine) for s in sel]))
+        assert w.napi.device.itemText(0) == "session devices" and w.napi.device.itemText(1) == "all devices"
+        w.napi.device.setCurrentIndex(1)
+        w.frame(force=True)
+        _, y = data(w.napi.work.curves["work/poll"])
         np.testing.assert_allclose(y, per_poll([field(s, "work") for s in sel], [field(s, "polls") for s in sel]))
-        devices = [w.napi.device.itemText(i) for i in range(1, w.napi.device.count())]
+        devices = [w.napi.device.itemText(i) for i in range(2, w.napi.device.count())]
         assert set(devices) == {d for s in sel for d in s.napi}  # the devices the loaded window polled
         polled |= set(devices)
         for dev in devices:

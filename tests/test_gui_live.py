@@ -107,6 +107,7 @@ def test_live_lab_session_plots_hold_the_engine_numbers(win, qtbot, lab, tmp_pat
 
     # record the session from the toolbar, as a user would
     w.settings.setValue("record_dir", str(tmp_path))
+    w.choose_record_path = lambda default: str(default)  # the Save dialog, answered with its suggestion
     w.record_action.setChecked(True)
     assert w.recorder.active
 

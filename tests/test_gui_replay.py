@@ -92,14 +92,20 @@ def check_window(w, samples, end):
     else:  # an error kind not in the loaded history has no curve
         assert "exception ABORTED" not in w.errors.rates.curves or not w.errors.rates.curves["exception ABORTED"].isVisible()
     assert "exception DROP" not in w.errors.rates.curves
-    # 5. NAPI work per poll against budget; run time per packet
+    # 5. NAPI work per poll against budget; run time per packet. eth0 is not one of the
+    #    session's devices (xs-in -> xs-t0, xs-t1): shown only when "all devices" is chosen
+    assert [w.napi.device.itemText(i) for i in range(w.napi.device.count())] == ["session devices", "all devices", "eth0"]
+    assert "1 other device not shown" in w.napi.summary.text()
+    assert np.all(np.isnan(data(w.napi.work.curves["work/poll"])[1]))
+    w.napi.device.setCurrentIndex(1)
+    w.frame(force=True)
     _, y = data(w.napi.work.curves["work/poll"])
     np.testing.assert_allclose(y, [s.napi["eth0"]["work"] / s.napi["eth0"]["polls"] for s in sel])
     _, y = data(w.napi.work.curves["budget"])
     np.testing.assert_allclose(y, 64.0)
-    assert [w.napi.device.itemText(i) for i in range(w.napi.device.count())] == ["all devices", "eth0"]
     polls, work = sum(s.napi["eth0"]["polls"] for s in sel), sum(s.napi["eth0"]["work"] for s in sel)
     assert f"in window: eth0 {polls:,} polls {work:,} packets" in w.napi.summary.text()
+    w.napi.device.setCurrentIndex(0)
     _, y = data(w.napi.runtime.curves["ns/packet"])
     np.testing.assert_allclose(y, [s.run["ns"] / s.run["cnt"] for s in sel])
     return sel
@@ -225,7 +231,7 @@ def test_hover_shows_exact_values(win, trace):
     assert f"PASS: {s.action_totals()[2] / s.dt:,.0f}" in text
     text = win.flush.hist_hover.show_at(16.2)
     sel = in_window(samples, 12.0)
-    assert text == f"size 16: {sum(s.flush['xs-t1'][16] for s in sel) + sum(s.flush['xs-t0'][16] for s in sel):,} flushes"
+    assert text == f"size 16 (full bulk queue): {sum(s.flush['xs-t1'][16] for s in sel) + sum(s.flush['xs-t0'][16] for s in sel):,} flushes"
 
 
 def test_pause_freezes_live_view_but_data_arrives(qtbot, tmp_path, trace):
