@@ -580,3 +580,26 @@ def test_replay_of_a_trace_whose_first_row_is_lost(qapp, tmp_path):
         assert "corrupt or unreadable trace" in w.last_error and w.source is None
     finally:
         w.close()
+
+
+def test_reports_of_fuzzed_traces(fuzz, qapp, tmp_path):
+    """Every third mutation through the report (summary, the app's model and panels, HTML): a report,
+    or one XdpscopeError line and no file; a valid trace always gets its report."""
+    from backend.errors import XdpscopeError
+    from gui.report import write_report
+    cases, _ = fuzz
+    failures, written = [], 0
+    for i, case in enumerate(cases[::3]):
+        out = tmp_path / f"r{i}.html"
+        try:
+            write_report(case.path, out, size=(300, 150))
+            written += 1
+            if case.expect == ERROR:
+                failures.append(f"{case.name}: report of an invalid trace")
+        except XdpscopeError as e:
+            if "\n" in str(e) or case.expect == KEEP or out.exists():
+                failures.append(f"{case.name}: {e}")
+        except BaseException as e:
+            failures.append(f"{case.name}: {type(e).__name__}: {e}"[:400])
+    assert not failures, "\n".join(failures)
+    assert written >= 15
