@@ -63,14 +63,20 @@ class DockLayout:
             win.addDockWidget(Area.BottomDockWidgetArea, d["Errors"])
             win.tabifyDockWidget(d["Errors"], d["NAPI"])
             win.tabifyDockWidget(d["NAPI"], d["RX queues"])
+        if "Path" in d:  # the kernel path (gui/path_view.py): a tab over the verdicts, shown first
+            win.tabifyDockWidget(d["Verdicts"], d["Path"])
+            QTimer.singleShot(0, d["Path"].raise_)  # once the tab bar exists
         for dock in d.values():
             dock.show()
-        for name in ("Sources", "Verdicts", "NAPI" if kind == "wide" else "Errors"):
+        for name in ("Sources", "Verdicts", "Path", "NAPI" if kind == "wide" else "Errors"):
+            if name not in d:
+                continue
             d[name].raise_()
         side = 360 if kind == "wide" else min(300, w // 3)
         if kind == "wide":
             plots = w - side
-            win.resizeDocks([d["Sources"], d["Verdicts"], d["Fan-out"]], [side, plots * 9 // 20, plots * 11 // 20], H)
+            v = 12 if "Path" in d else 9  # the Path tab (a diagram) wants the wider column
+            win.resizeDocks([d["Sources"], d["Verdicts"], d["Fan-out"]], [side, plots * v // 20, plots * (20 - v) // 20], H)
             win.resizeDocks([d["Errors"], d["Fan-out"], d["Flushes"]], [h * 3 // 10, h * 28 // 100, h * 42 // 100], V)
         else:
             win.resizeDocks([d["Sources"], d["Verdicts"]], [side, w - side], H)

@@ -26,6 +26,7 @@ from .driver_panel import DriverPanel
 from .input_guard import InputGuard
 from .layout import DockLayout
 from .meta_panel import MetaPanel
+from .path_view import PathPanel
 from .model import Marker
 from .plots import ErrorsPanel, FanoutPanel, FlushPanel, NapiPanel, Panel, QueuesPanel, VerdictPanel, make_view
 from .programs_table import ProgramsTable
@@ -66,7 +67,9 @@ class MainWindow(QMainWindow):
         self.verdicts = VerdictPanel()
         self.fanout, self.flush, self.errors, self.napi = FanoutPanel(), FlushPanel(), ErrorsPanel(), NapiPanel()
         self.queues = QueuesPanel()  # per RX queue, from the driver's rx_queue_N_xdp_* counters
-        self.panels: list[Panel] = [self.verdicts, self.fanout, self.flush, self.errors, self.napi, self.queues]
+        self.path_panel = PathPanel()  # the kernel path with the window's numbers on it (gui/path_view.py)
+        self.panels: list[Panel] = [self.verdicts, self.fanout, self.flush, self.errors, self.napi, self.queues,
+                                    self.path_panel]
         self.programs = ProgramsTable()  # bpftop: the XDP programs on the agent's machine
         self.choose_record_path: Callable[[Path], str | None] = self._ask_record_path  # tests replace it
         self.sources_panel = SourcesPanel()
@@ -79,7 +82,8 @@ class MainWindow(QMainWindow):
         for title, widget in (("Sources", self.sources_panel), ("Session", self.meta_panel), ("Log", self.log),
                               ("Driver", self.driver_panel), ("Programs", self.programs),
                               ("Verdicts", self.verdicts), ("Fan-out", self.fanout), ("Flushes", self.flush),
-                              ("Errors", self.errors), ("NAPI", self.napi), ("RX queues", self.queues)):
+                              ("Errors", self.errors), ("NAPI", self.napi), ("RX queues", self.queues),
+                              ("Path", self.path_panel)):
             self._dock(title, widget, Qt.DockWidgetArea.LeftDockWidgetArea)
         self.layout_manager = DockLayout(self, self.docks, self.settings)
         self.input_guard = InputGuard(self, self.toggle_play)  # wheel and Space rules (gui/input_guard.py)

@@ -1,0 +1,433 @@
+"""The Path dock: the session's kernel path (backend/pathmodel.py) drawn with Qt graphics, with the
+numbers of the window the other panels show.
+
+The numbers come from window_summary(view): the same fields backend.summary.summarize() gives for
+a trace, computed from the app's history for the visible window (live or replay, following the
+playhead), or for the A-B range when one is set (a replay's A-B range is summarized from its trace
+file, so it may reach outside the loaded window). pathmodel.build() turns either into the diagram,
+so the dock and a report of the same window show the same numbers.
+"""
+from __future__ import annotations
+
+import html
+import math
+from functools import lru_cache
+
+import numpy as np
+from PySide6.QtCore import QPointF, QRectF, Qt
+from PySide6.QtGui import QBrush, QColor, QFont, QPainter, QPainterPath, QPainterPathStroker, QPen
+from PySide6.QtWidgets import (QComboBox, QGraphicsItem, QGraphicsPathItem, QGraphicsRectItem, QGraphicsScene,
+                               QGraphicsSimpleTextItem, QGraphicsView, QLabel, QSizePolicy, QWidget)
+
+from backend import driver as _driver
+from backend import pathmodel as pm
+from backend.sample import ACTIONS, FLUSH_BINS, NAPI_BINS
+
+from .model import NAPI_FIELDS, History
+from .palette import DARK, Theme
+from .plots import Panel, View
+
+C = pm.COLORS
+
+
+# -- the window's summary, from the history -------------------------------------------------------
+
+def _total(v: View, name: tuple, fn) -> np.ndarray:
+    return np.rint(v.total(("path",) + name, fn)).astype(np.int64) if v.n else np.zeros(0, np.int64)
+
+
+def _keyed_totals(v: View, name: str, keyed) -> dict[str, int]:
+    names = list(keyed.names)
+    if not names or not v.n:
+        return {}
+    n = len(names)
+    sums = _total(v, (name, n), lambda h, sl: keyed.data[sl, :n])
+    return {k: int(x) for k, x in zip(names, sums.tolist())}
+
+
+def _bins(hist) -> dict[str, int]:
+    return {str(i): int(n) for i, n in enumerate(hist) if n}
+
+
+def window_summary(v: View) -> dict:
+    """summarize()'s fields for the rows of the view (those backend.pathmodel reads), from the
+    history's columns: counts are exact (float64 holds every integer below 2**53)."""
+    h, meta = v.h, v.meta or {}
+    dur = float(v.total(("path", "dt"), lambda h, sl: h.dt[sl])) if v.n else 0.0
+    acts = _total(v, ("actions",), lambda h, sl: h.actions[sl]).tolist() if v.n else [0] * len(ACTIONS)
+    actions = dict(zip(ACTIONS, (int(x) for x in acts)))
+    targets = _keyed_totals(v, "targets", h.targets)
+    for t in meta.get("targets") or []:
+        targets.setdefault(t, 0)
+    sent, drops = _keyed_totals(v, "sent", h.devmap_sent), _keyed_totals(v, "drops", h.devmap_drops)
+    devmap = {t: {"sent": sent.get(t, 0), "drops": drops.get(t, 0)} for t in dict.fromkeys([*sent, *drops])}
+    errors: dict[str, dict[str, int]] = {}
+    for k, n in _keyed_totals(v, "rerr", h.redirect_errors).items():
+        t, _, e = k.partition(" ")
+        if n:
+            errors.setdefault(t, {})[e] = n
+    by_errno: dict[str, int] = {}
+    for errs in errors.values():
+        for e, n in errs.items():
+            by_errno[e] = by_errno.get(e, 0) + n
+    flush_all = _total(v, ("flush",), lambda h, sl: h.flush[sl]).tolist() if v.n else [0] * FLUSH_BINS
+    by_target = {}
+    for t in h.flush_by_target.names:
+        hist = h.flush_by_target.table(v.a, v.e, t).sum(axis=0)
+        by_target[t] = [int(round(x)) for x in hist.tolist()]
+    flushes = int(sum(flush_all))
+    frames = int(sum(i * n for i, n in enumerate(flush_all)))
+    napi: dict[str, dict] = {}
+    fields = {f: _keyed_totals(v, f"napi-{f}", h.napi_dev[f]) for f in NAPI_FIELDS}
+    hist_cols = _keyed_totals(v, "napi-hist", h.napi_hist)
+    for dev in h.napi_dev["polls"].names:
+        d = {f: fields[f].get(dev, 0) for f in NAPI_FIELDS}
+        d["hist"] = [hist_cols.get(f"{dev} {b}", 0) for b in range(NAPI_BINS)]
+        napi[dev] = d
+    counters = _keyed_totals(v, "driver", h.driver)
+    drv = meta.get("driver") or ""
+    derived = _driver.verdicts(drv, counters)
+    if derived is not None and not any(_driver._matches(counters, p) for pats in
+                                       _driver.VERDICT_COUNTERS[drv].values() for p in pats):
+        derived = None
+    dv = dict(zip(ACTIONS, derived)) if derived is not None else None
+    run = _total(v, ("run",), lambda h, sl: h.run[sl]).tolist() if v.n else [0, 0]
+    cnt, ns = int(run[0]), int(run[1])
+    cpumap_bulk = _total(v, ("cpumap",), lambda h, sl: h.cpumap[sl]).tolist() if v.n and h.has_cpumap else []
+    cpumap_drops = int(_total(v, ("cpumap_drops",), lambda h, sl: h.cpumap_drops[sl])) if v.n and h.has_cpumap_drops else 0
+    cpumap = {**({"bulk": _bins(cpumap_bulk)} if any(cpumap_bulk) else {}), **({"drops": cpumap_drops} if cpumap_drops else {})}
+    return {
+        "iface": meta.get("iface"), "program": meta.get("program"), "mode": meta.get("mode"), "driver": meta.get("driver"),
+        "meta": meta, "samples": v.n, "duration_s": dur, "actions": actions, "redirect_targets": targets,
+        "redirect_errors": errors, "redirect_errors_by_errno": by_errno, "devmap": devmap,
+        "flush_batches": _bins(flush_all), "flush_batches_by_target": {t: _bins(x) for t, x in by_target.items() if any(x)},
+        "flush_count": flushes, "flush_frames": frames, "flush_mean": frames / flushes if flushes else None,
+        "flush_mean_by_target": {t: (sum(i * n for i, n in enumerate(x)) / sum(x) if sum(x) else None)
+                                 for t, x in by_target.items()},
+        "exceptions": {k: n for k, n in _keyed_totals(v, "exc", h.exceptions).items() if n},
+        "cpumap": cpumap, "napi": napi, "driver_counters": counters, "driver_verdicts": dv,
+        "driver_difference": ({a: n - actions[a] for a, n in dv.items()} if dv is not None else None),
+        "run": {"cnt": cnt, "ns": ns, "ns_per_run": ns / cnt if cnt else None},
+    }
+
+
+def region_view(v: View) -> View:
+    """The view's rows with a <= t <= b for its A-B range (as summarize(a, b) counts them)."""
+    a, b = v.region
+    h = v.h
+    t = h.t[h.start:h.end]
+    i0, i1 = int(np.searchsorted(t, a, side="left")), int(np.searchsorted(t, b, side="right"))
+    return View(h, slice(h.start + i0, h.start + max(i0, i1)), a, b, v.key + ("region",), meta=v.meta)
+
+
+@lru_cache(maxsize=16)
+def _file_summary(path: str, a: float, b: float, mtime: float) -> dict:
+    from backend.summary import summarize
+    return summarize(path, a, b)
+
+
+def summary_for(v: View) -> tuple[dict, str]:
+    """(summary, what it covers) for the path: the A-B range when one is set, else the window."""
+    meta = v.meta or {}
+    if v.region is not None:
+        a, b = v.region
+        path = meta.get("file")
+        if path:  # a replay: the range from the trace, also where it reaches past the loaded window
+            import os
+            try:
+                s = _file_summary(str(path), float(a), float(b), os.path.getmtime(path))
+                return s, f"A–B range {a:.3f} … {b:.3f} s (from the trace)"
+            except Exception:  # noqa: BLE001 - a damaged or vanished file: the loaded rows still tell
+                pass
+        return window_summary(region_view(v)), f"A–B range {a:.3f} … {b:.3f} s"
+    return window_summary(v), f"window {v.t0:.1f} … {v.t1:.1f} s"
+
+
+# -- drawing ---------------------------------------------------------------------------------------
+
+def _font(px: float, bold: bool = False) -> QFont:
+    f = QFont("DejaVu Sans Mono")
+    f.setStyleHint(QFont.StyleHint.Monospace)
+    f.setPixelSize(max(int(round(px)), 1))
+    f.setBold(bold)
+    return f
+
+
+def curve(e: pm.Edge) -> QPainterPath:
+    (x1, y1), (a1, b1), (a2, b2), (x2, y2) = e.points
+    path = QPainterPath(QPointF(x1, y1))
+    path.cubicTo(QPointF(a1, b1), QPointF(a2, b2), QPointF(x2, y2))
+    return path
+
+
+class EdgeItem(QGraphicsPathItem):
+    """An edge: its width is the rate in the window; hovering shows the exact frames and rate."""
+
+    def __init__(self, e: pm.Edge, panel: "PathPanel") -> None:
+        super().__init__(curve(e))
+        self.edge, self.panel = e, panel
+        pen = QPen(QColor(C["loss"] if e.loss else C["edge"]), e.width)
+        pen.setCapStyle(Qt.PenCapStyle.FlatCap)
+        self.setPen(pen)
+        self.setAcceptHoverEvents(True)
+        self.setToolTip(e.hover())
+        self.setZValue(1)
+
+    def shape(self) -> QPainterPath:  # the stroke (at least 8 px), not the area under the curve
+        s = QPainterPathStroker()
+        s.setWidth(max(self.pen().widthF(), 8.0))
+        return s.createStroke(self.path())
+
+    def hoverEnterEvent(self, ev) -> None:
+        self.panel.hovered(self.edge.hover())
+        super().hoverEnterEvent(ev)
+
+    def hoverLeaveEvent(self, ev) -> None:
+        self.panel.hovered("")
+        super().hoverLeaveEvent(ev)
+
+
+class NodeItem(QGraphicsPathItem):
+    """A node: a function of the path with its numbers; a click tells what measures it."""
+
+    def __init__(self, n: pm.Node, panel: "PathPanel") -> None:
+        path = QPainterPath()
+        path.addRoundedRect(QRectF(n.x, n.y, n.w, n.h), 5, 5)
+        super().__init__(path)
+        self.node, self.panel = n, panel
+        fill = {"loss": "#3a2224", "idle": C["idle"], "queue": C["queue"], "target": C["target"]}.get(n.kind, C["node"])
+        self.setBrush(QBrush(QColor(fill)))
+        self.setPen(QPen(QColor(C["loss"] if n.kind == "loss" else C["border"]), 1))
+        self.setAcceptHoverEvents(True)
+        self.setCursor(Qt.CursorShape.PointingHandCursor)
+        self.setToolTip(f"{n.title}\n{n.text()}\n\nMeasured by: {n.measured_by}\n(click for the kernel source)")
+        self.setZValue(2)
+        self._texts(n)
+
+    def _texts(self, n: pm.Node) -> None:
+        y = n.y + pm.PAD
+        for row in n.title_rows:
+            self._text(row, n.x + pm.PAD, y, _font(10.5, True), C["title"])
+            y += pm.TITLE_H
+        if n.sub:
+            self._text(pm.short(n.sub, n.w - 2 * pm.PAD), n.x + pm.PAD, y - 1, _font(9), C["sub"])
+            y += pm.LINE_H
+        for row in n.rows:
+            self._text("".join(p.text if isinstance(p, pm.Num) else p for p in row), n.x + pm.PAD, y, _font(10), C["text"])
+            y += pm.LINE_H
+        if n.hist:
+            for i, x, by, w, h in pm.hist_bars(n, y):
+                bar = QGraphicsRectItem(QRectF(x, by, w, h), self)
+                bar.setBrush(QColor(C["mark"] if i == pm.BULK else C["hist"]))
+                bar.setPen(QPen(Qt.PenStyle.NoPen))
+                bar.setToolTip(f"{i} frames per flush: {n.hist[i][1].text} flushes")
+                if i % 4 == 0:
+                    self._text(str(i), x, y + pm.HIST_H - 11, _font(7.5), C["mark"] if i == pm.BULK else C["sub"])
+
+    def _text(self, text: str, x: float, y: float, font: QFont, color: str) -> None:
+        t = QGraphicsSimpleTextItem(text, self)
+        t.setFont(font)
+        t.setBrush(QColor(color))
+        t.setPos(x, y)
+
+    def hoverEnterEvent(self, ev) -> None:
+        self.panel.hovered(f"{self.node.title}: {self.node.text()}".replace("\n", " · "))
+        super().hoverEnterEvent(ev)
+
+    def hoverLeaveEvent(self, ev) -> None:
+        self.panel.hovered("")
+        super().hoverLeaveEvent(ev)
+
+    def mousePressEvent(self, ev) -> None:
+        if ev.button() == Qt.MouseButton.LeftButton:
+            self.panel.select(self.node.id)
+            ev.accept()
+            return
+        super().mousePressEvent(ev)
+
+
+class PathScene(QGraphicsView):
+    """The diagram, always fitted to the dock (aspect kept)."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setScene(QGraphicsScene(self))
+        self.setRenderHint(QPainter.RenderHint.Antialiasing, True)
+        self.setRenderHint(QPainter.RenderHint.TextAntialiasing, True)
+        self.setBackgroundBrush(QColor(C["bg"]))
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setFrameShape(QGraphicsView.Shape.NoFrame)
+        self.setMouseTracking(True)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+
+    def fit(self) -> None:
+        r = self.scene().sceneRect()
+        if r.width() > 0 and r.height() > 0:
+            self.fitInView(r, Qt.AspectRatioMode.KeepAspectRatio)
+
+    def resizeEvent(self, ev) -> None:
+        super().resizeEvent(ev)
+        self.fit()
+
+
+class PathPanel(Panel):
+    """The Path dock (a Panel: it redraws on the UI timer when its window changed, and is exported
+    like the plots)."""
+
+    title = "Path"
+    QUEUES = ("RX queues: auto", "RX queues: one row each", "RX queues: together")
+    DETAIL = ("detail: auto", "detail: full", "detail: brief")
+    BRIEF_BELOW = 0.8  # auto: the brief form when the full one would be drawn smaller than this
+
+    def __init__(self, parent: QWidget | None = None, theme: Theme = DARK) -> None:
+        super().__init__(parent, theme)
+        self.glw.hide()  # no plots: a graphics view of the diagram instead
+        self.view = PathScene(self)
+        self.layout().insertWidget(1, self.view, 1)
+        self.queues = QComboBox()
+        self.queues.addItems(list(self.QUEUES))
+        self.queues.setToolTip("One row per RX queue (auto: when the queues' counts differ), from the driver's "
+                               "per-queue XDP counters; the NAPI poll counts all queues together")
+        self.queues.currentIndexChanged.connect(self.invalidate)
+        self.controls.addWidget(self.queues)
+        self.detail = QComboBox()
+        self.detail.addItems(list(self.DETAIL))
+        self.detail.setToolTip("Every number on the nodes (full), or each node's main numbers (brief: hover and click "
+                               "give the rest); auto: brief when the dock is too small for the full diagram")
+        self.detail.currentIndexChanged.connect(self.invalidate)
+        self.controls.addWidget(self.detail)
+        self.where = QLabel()
+        self.controls.addWidget(self.where, 1)
+        self.info = QLabel()
+        self.info.setWordWrap(True)
+        self.info.setTextFormat(Qt.TextFormat.RichText)
+        self.info.setOpenExternalLinks(True)
+        self.info.setTextInteractionFlags(Qt.TextInteractionFlag.TextBrowserInteraction)
+        self.info.setContentsMargins(6, 2, 6, 4)
+        self.info.setMinimumHeight(34)
+        self.info.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.layout().addWidget(self.info)
+        self.path: pm.Path | None = None
+        self.summary: dict | None = None
+        self.selected: str | None = None
+        self._hover = ""
+        self._show_info()
+
+    def min_interval(self, view: View) -> float:
+        return 0.25  # a diagram, not a time axis: a few redraws a second follow a live window
+
+    def brief(self, full: pm.Path) -> bool:
+        i = self.detail.currentIndex()
+        if i:
+            return i == 2
+        vw, vh = max(self.view.width(), 1), max(self.view.height(), 1)
+        return min(vw / full.width, vh / full.height) < self.BRIEF_BELOW
+
+    def expand(self) -> bool | None:
+        return {0: None, 1: True, 2: False}[self.queues.currentIndex()]
+
+    def draw(self, v: View) -> None:
+        s, where = summary_for(v)
+        self.summary = s
+        p = pm.build(s, self.expand())
+        if self.brief(p):
+            p = pm.build(s, self.expand(), brief=True)
+        self.path = p
+        self.where.setText(f"{where} · kernel {p.version}")
+        self.where.setToolTip(f"{where}: {pm.fmt(s.get('duration_s'), 'mean')} s of samples; links go to the "
+                              f"kernel source of {p.kernel or 'an unknown kernel'} ({p.version})")
+        scene = self.view.scene()
+        scene.clear()
+        scene.setSceneRect(QRectF(0, 0, p.width, p.height))
+        for e in p.edges:
+            scene.addItem(EdgeItem(e, self))
+            if e.show_label:
+                self._label(scene, e)
+        for n in p.nodes:
+            scene.addItem(NodeItem(n, self))
+        y = p.height - 8 - 14 * len(p.notes)
+        for note in p.notes:
+            t = scene.addSimpleText(note, _font(9.5))
+            t.setBrush(QColor(C["sub"]))
+            t.setPos(pm.MARGIN, y)
+            y += 14
+        if self.selected is not None and all(n.id != self.selected for n in p.nodes):
+            self.selected = None
+        self.view.fit()
+        self._show_info()
+
+    def _label(self, scene: QGraphicsScene, e: pm.Edge) -> None:
+        x, y, anchor = pm.label_anchor(e)
+        color = QColor(C["loss"] if e.loss else C["edge"])
+        for i, (text, size) in enumerate(((f"{e.label} {e.frames.text}", 10.0), (f"{e.rate.text}/s", 9.0))):
+            t = QGraphicsSimpleTextItem(text)
+            t.setFont(_font(size))
+            t.setBrush(color)
+            w = t.boundingRect().width()
+            tx = x - w if anchor == "end" else x
+            ty = y - size - 1 + 12 * i
+            back = QGraphicsRectItem(QRectF(tx - 2, ty, w + 4, size + 2))
+            back.setBrush(QColor(30, 31, 34, 200))
+            back.setPen(QPen(Qt.PenStyle.NoPen))
+            back.setZValue(3)
+            back.setToolTip(e.hover())
+            scene.addItem(back)
+            t.setPos(tx, ty)
+            t.setZValue(4)
+            scene.addItem(t)
+
+    # -- hover and click ------------------------------------------------------------------------------
+    def hovered(self, text: str) -> None:
+        self._hover = text
+        self._show_info()
+
+    def select(self, node_id: str | None) -> None:
+        self.selected = node_id
+        self._show_info()
+
+    def node_info(self, node_id: str) -> str:
+        """What a click on a node says: its numbers, what measures them, its kernel source."""
+        assert self.path is not None
+        n = self.path.node(node_id)
+        links = " · ".join(f'<a href="{html.escape(url, quote=True)}" style="color:#7cb8ff">{html.escape(f)}</a>'
+                           + (f" ({pm.FILES[f]})" if f in pm.FILES else "") for f, url in n.links)
+        return (f"<b>{html.escape(n.title)}</b> — {html.escape(n.sub)}<br>"
+                f"{html.escape(n.text()).replace(chr(10), ' · ')}<br>"
+                f"<i>Measured by:</i> {html.escape(n.measured_by)}"
+                + (f"<br>Kernel source ({html.escape(self.path.version)}): {links}" if links else
+                   "<br>No kernel function to link: xdpscope does not know this driver's code."))
+
+    def _show_info(self) -> None:
+        if self.selected is not None and self.path is not None:
+            text = self.node_info(self.selected)
+        elif self._hover:
+            text = html.escape(self._hover)
+        else:
+            text = ("Hover an edge for its exact frames and rate, click a function for what measures it "
+                    "and its kernel source. Edge width: rate in the window; red: frames lost.")
+        self.info.setText(text)
+
+    def new_session(self) -> None:
+        self.selected = None
+        super().new_session()
+
+
+def svg_image(svg: str, width: int):
+    """The SVG drawn into a QImage `width` px wide (reports rendered by Qt: PDF, PNG)."""
+    from PySide6.QtCore import QByteArray
+    from PySide6.QtGui import QImage
+    from PySide6.QtSvg import QSvgRenderer
+    r = QSvgRenderer(QByteArray(svg.encode("utf-8")))
+    size = r.defaultSize()
+    h = max(int(math.ceil(size.height() * width / max(size.width(), 1))), 1)
+    img = QImage(width, h, QImage.Format.Format_ARGB32)
+    img.setDevicePixelRatio(1.0)
+    img.fill(QColor(C["bg"]))
+    painter = QPainter(img)
+    try:
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
+        r.render(painter)
+    finally:
+        painter.end()
+    return img
