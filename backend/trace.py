@@ -7,7 +7,10 @@ of rows decodes into a Block in a few numpy operations. The reader also reads fo
 
 The writer commits every sample in its own transaction in WAL mode, so a SIGKILL of the recorder
 loses at most the sample being written; close() folds the WAL back so a finished trace is one
-self-contained file. The reader opens read-only and never modifies a trace.
+self-contained file. A failed write (disk full) or a deleted file ends the writer with one line, the
+trace keeping every committed sample. The reader opens read-only and never modifies a trace; it
+validates everything it reads (meta types, column key shapes, times, values) and keeps its memory
+bounded by the file, not by numbers written in it (docs/trace-format.md, "Reader errors").
 """
 from __future__ import annotations
 
