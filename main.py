@@ -99,6 +99,7 @@ def cmd_record(a) -> int:
                 timer.daemon = True  # a recording that ends early (disk full) exits now, not at --duration
                 timer.start()
             emit = writer.write if exporter is None else _tee(exporter.sample, writer.write)
+            session.on_fault = lambda f: _record_fault(session, writer, f)
             session.run(emit)
     finally:
         if timer is not None:
@@ -106,7 +107,17 @@ def cmd_record(a) -> int:
         session.close()
         if exporter is not None:
             exporter.close()
+    if session.end_reason:  # the ingress vanished: the trace is complete up to then
+        raise XdpscopeError(f"{session.end_reason}; {a.output} holds the samples until then")
     return 0
+
+
+def _record_fault(session, writer, fault) -> None:
+    """An interface of the session vanished or changed state: in the trace's meta, and said on
+    stderr unless it ends the recording (that is the one final line)."""
+    writer.set_meta("faults", session.meta.get("faults", []))
+    if not session.end_reason:
+        print(f"xdpscope: {fault.message}", file=sys.stderr, flush=True)
 
 
 def _tee(*sinks):
@@ -117,6 +128,15 @@ def _tee(*sinks):
 
 
 def cmd_inject(a) -> int:
+    if a.wire:  # from the ingress's veth peer: through the driver's receive path (backend/wire.py)
+        from backend import wire
+        r = wire.send(a.iface, a.count, a.rate or 0.0, a.size, a.flows, a.cpu, a.batch, a.first_flow,
+                      burst=a.burst or 0)
+        print(json.dumps(r.to_dict()))
+        return 0
+    if a.rate is not None or a.burst is not None:
+        raise XdpscopeError("--rate and --burst pace frames sent --wire; BPF_PROG_TEST_RUN runs as fast as it can",
+                            code=2)
     from backend import injector
     r = injector.inject(a.iface, a.count, a.batch, a.size, a.flows, a.cpu, a.first_flow)
     print(json.dumps(r.to_dict()))
@@ -253,6 +273,11 @@ def parser() -> argparse.ArgumentParser:
     i.add_argument("--flows", type=int, default=1)
     i.add_argument("--first-flow", type=int, default=0, help="first flow id (UDP source port 1024+id)")
     i.add_argument("--cpu", type=int, help="CPU to inject on (default: the first allowed)")
+    i.add_argument("--wire", action="store_true",
+                   help="send the frames from the ingress's veth peer (AF_PACKET), so the driver's NAPI poll runs "
+                        "the program, instead of BPF_PROG_TEST_RUN")
+    i.add_argument("--rate", type=number(0, 1e8, "frames/s"), help="--wire: frames per second (default: as fast as possible)")
+    i.add_argument("--burst", type=int, help="--wire: send this many frames at once, the bursts paced to --rate")
     s = sub.add_parser("summary", help="totals of a trace file")
     s.add_argument("file")
     s.add_argument("--json", action="store_true")

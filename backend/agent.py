@@ -1,80 +1,338 @@
-"""The engine as JSON lines on stdin/stdout (docs/agent-protocol.md): what the GUI drives."""
+"""The engine as JSON lines on stdin/stdout (docs/agent-protocol.md): what the GUI drives.
+
+The client is not trusted beyond "may watch and attach XDP programs to interfaces other than the
+uplink" (docs/security.md): every request line is bounded in size and depth, every argument is
+type-checked (never coerced), and the agent answers every bad request and stays alive."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
+import queue
+import re
+import select
+import signal
 import socket
 import sys
 import threading
-from typing import IO, Callable
+import time
+from typing import IO, Any, Callable
 
 from backend import injector, kernel, nic, programs
+from backend.compile import MAX_SOURCE
 from backend.errors import XdpscopeError
-from backend.session import VERSION, Session, SessionConfig, read_user_program
+from backend.session import VERSION, Session, SessionConfig
 
 PROTOCOL = 1
+MAX_LINE = 1 << 20          # bytes of one request line, its newline included
+MAX_DEPTH = 16              # nesting of arrays and objects in a request
+MAX_ID = 2**53              # |id| of a numeric id (exact in every JSON implementation)
+MAX_ID_LEN = 128            # characters of a string id
+IFNAME = re.compile(r"[^\s/:\x00]{1,15}")   # what the kernel takes as an interface name (IFNAMSIZ - 1)
+JOIN_S = 5.0                # s to wait for a sampler or an injection to notice a detach
+
+_EOF, _DEAD, _TOO_LONG = object(), object(), object()
 
 
+class BadRequest(XdpscopeError):
+    pass
+
+
+# --- request parsing ---------------------------------------------------------------------------
+_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.S)
+
+
+def json_depth(text: str) -> int:
+    """Nesting depth of arrays and objects, counted without recursion (strings skipped)."""
+    depth = deepest = 0
+    for m in re.finditer(r"[\[\]{}]", _STRING.sub("", text)):
+        depth += 1 if m.group() in "[{" else -1
+        deepest = max(deepest, depth)
+    return deepest
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+def _finite(text: str) -> float:
+    v = float(text)
+    if not math.isfinite(v):
+        raise ValueError(f"number {text[:20]} is out of range")
+    return v
+
+
+def _int(text: str) -> int:
+    if len(text.lstrip("-")) > 19:
+        raise ValueError(f"integer {text[:20]}... is out of range")
+    return int(text)
+
+
+def parse_line(raw: bytes) -> dict:
+    """One request line -> a JSON object; BadRequest for anything else."""
+    try:
+        text = raw.rstrip(b"\r\n").decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise BadRequest(f"bad request: not UTF-8 (byte {e.start})") from None
+    if json_depth(text) > MAX_DEPTH:
+        raise BadRequest(f"bad request: nested deeper than {MAX_DEPTH}")
+    try:
+        req = json.loads(text, parse_constant=_no_constant, parse_float=_finite, parse_int=_int)
+    except (ValueError, RecursionError) as e:
+        raise BadRequest(f"bad request: {one_line(e)}") from None
+    if not isinstance(req, dict):
+        raise BadRequest("bad request: a request is a JSON object")
+    return req
+
+
+def request_id(req: dict) -> str | int | None:
+    """The id to echo: a string of at most MAX_ID_LEN characters or an integer within ±2**53."""
+    rid = req.get("id")
+    if rid is None:
+        return None
+    if isinstance(rid, str) and len(rid) <= MAX_ID_LEN:
+        return rid
+    if isinstance(rid, int) and not isinstance(rid, bool) and abs(rid) <= MAX_ID:
+        return rid
+    raise BadRequest(f"bad request: id must be a string of at most {MAX_ID_LEN} characters "
+                     f"or an integer within ±2**53")
+
+
+# --- argument checks (a wrong type is an error, never coerced) ---------------------------------
+def _kind(v: Any) -> str:
+    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "a list",
+            dict: "an object", type(None): "null"}.get(type(v), type(v).__name__)
+
+
+def s_str(max_len: int = 64, choices: tuple[str, ...] = (), pattern: re.Pattern | None = None):
+    def check(name: str, v: Any) -> str:
+        if not isinstance(v, str):
+            raise BadRequest(f"{name} must be a string, not {_kind(v)}")
+        if len(v) > max_len:
+            raise BadRequest(f"{name} is longer than {max_len} characters")
+        if choices and v not in choices:
+            raise BadRequest(f"{name} must be one of {', '.join(choices)}")
+        if pattern is not None and not pattern.fullmatch(v):
+            raise BadRequest(f"{name} {v[:32]!r} is not a valid value")
+        return v
+    return check
+
+
+def s_bool(name: str, v: Any) -> bool:
+    if not isinstance(v, bool):
+        raise BadRequest(f"{name} must be true or false, not {_kind(v)}")
+    return v
+
+
+def s_int(lo: int, hi: int, nullable: bool = False):
+    def check(name: str, v: Any) -> int | None:
+        if v is None and nullable:
+            return None
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise BadRequest(f"{name} must be an integer, not {_kind(v)}")
+        if not lo <= v <= hi:
+            raise BadRequest(f"{name} must be between {lo} and {hi}")
+        return v
+    return check
+
+
+def s_num(lo: float, hi: float):
+    def check(name: str, v: Any) -> float:
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise BadRequest(f"{name} must be a number, not {_kind(v)}")
+        if not lo <= v <= hi:  # finite: NaN and inf never parse (parse_line)
+            raise BadRequest(f"{name} must be between {lo:g} and {hi:g}")
+        return float(v)
+    return check
+
+
+def s_names(max_items: int, item):
+    def check(name: str, v: Any) -> list[str]:
+        if not isinstance(v, list):
+            raise BadRequest(f"{name} must be a list, not {_kind(v)}")
+        if len(v) > max_items:
+            raise BadRequest(f"{name}: at most {max_items} items")
+        return [item(f"{name}[{i}]", x) for i, x in enumerate(v)]
+    return check
+
+
+def s_mix(name: str, v: Any) -> dict[str, int]:
+    if not isinstance(v, dict):
+        raise BadRequest(f"{name} must be an object of verdict: percent, not {_kind(v)}")
+    if len(v) > 5:
+        raise BadRequest(f"{name}: at most 5 verdicts")
+    return {s_str(16)(f"{name} key", k).upper(): s_int(0, 100)(f"{name}[{k[:16]}]", x) for k, x in v.items()}
+
+
+IFACE = s_str(15, pattern=IFNAME)
+SCHEMAS: dict[str, dict[str, Callable]] = {
+    "hello": {}, "doctor": {}, "interfaces": {}, "programs": {}, "detach": {}, "stop": {},
+    "programs_running": {"stats": s_bool},
+    "attach": {"iface": IFACE, "program": s_str(4096), "source": s_str(MAX_SOURCE), "source_name": s_str(255),
+               "targets": s_names(programs.MAX_TARGETS, IFACE), "policy": s_str(8, tuple(programs.POLICIES)),
+               "mix": s_mix, "mode": s_str(8, ("auto", "native", "generic")), "hz": s_num(1, 100),
+               "run_time": s_bool, "trace_redirects": s_bool, "force": s_bool, "prepare_targets": s_bool},
+    "inject": {"iface": IFACE, "count": s_int(1, 2**31 - 1), "batch": s_int(1, injector.MAX_BATCH),
+               "size": s_int(injector.MIN_FRAME, injector.MAX_FRAME), "flows": s_int(1, injector.MAX_FLOWS),
+               "cpu": s_int(0, 4095, nullable=True), "wire": s_bool, "rate": s_num(0, 1e8), "burst": s_int(0, 1024)},
+    "lab": {"action": s_str(8, ("up", "down", "status")), "targets": s_int(1, 32), "prefix": s_str(6)},
+}
+REQUIRED = {"attach": ("iface", "program"), "inject": ("iface", "count")}
+
+
+def check_args(cmd: str, req: dict) -> dict:
+    schema = SCHEMAS[cmd]
+    args = {}
+    for key, value in req.items():
+        if key in ("id", "cmd"):
+            continue
+        if key not in schema:
+            raise BadRequest(f"{cmd}: unknown argument {key[:32]!r}")
+        try:
+            args[key] = schema[key](key, value)
+        except BadRequest as e:
+            raise BadRequest(f"{cmd}: {e}") from None
+    missing = [k for k in REQUIRED.get(cmd, ()) if k not in args]
+    if missing:
+        raise BadRequest(f"{cmd}: missing {', '.join(missing)}")
+    return args
+
+
+# --- the agent ---------------------------------------------------------------------------------
 class Agent:
     def __init__(self, out: IO[str], observer=None):
         self.out = out
         self.observer = observer  # sees attached(meta) and every sample(s), e.g. backend.metrics
         self.lock = threading.Lock()
+        self.inbox: queue.Queue = queue.Queue(maxsize=64)
+        self.dead = threading.Event()           # the client's end of stdout is gone
         self.session: Session | None = None
         self.sampler: threading.Thread | None = None
+        self._injects: dict[threading.Thread, threading.Event] = {}
 
-    def send(self, msg: dict) -> None:
-        line = json.dumps(msg, separators=(",", ":"))
+    def send(self, msg: dict) -> bool:
+        """Write one line; False (and the agent is ending) when the client's pipe is gone."""
+        try:
+            line = json.dumps(msg, separators=(",", ":"), allow_nan=False)
+        except (ValueError, TypeError) as e:  # never invalid JSON on the wire
+            line = json.dumps({"event": "log", "level": "error", "message": f"unsendable message: {one_line(e)}"})
         with self.lock:
-            self.out.write(line + "\n")
-            self.out.flush()
+            if self.dead.is_set():
+                return False
+            try:
+                self.out.write(line + "\n")
+                self.out.flush()
+                return True
+            except (OSError, ValueError):   # EPIPE, or the stream was closed
+                self._client_gone()
+                return False
+
+    def _client_gone(self) -> None:
+        if not self.dead.is_set():
+            self.dead.set()
+            if self.session is not None:
+                self.session.stop()
+            self.post(_DEAD)
+
+    def post(self, item: object) -> None:
+        """Hand the main loop something to do; never blocks a sampler or a watcher."""
+        try:
+            self.inbox.put_nowait(item)
+        except queue.Full:
+            threading.Thread(target=self.inbox.put, args=(item,), daemon=True).start()
 
     def event(self, name: str, **fields) -> None:
         self.send({"event": name, **fields})
 
+    def log(self, level: str, message: str) -> None:
+        print(f"xdpscope agent: {level}: {message}", file=sys.stderr, flush=True)
+        self.event("log", level=level, message=message)
+
     # --- commands -------------------------------------------------------------------------
-    def cmd_hello(self, req: dict):
+    def cmd_hello(self, args: dict):
         return {"protocol": PROTOCOL, "version": VERSION, "host": socket.gethostname(),
                 "kernel": platform.release(), "root": kernel.is_root()}
 
-    def cmd_doctor(self, req: dict):
+    def cmd_doctor(self, args: dict):
         from backend import doctor
         return doctor.run()
 
-    def cmd_interfaces(self, req: dict):
+    def cmd_interfaces(self, args: dict):
         from backend import doctor
         return [doctor.interface_report(i) for i in nic.interfaces()]
 
-    def cmd_programs(self, req: dict):
+    def cmd_programs(self, args: dict):
         return [{"name": n, "description": d} for n, d in programs.BUILTINS.items()]
 
-    def cmd_attach(self, req: dict):
+    def cmd_programs_running(self, args: dict):
+        """The XDP programs loaded on this machine with the kernel's run counters (bpftop's numbers:
+        the client takes deltas). stats true keeps BPF run-time statistics on until stats false or
+        the agent's exit, as bpftop does while it runs."""
+        from backend import bpfsys
+        kernel.require_root("listing BPF programs")
+        fd = getattr(self, "_stats_fd", -1)
+        if args.get("stats") and fd < 0:
+            self._stats_fd = bpfsys.enable_run_stats()
+        elif args.get("stats") is False and fd >= 0:
+            os.close(fd)
+            self._stats_fd = -1
+        on_iface: dict[int, list[dict]] = {}
+        for i in nic.interfaces():
+            if i.xdp.get("prog_id"):
+                on_iface.setdefault(i.xdp["prog_id"], []).append({"name": i.name, "mode": i.xdp.get("mode", "")})
+        progs = []
+        for pid in bpfsys.prog_ids():
+            try:
+                pfd = bpfsys.prog_fd_by_id(pid)
+            except OSError:
+                continue  # unloaded meanwhile
+            try:
+                info = bpfsys.prog_info(pfd)
+            finally:
+                os.close(pfd)
+            if info.type == bpfsys.BPF_PROG_TYPE_XDP:
+                progs.append({"id": pid, "name": info.name.decode(errors="replace"), "run_cnt": info.run_cnt,
+                              "run_time_ns": info.run_time_ns, "ifaces": on_iface.get(pid, [])})
+        stats_on = getattr(self, "_stats_fd", -1) >= 0 or (self.session is not None and self.session.cfg.run_time)
+        try:  # the sysctl shows only its own switch, not the fds that enable the statistics
+            stats_on = stats_on or open("/proc/sys/kernel/bpf_stats_enabled").read().strip() == "1"
+        except OSError:
+            pass
+        return {"t": time.monotonic(), "cpus": os.cpu_count(), "host": socket.gethostname(),
+                "stats_on": stats_on, "programs": progs}
+
+    def cmd_attach(self, args: dict):
         if self.session is not None:
             raise XdpscopeError("already attached: detach first")
-        if req.get("program") == "watch":
+        if args.get("force"):
+            raise XdpscopeError("force is not accepted by the agent: its clients may not attach to or redirect "
+                                "to the uplink (run `xdpscope record --force` as root on that machine)")
+        program = args["program"]
+        if program != "user" and ("source" in args or "source_name" in args):
+            raise BadRequest("attach: source and source_name go with program \"user\"")
+        if program == "watch":
             spec = None
-        elif req.get("program") == "user":
-            spec = programs.ProgramSpec(name="user", source=req.get("source", ""),
-                                        source_name=req.get("source_name", "program.c"))
-        elif str(req.get("program", "")).endswith(".c"):
-            spec = read_user_program(req["program"])
+        elif program == "user":
+            if "source" not in args:
+                raise BadRequest("attach: program \"user\" needs source (the C text)")
+            spec = programs.ProgramSpec(name="user", source=args["source"],
+                                        source_name=programs.display_name(args.get("source_name") or "program.c"))
+        elif program.endswith(".c") or "/" in program:
+            raise BadRequest("attach: the agent opens no file a client names: send program \"user\" "
+                             "with source (the C text) and source_name")
         else:
-            spec = programs.ProgramSpec(name=str(req.get("program", "")))
+            spec = programs.ProgramSpec(name=program)
         if spec is not None:
-            spec.targets = list(req.get("targets") or [])
-            spec.policy = req.get("policy", "rr")
-            spec.mix = {k.upper(): int(v) for k, v in (req.get("mix") or {}).items()}
-        cfg = SessionConfig(str(req.get("iface", "")), spec, req.get("mode", "auto"),
-                            float(req.get("hz", 10)), bool(req.get("run_time")),
-                            bool(req.get("trace_redirects")), bool(req.get("force")),
-                            bool(req.get("prepare_targets")))
+            spec.targets = args.get("targets", [])
+            spec.policy = args.get("policy", "rr")
+            spec.mix = args.get("mix", {})
+        cfg = SessionConfig(args["iface"], spec, args.get("mode", "auto"), args.get("hz", 10.0),
+                            args.get("run_time", False), args.get("trace_redirects", False), False,
+                            args.get("prepare_targets", False))
         session = Session(cfg)
-        try:
-            meta = session.start()
-        except BaseException:
-            session.close()
-            raise
+        meta = session.start()   # closes all it made when it fails
+        session.on_fault = self._fault
         self.session = session
         if self.observer is not None:
             self.observer.attached(meta)
@@ -86,36 +344,58 @@ class Agent:
         try:
             session.run(self._sample)
         except Exception as e:  # a failing collector must not kill the agent silently
-            self.event("log", level="error", message=f"sampling stopped: {one_line(e)}")
+            self.log("error", f"sampling stopped: {one_line(e)}")
+        if session.end_reason:
+            self.post(("ended", session))
 
     def _sample(self, s) -> None:
         if self.observer is not None:
             self.observer.sample(s)
         self.event("sample", sample=s.to_dict())
 
-    def cmd_detach(self, req: dict):
+    def _fault(self, fault) -> None:
+        self.event("fault", **fault.to_dict())
+        self.log("warning", fault.message)
+
+    def cmd_detach(self, args: dict):
         self.detach("detach requested")
         return {}
 
     def detach(self, reason: str) -> None:
+        """Stop injections into the session's program, stop sampling, close every kernel object."""
+        self._cancel_injects()
         if self.session is None:
             return
-        self.session.stop()
-        self.sampler.join(timeout=5)
-        self.session.close()
-        self.session = self.sampler = None
+        session, self.session = self.session, None
+        session.stop()
+        if self.sampler is not None and self.sampler is not threading.current_thread():
+            self.sampler.join(timeout=JOIN_S)
+        session.close()
+        self.sampler = None
         self.event("detached", reason=reason)
 
-    def cmd_inject(self, req: dict):
-        return injector.inject(str(req.get("iface", "")), int(req.get("count", 0)), int(req.get("batch", 64)),
-                               int(req.get("size", 64)), int(req.get("flows", 1)), req.get("cpu")).to_dict()
+    def _cancel_injects(self) -> None:
+        for t, cancel in list(self._injects.items()):
+            cancel.set()
+        for t in list(self._injects):
+            t.join(timeout=JOIN_S)
 
-    def cmd_lab(self, req: dict):
+    def cmd_inject(self, args: dict):
+        cancel = self._injects.get(threading.current_thread())
+        if args.get("wire"):  # from the ingress's veth peer, through its driver (backend/wire.py)
+            from backend import wire
+            return wire.send(args["iface"], args["count"], args.get("rate", 0.0), args.get("size", 64),
+                             args.get("flows", 1), args.get("cpu"), max(args.get("batch", 64), 1), cancel=cancel,
+                             burst=args.get("burst", 0)).to_dict()
+        return injector.inject(args["iface"], args["count"], args.get("batch", 64), args.get("size", 64),
+                               args.get("flows", 1), args.get("cpu"), cancel=cancel).to_dict()
+
+    def cmd_lab(self, args: dict):
         from backend import lab
         kernel.require_root("lab")
-        prefix, action = req.get("prefix", "xs"), req.get("action", "status")
+        prefix, action = args.get("prefix", "xs"), args.get("action", "status")
         if action == "up":
-            return lab.up(prefix, int(req.get("targets", 3))).to_dict()
+            return lab.up(prefix, args.get("targets", 3)).to_dict()
         if action == "down":
             return {"removed": lab.down(prefix)}
         st = lab.status(prefix)
@@ -124,49 +404,149 @@ class Agent:
     # --- dispatch -------------------------------------------------------------------------
     SLOW = {"inject", "lab"}   # run in a thread: samples keep streaming meanwhile
 
-    def handle(self, line: str) -> bool:
+    def handle(self, raw: bytes) -> bool:
         """Handle one request line; False when the agent should exit."""
+        rid = None
         try:
-            req = json.loads(line)
-            if not isinstance(req, dict):
-                raise ValueError("a request is a JSON object")
-        except ValueError as e:
-            self.send({"id": None, "ok": False, "error": f"bad request: {one_line(e)}"})
+            req = parse_line(raw)
+            rid = request_id(req)
+            cmd = req.get("cmd")
+            if not isinstance(cmd, str):
+                raise BadRequest(f"bad request: cmd must be a string, not {_kind(cmd)}")
+            if cmd not in SCHEMAS:
+                raise BadRequest(f"unknown command {cmd[:32]!r}")
+            args = check_args(cmd, req)
+        except XdpscopeError as e:
+            self.send({"id": rid, "ok": False, "error": str(e)})
             return True
-        rid, cmd = req.get("id"), req.get("cmd")
         if cmd == "stop":
             self.detach("agent stopping")
             self.send({"id": rid, "ok": True, "result": {}})
             return False
-        fn: Callable | None = getattr(self, f"cmd_{cmd}", None) if isinstance(cmd, str) else None
-        if fn is None:
-            self.send({"id": rid, "ok": False, "error": f"unknown command {cmd!r}"})
-        elif cmd in self.SLOW:
-            threading.Thread(target=self.reply, args=(rid, fn, req), daemon=True).start()
+        fn: Callable = getattr(self, f"cmd_{cmd}")
+        if cmd in self.SLOW:
+            t = threading.Thread(target=self._slow, args=(rid, fn, args), daemon=True)
+            if cmd == "inject":
+                self._injects[t] = threading.Event()
+            t.start()
         else:
-            self.reply(rid, fn, req)
+            self.reply(rid, fn, args)
         return True
 
-    def reply(self, rid, fn: Callable, req: dict) -> None:
+    def _slow(self, rid, fn: Callable, args: dict) -> None:
         try:
-            self.send({"id": rid, "ok": True, "result": fn(req)})
+            self.reply(rid, fn, args)
+        finally:
+            self._injects.pop(threading.current_thread(), None)
+
+    def reply(self, rid, fn: Callable, args: dict) -> None:
+        try:
+            self.send({"id": rid, "ok": True, "result": fn(args)})
         except XdpscopeError as e:
             self.send({"id": rid, "ok": False, "error": str(e)})
         except Exception as e:
             self.send({"id": rid, "ok": False, "error": f"{type(e).__name__}: {one_line(e)}"})
+
+    def shutdown(self, reason: str) -> None:
+        self.detach(reason)
+        self._cancel_injects()
 
 
 def one_line(e: BaseException) -> str:
     return " ".join(str(e).split()) or type(e).__name__
 
 
-def serve(inp: IO[str], out: IO[str], observer=None) -> int:
-    agent = Agent(out, observer)
-    agent.event("ready", protocol=PROTOCOL, version=VERSION, root=kernel.is_root(), pid=os.getpid())
+# --- the streams -------------------------------------------------------------------------------
+def _raw_lines(fd: int):
+    """Lines from a file descriptor read with os.read: no buffered object whose lock a daemon
+    reader would hold at interpreter exit. A line longer than MAX_LINE yields _TOO_LONG; its
+    bytes are dropped as they come, never held whole."""
+    buf, skipping = b"", False
+    while True:
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            if buf and not skipping:
+                yield buf
+            return
+        buf += chunk
+        while True:
+            nl = buf.find(b"\n")
+            if nl < 0:
+                if len(buf) > MAX_LINE:
+                    if not skipping:
+                        yield _TOO_LONG
+                    buf, skipping = b"", True
+                break
+            line, buf = buf[:nl + 1], buf[nl + 1:]
+            if skipping:
+                skipping = False
+            elif len(line) > MAX_LINE:
+                yield _TOO_LONG
+            else:
+                yield line
+
+
+def _read_requests(inp, agent: Agent) -> None:
+    """Request lines into the agent's inbox, then _EOF."""
     try:
-        for line in inp:
-            if line.strip() and not agent.handle(line):
+        try:
+            lines = _raw_lines(inp.fileno())
+        except (AttributeError, OSError, ValueError):
+            lines = iter(lambda: inp.readline() or None, None)    # not a file (tests): its readline
+        for line in lines:
+            if isinstance(line, str):
+                line = line.encode()
+            if line is _TOO_LONG or line.strip():
+                agent.inbox.put(line)
+    except (OSError, ValueError):
+        pass
+    agent.inbox.put(_EOF)
+
+
+def _watch_output(fd: int, agent: Agent) -> None:
+    """Notice at once when the client closes its end of our stdout (POLLERR on a pipe, POLLHUP on
+    a socket), not only at the next write."""
+    p = select.poll()
+    p.register(fd, 0)   # POLLERR and POLLHUP are always reported
+    try:
+        while not agent.dead.is_set():
+            for _, ev in p.poll(1000):
+                if ev & (select.POLLERR | select.POLLHUP | select.POLLNVAL):
+                    with agent.lock:
+                        agent._client_gone()
+                    return
+    except OSError:
+        pass
+
+
+def serve(inp: IO, out: IO[str], observer=None) -> int:
+    """Serve one client: 0 after stop or the end of stdin, 1 when the client's stdout pipe died."""
+    agent = Agent(out, observer)
+    threading.Thread(target=_read_requests, args=(inp, agent), daemon=True, name="requests").start()
+    try:
+        threading.Thread(target=_watch_output, args=(out.fileno(), agent), daemon=True, name="stdout-watch").start()
+    except (AttributeError, OSError, ValueError):
+        pass  # not a file (tests): the next failing write notices
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, lambda *_: agent.post(_EOF))
+    agent.event("ready", protocol=PROTOCOL, version=VERSION, root=kernel.is_root(), pid=os.getpid())
+    reason = "agent exiting"
+    try:
+        while True:
+            item = agent.inbox.get()
+            if item is _EOF:
+                return 0
+            if item is _DEAD:
+                reason = "the client closed the agent's output"
+                print(f"xdpscope agent: {reason}: detaching and exiting", file=sys.stderr, flush=True)
+                return 1
+            if item is _TOO_LONG:
+                agent.send({"id": None, "ok": False, "error": f"bad request: a line is longer than {MAX_LINE} bytes"})
+            elif isinstance(item, tuple) and item[0] == "ended":
+                if agent.session is item[1]:
+                    agent.detach(item[1].end_reason)
+            elif not agent.handle(item):
                 return 0
     finally:
-        agent.detach("agent exiting")
-    return 0
+        agent.shutdown(reason)

@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass
 
 from backend import bpfsys, nic
-from backend.compile import compile_bpf
+from backend.compile import compile_bpf, release
 from backend.errors import XdpscopeError
 
 MODES = {"native": bpfsys.XDP_FLAGS_DRV_MODE, "generic": bpfsys.XDP_FLAGS_SKB_MODE}
@@ -47,9 +47,18 @@ def check_allowed(iface: nic.Interface, program: str, force: bool) -> None:
                             "to it (use --force if you really mean it)")
 
 
+def check_target(iface: nic.Interface, force: bool) -> None:
+    """The same rule for redirect targets (and --prepare-targets, which attaches to them): nothing
+    is redirected to the interface that carries the default route, unless forced."""
+    if iface.default_route and not force:
+        raise XdpscopeError(f"{iface.name} carries the default route: it cannot be a redirect target "
+                            "(use --force if you really mean it)")
+
+
 def _driver_reason(prog_fd: int, ifindex: int, flags: int) -> str:
     """Repeat the refused attach with the link-attach-failure tracepoint on, to read the
     driver's own extack message (bpf_link attach does not return it to user space)."""
+    bpf = None
     try:
         bpf = compile_bpf(_EXTACK_PROBE, [], "extack probe")
         try:
@@ -58,11 +67,11 @@ def _driver_reason(prog_fd: int, ifindex: int, flags: int) -> str:
             return ""
         except OSError:
             pass
-        text = bpf[b"xs_extack"][0].text.decode(errors="replace")
-        bpf.cleanup()
-        return text
+        return bpf[b"xs_extack"][0].text.decode(errors="replace")
     except Exception:  # the reason is a courtesy; never let it hide the real error
         return ""
+    finally:
+        release(bpf)
 
 
 def _try(prog_fd: int, iface: nic.Interface, mode: str) -> tuple[int, str]:

@@ -3,8 +3,10 @@ into Samples of deltas. dt is measured with the monotonic clock at each read (ne
 from __future__ import annotations
 
 import errno
+import socket
 import threading
 import time
+from dataclasses import asdict, dataclass
 from typing import Callable
 
 from backend import bpfsys, driver, nic
@@ -13,6 +15,64 @@ from backend.programs import LoadedProgram
 from backend.sample import ACTIONS, FLUSH_BINS, NAPI_BINS, Sample
 
 MIN_HZ, MAX_HZ = 1, 100
+WATCH_PERIOD = 0.5   # s between checks that the session's interfaces still exist and are up
+
+
+@dataclass
+class Fault:
+    """An interface of the session vanished, went down, came back up or was renamed."""
+    t: float          # s since the session start
+    device: str
+    ifindex: int
+    role: str         # ingress | target
+    what: str         # vanished | down | up | renamed
+
+    @property
+    def message(self) -> str:
+        return f"{self.device} ({self.role}) {self.what} at t={self.t:.3f} s"
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "message": self.message}
+
+
+class DeviceWatch:
+    """Notices, cheaply (an ioctl and a sysfs read per device), when an interface of the session
+    vanishes (its ifindex is gone: deleted, or moved to another netns), goes down or is renamed."""
+
+    def __init__(self, devices: list[tuple[str, int, str]]):   # (name, ifindex, role)
+        self.devices = [[name, ifindex, role] for name, ifindex, role in devices]
+        self.state = {ifindex: self._state(name, ifindex) for name, ifindex, _ in devices}
+
+    @staticmethod
+    def _state(name: str, ifindex: int) -> str:
+        try:
+            now = socket.if_indextoname(ifindex)
+        except OSError:
+            return "vanished"
+        if now != name:
+            return "renamed"
+        try:
+            with open(f"/sys/class/net/{name}/flags") as f:
+                return "up" if int(f.read(), 16) & 1 else "down"
+        except (OSError, ValueError):
+            return "vanished"
+
+    def check(self, t: float) -> list[Fault]:
+        faults = []
+        for dev in self.devices:
+            name, ifindex, role = dev
+            if self.state[ifindex] == "vanished":
+                continue                                   # reported once
+            new = self._state(name, ifindex)
+            if new == "renamed":                           # still there: follow the new name
+                dev[0] = socket.if_indextoname(ifindex)
+                faults.append(Fault(t, f"{name} -> {dev[0]}", ifindex, role, "renamed"))
+                new = self._state(dev[0], ifindex)
+                name = dev[0]
+            if new != self.state[ifindex]:
+                self.state[ifindex] = new
+                faults.append(Fault(t, name, ifindex, role, new))
+        return faults
 
 
 class Collector:
@@ -117,12 +177,20 @@ class Collector:
             s.actions = [derived] if derived is not None else []
         return s
 
-    def run(self, hz: float, emit: Callable[[Sample], None], stop: threading.Event) -> None:
-        """Sample at hz until stop is set; deadlines on the monotonic clock so rates don't drift."""
+    def run(self, hz: float, emit: Callable[[Sample], None], stop: threading.Event,
+            watch: Callable[[float], bool] | None = None) -> None:
+        """Sample at hz until stop is set (or watch(t), called every WATCH_PERIOD, says the session
+        cannot go on); deadlines on the monotonic clock so rates don't drift."""
         period = 1.0 / hz
         deadline = time.monotonic() + period
+        next_watch = time.monotonic() + WATCH_PERIOD
         while not stop.wait(max(0.0, deadline - time.monotonic())):
             emit(self.sample())
+            now = time.monotonic()
+            if watch is not None and now >= next_watch:
+                next_watch = now + WATCH_PERIOD
+                if watch(now - self.start):
+                    return  # the last sample above already closed the interval
             deadline += period
             if deadline < time.monotonic():  # fell behind (suspend, load): don't burst to catch up
                 deadline = time.monotonic() + period

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import struct
+import threading
 import time
 from dataclasses import dataclass
 
@@ -13,6 +14,8 @@ from backend.errors import XdpscopeError
 MIN_FRAME, MAX_FRAME = 60, 3000   # live frames must fit one page with headroom
 MAX_FLOWS = 65535 - 1024         # flows differ in the UDP source port, from 1024
 MAX_BATCH = 256                   # kernel limit for live-frame batches
+CHUNK_FRAMES = 65536              # frames per test run (~30 ms here): stop and detach are noticed between
+RECHECK_S = 0.25                  # s between checks that the program is still on the interface
 SRC_MAC = bytes.fromhex("027873000001")   # locally administered, owned by no interface:
 DST_MAC = bytes.fromhex("027873000002")   # passed frames are OTHERHOST and never routed
 
@@ -51,37 +54,88 @@ def split(count: int, flows: int) -> list[int]:
     return [count // flows + (1 if i < count % flows else 0) for i in range(flows)]
 
 
+def _attached_prog(ifindex: int) -> int:
+    """The id of the XDP program on an interface now (0: none, or the interface is gone)."""
+    from pyroute2 import IPRoute
+    from pyroute2.netlink.exceptions import NetlinkError
+    try:
+        with IPRoute() as ip:
+            link = ip.link("get", index=ifindex)[0]
+    except (NetlinkError, OSError, IndexError):
+        return 0
+    xdp = link.get_attr("IFLA_XDP")
+    return (xdp.get_attr("IFLA_XDP_PROG_ID") or 0) if xdp else 0
+
+
+def _check_int(name: str, value: object, lo: int, hi: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise XdpscopeError(f"--{name} must be between {lo} and {hi}")
+    return value
+
+
 def inject(iface: str, count: int, batch: int = 64, size: int = 64, flows: int = 1,
-           cpu: int | None = None, first_flow: int = 0) -> InjectResult:
-    """count frames in `flows` runs (flow ids first_flow..), each run in batches of `batch`."""
+           cpu: int | None = None, first_flow: int = 0, cancel: threading.Event | None = None,
+           allow_uplink: bool = False) -> InjectResult:
+    """count frames in `flows` runs (flow ids first_flow..), each run in batches of `batch`.
+    The runs go in chunks of whole batches (the same flushes as one run): between chunks the
+    injection stops when cancel is set or the program it started on left the interface."""
     kernel.require_root("inject")
-    if count < 1 or count > 2**31 - 1:
-        raise XdpscopeError("--count must be between 1 and 2147483647")
-    if not 1 <= batch <= MAX_BATCH:
-        raise XdpscopeError(f"--batch must be between 1 and {MAX_BATCH}")
-    if not MIN_FRAME <= size <= MAX_FRAME:
+    _check_int("count", count, 1, 2**31 - 1)
+    _check_int("batch", batch, 1, MAX_BATCH)
+    if isinstance(size, bool) or not isinstance(size, int) or not MIN_FRAME <= size <= MAX_FRAME:
         raise XdpscopeError(f"--size must be between {MIN_FRAME} and {MAX_FRAME} bytes")
-    if not 1 <= flows <= count or not 0 <= first_flow or first_flow + flows > MAX_FLOWS:
+    if isinstance(flows, bool) or not isinstance(flows, int) or isinstance(first_flow, bool) \
+            or not isinstance(first_flow, int) or not 1 <= flows <= count or not 0 <= first_flow \
+            or first_flow + flows > MAX_FLOWS:
         raise XdpscopeError(f"--flows must be between 1 and the frame count, flow ids below {MAX_FLOWS}")
+    allowed = os.sched_getaffinity(0)
+    if cpu is None:
+        cpu = min(allowed)   # one CPU for the whole injection: per-CPU state and bulk queues stay on it
+    elif isinstance(cpu, bool) or not isinstance(cpu, int) or cpu not in allowed:
+        raise XdpscopeError(f"--cpu {cpu}: no such CPU (allowed: {', '.join(map(str, sorted(allowed)))})")
     info = nic.interface(iface)
+    if info.default_route and not allow_uplink:
+        raise XdpscopeError(f"{iface} carries the default route: frames are not injected into it")
     prog_id = info.xdp["prog_id"]
     if not prog_id:
         raise XdpscopeError(f"{iface}: no XDP program attached (start `xdpscope record` first)")
-    fd = bpfsys.prog_fd_by_id(prog_id)
-    # One CPU for the whole injection: per-CPU round-robin state and bulk queues stay on it.
-    cpu = min(os.sched_getaffinity(0)) if cpu is None else cpu
-    old = os.sched_getaffinity(0)
     try:
-        os.sched_setaffinity(0, {cpu})
-    except OSError:
-        raise XdpscopeError(f"--cpu {cpu}: no such CPU") from None
-    t0 = time.monotonic()
-    try:
-        for flow, n in enumerate(split(count, flows)):
-            bpfsys.xdp_live_run(fd, frame(size, first_flow + flow), n, batch, info.ifindex)
+        fd = bpfsys.prog_fd_by_id(prog_id)
     except OSError as e:
-        raise XdpscopeError(f"{iface}: live-frame test run refused: {e.strerror}") from None
+        raise XdpscopeError(f"{iface}: its XDP program (id {prog_id}) is gone: {e.strerror}") from None
+    try:
+        return _run(info, fd, prog_id, count, batch, size, flows, cpu, first_flow, cancel)
     finally:
         os.close(fd)
+
+
+def _run(info: nic.Interface, fd: int, prog_id: int, count: int, batch: int, size: int, flows: int,
+         cpu: int, first_flow: int, cancel: threading.Event | None) -> InjectResult:
+    old = os.sched_getaffinity(0)
+    try:
+        os.sched_setaffinity(0, {cpu})   # this thread only
+    except OSError:
+        raise XdpscopeError(f"--cpu {cpu}: no such CPU") from None
+    chunk = batch * max(1, CHUNK_FRAMES // batch)
+    sent, t0, checked = 0, time.monotonic(), time.monotonic()
+    try:
+        for flow, n in enumerate(split(count, flows)):
+            frame_bytes = frame(size, first_flow + flow)
+            while n > 0:
+                if cancel is not None and cancel.is_set():
+                    raise XdpscopeError(f"{info.name}: injection stopped after {sent} of {count} frames: "
+                                        "the session was detached")
+                if time.monotonic() - checked > RECHECK_S:
+                    checked = time.monotonic()
+                    if _attached_prog(info.ifindex) != prog_id:
+                        raise XdpscopeError(f"{info.name}: injection stopped after {sent} of {count} frames: "
+                                            f"program {prog_id} left the interface")
+                step = min(n, chunk)
+                bpfsys.xdp_live_run(fd, frame_bytes, step, batch, info.ifindex)
+                n -= step
+                sent += step
+    except OSError as e:
+        raise XdpscopeError(f"{info.name}: live-frame test run refused: {e.strerror}") from None
+    finally:
         os.sched_setaffinity(0, old)
     return InjectResult(count, flows, time.monotonic() - t0, prog_id, cpu)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from backend import btf, kernel
-from backend.compile import BPF_DIR, compile_bpf
+from backend.compile import BPF_DIR, compile_bpf, release
 
 # tracepoint -> (macro, on by default)
 TRACEPOINTS = {
@@ -29,6 +29,11 @@ class Probes:
     available: dict[str, bool]          # tracepoint -> present in this kernel
     enabled: list[str] = field(default_factory=list)
     raw: bool = False                   # flush and NAPI probes are raw tracepoints (RAW_PROBES)
+
+    def close(self) -> None:
+        """Detach every probe and close its programs and maps; safe to call twice."""
+        bpf, self.bpf = self.bpf, None
+        release(bpf)
 
     def read(self, raw: Raw) -> None:
         """Add every probe counter to raw (keys: see collector.to_sample)."""
@@ -89,5 +94,5 @@ def load(ifindex: int, trace_redirects: bool = False, cpumap_id: int | None = No
     raw = raw_flags() + ([f"-DXS_CPUMAP_ID={cpumap_id}"] if cpumap_id else [])
     flags = [f"-DXS_IFINDEX={ifindex}", *(f"-D{TRACEPOINTS[tp][0]}" for tp in wanted), *raw]
     text = "#include <uapi/linux/bpf.h>\n" + (BPF_DIR / "probes.c").read_text()
-    bpf = compile_bpf(text, flags, "probes")  # TRACEPOINT_PROBEs attach on load
+    bpf = compile_bpf(text, flags, "probes")  # its TRACEPOINT_PROBEs are attached by compile_bpf
     return Probes(bpf, available, wanted, raw=bool(raw))

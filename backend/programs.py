@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from backend import bpfsys
-from backend.compile import BPF_DIR, compile_bpf, load_xdp
+from backend.compile import BPF_DIR, USER_FILE, build_user, check_user_source, compile_bpf, load_xdp, release
 from backend.errors import XdpscopeError
 from backend.sample import ACTIONS
 
@@ -61,6 +61,19 @@ class LoadedProgram:
     def counters(self):
         return self.bpf[b"xs_counters"] if self.spec.count else None
 
+    def close(self) -> None:
+        """Release the program, its maps and every fd bcc holds for them; safe to call twice."""
+        bpf, self.bpf, self.fd = self.bpf, None, -1
+        release(bpf)
+
+
+def display_name(name: object) -> str:
+    """A client's file name for messages and the trace: a short base name of safe characters.
+    It is never pasted into the C text (the compiler sees a fixed name, see compile.USER_FILE)."""
+    base = str(name or "").replace("\\", "/").rsplit("/", 1)[-1]
+    base = re.sub(r"[^A-Za-z0-9._+-]", "_", base).lstrip(".")[:64]
+    return base or "program.c"
+
 
 def validate(spec: ProgramSpec) -> None:
     if spec.name not in BUILTINS and spec.name != "user":
@@ -97,13 +110,14 @@ def source_of(spec: ProgramSpec) -> str:
 
 def _wrap_user(text: str, name: str) -> str:
     """Make the user's one XDP function an inline callee of ours, on the same line so the
-    compiler's line numbers still match the user's file."""
+    compiler's line numbers still match the user's file. The file is named USER_FILE to the
+    compiler (name is for messages only: compile maps it back)."""
     found = _USER_FN.findall(text)
     if len(found) != 1:
         raise XdpscopeError(f"{name}: expected exactly one XDP function `int f(struct xdp_md *ctx)`, "
                             f"found {len(found)}")
     text = _USER_FN.sub(r"\g<pre>static __always_inline int xs_user_fn(struct xdp_md *", text, count=1)
-    return (f'#line 1 "{name}"\n{text}\n#line 1 "xdpscope-wrapper"\n'
+    return (f'#line 1 "{USER_FILE}"\n{text}\n#line 1 "xdpscope-wrapper"\n'
             "static __always_inline int xs_prog(struct xdp_md *ctx, u32 *slot)\n"
             "{ return xs_user_fn(ctx); }")
 
@@ -121,11 +135,23 @@ def cflags_of(spec: ProgramSpec) -> list[str]:
 def load(spec: ProgramSpec, ifindex_of) -> LoadedProgram:
     """Compile, verify and fill the redirect maps. ifindex_of(name) resolves target names."""
     validate(spec)
-    what = spec.source_name if spec.name == "user" else f"program '{spec.name}'"
-    bpf = compile_bpf(source_of(spec), cflags_of(spec), what)
-    fd = load_xdp(bpf, "xdp_main", what)
-    targets = _fill_maps(bpf, spec, ifindex_of)
-    return LoadedProgram(spec, bpf, fd, targets)
+    if spec.name == "user":
+        spec.source_name = display_name(spec.source_name)
+        check_user_source(spec.source, spec.source_name)
+        bpf, fd = build_user(source_of(spec), cflags_of(spec), spec.source_name, spec.source)
+    else:
+        what = f"program '{spec.name}'"
+        bpf = compile_bpf(source_of(spec), cflags_of(spec), what)
+        fd = -1
+    loaded = LoadedProgram(spec, bpf, fd, {})
+    try:
+        if fd < 0:
+            loaded.fd = load_xdp(bpf, "xdp_main", what)
+        loaded.target_ifindex = _fill_maps(bpf, spec, ifindex_of)
+    except BaseException:
+        loaded.close()
+        raise
+    return loaded
 
 
 def _fill_maps(bpf, spec: ProgramSpec, ifindex_of) -> dict[str, int]:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Callable
 
 from backend import attach, bpfsys, diagnose, kernel, nic, probes, programs
-from backend.collector import MAX_HZ, MIN_HZ, Collector
+from backend.collector import MAX_HZ, MIN_HZ, Collector, DeviceWatch, Fault
 from backend.errors import XdpscopeError
 from backend.sample import Sample
 
@@ -32,35 +32,59 @@ class SessionConfig:
 
 
 class Session:
+    """Owns every kernel object it creates (bcc modules with their programs, maps and probe fds,
+    links, stats and program fds) and closes all of them in close(): after a detach, a failed
+    start at any stage, or the end of the process."""
+
     def __init__(self, cfg: SessionConfig):
-        if not MIN_HZ <= cfg.hz <= MAX_HZ:
+        if isinstance(cfg.hz, bool) or not isinstance(cfg.hz, (int, float)) or not MIN_HZ <= cfg.hz <= MAX_HZ:
             raise XdpscopeError(f"--hz must be between {MIN_HZ} and {MAX_HZ}")
         self.cfg = cfg
         self.meta: dict = {}
+        self._loaded: programs.LoadedProgram | None = None
+        self._probes: probes.Probes | None = None
         self._attachment: attach.Attachment | None = None
         self._target_links: list[attach.Attachment] = []
         self._target_prog_fd = -1
         self._stats_fd = -1
         self._watched_fd = -1
         self._stop = threading.Event()
+        self._devices: DeviceWatch | None = None
         self.collector: Collector | None = None
+        self.faults: list[Fault] = []          # interfaces that vanished, went down or came back
+        self.end_reason = ""                   # why run() ended by itself (the ingress vanished)
+        self.on_fault: Callable[[Fault], None] | None = None   # called in run()'s thread
 
     def start(self) -> dict:
         """Compile, attach (or find the watched program) and take the baseline read;
-        returns the session metadata."""
+        returns the session metadata. On failure everything created so far is closed."""
+        try:
+            return self._start()
+        except BaseException:
+            self.close()
+            raise
+
+    def _start(self) -> dict:
         kernel.require_root("attaching XDP programs" if self.cfg.program else "watching XDP")
         cfg = self.cfg
         iface = nic.interface(cfg.iface)
+        targets: list[nic.Interface] = []
         if cfg.program is not None:
             attach.check_allowed(iface, cfg.program.name, cfg.force)
             programs.validate(cfg.program)
+            if cfg.program.name != "cpumap":   # cpumap targets are CPU ids
+                targets = [nic.interface(t) for t in cfg.program.targets]
+                for t in targets:
+                    attach.check_target(t, cfg.force)
         headers = kernel.use_headers()
         if cfg.run_time:
             self._stats_fd = bpfsys.enable_run_stats()
         if cfg.program is None:
             meta = self._watch(iface)
         else:
-            meta = self._attach(iface)
+            meta = self._attach(iface, targets)
+        self._devices = DeviceWatch([(iface.name, iface.ifindex, "ingress"),
+                                     *[(t.name, t.ifindex, "target") for t in targets]])
         self.collector.baseline()
         self.meta = {
             "host": socket.gethostname(), "kernel": platform.release(), "version": VERSION,
@@ -74,11 +98,11 @@ class Session:
         }
         return self.meta
 
-    def _attach(self, iface: nic.Interface) -> dict:
+    def _attach(self, iface: nic.Interface, targets: list[nic.Interface]) -> dict:
         cfg = self.cfg
-        loaded = programs.load(cfg.program, nic.ifindex_of)
-        prb = probes.load(iface.ifindex, cfg.trace_redirects, cpumap_id=loaded.cpumap_id())
-        prepared = self._prepare_targets() if cfg.prepare_targets else []
+        self._loaded = loaded = programs.load(cfg.program, nic.ifindex_of)
+        self._probes = prb = probes.load(iface.ifindex, cfg.trace_redirects, cpumap_id=loaded.cpumap_id())
+        prepared = self._prepare_targets(targets) if cfg.prepare_targets else []
         self._attachment = attach.attach(loaded.fd, iface, cfg.mode)
         self.collector = Collector(loaded, prb, cfg.run_time, iface.name, iface.driver)
         return {"program": cfg.program.name if cfg.program.name != "user" else cfg.program.source_name,
@@ -86,16 +110,13 @@ class Session:
                 "mode_note": self._attachment.note, "source": "live", "prepared_targets": prepared,
                 "targets": [self.collector.target_name(i) for i in range(len(cfg.program.targets))]}
 
-    def _prepare_targets(self) -> list[str]:
+    def _prepare_targets(self, targets: list[nic.Interface]) -> list[str]:
         """Some drivers (virtio_net) accept XDP frames through ndo_xdp_xmit only while an XDP
         program is attached to them: attach an XDP_PASS program natively (bpf_link, for this
         session) to each redirect target that has no XDP program yet. Returns the interfaces prepared."""
-        spec = self.cfg.program
-        if spec.name == "cpumap" or not spec.targets:
-            return []
         done = []
-        for name in spec.targets:
-            target = nic.interface(name)
+        for target in targets:
+            target = nic.interface(target.name)   # its XDP state now
             if target.xdp["attached"]:
                 continue  # it already has a program, so it already accepts frames
             if self._target_prog_fd < 0:
@@ -104,7 +125,7 @@ class Session:
                 self._target_links.append(attach.attach(self._target_prog_fd, target, "native"))
             except XdpscopeError as e:
                 raise XdpscopeError(f"--prepare-targets: {e}") from None
-            done.append(name)
+            done.append(target.name)
         return done
 
     def _watch(self, iface: nic.Interface) -> dict:
@@ -113,29 +134,49 @@ class Session:
         prog_id = iface.xdp["prog_id"]
         if not prog_id:
             raise XdpscopeError(f"{iface.name}: no XDP program attached to watch")
-        self._watched_fd = bpfsys.prog_fd_by_id(prog_id)
+        try:
+            self._watched_fd = bpfsys.prog_fd_by_id(prog_id)
+        except OSError as e:
+            raise XdpscopeError(f"{iface.name}: its XDP program (id {prog_id}) is gone: {e.strerror}") from None
         info = bpfsys.prog_info(self._watched_fd)
-        prb = probes.load(iface.ifindex, trace_redirects=True)
+        self._probes = prb = probes.load(iface.ifindex, trace_redirects=True)
         self.collector = Collector(None, prb, self.cfg.run_time, iface.name, iface.driver, self._watched_fd)
         return {"program": f"watch: {info.name.decode(errors='replace') or '?'} (id {prog_id})",
                 "params": {"prog_id": prog_id, "prog_name": info.name.decode(errors="replace")},
                 "mode": iface.xdp["mode"], "mode_note": "", "source": "watch", "targets": []}
 
     def run(self, emit: Callable[[Sample], None]) -> None:
-        """Stream samples until stop(); blocks the calling thread."""
-        self.collector.run(self.cfg.hz, emit, self._stop)
+        """Stream samples until stop(), or until the ingress vanishes (end_reason says so);
+        blocks the calling thread."""
+        self.collector.run(self.cfg.hz, emit, self._stop, watch=self._check_devices)
+
+    def _check_devices(self, t: float) -> bool:
+        """Report interfaces that vanished or changed state; True when the session cannot go on."""
+        for fault in self._devices.check(t):
+            self.faults.append(fault)
+            self.meta["faults"] = [f.to_dict() for f in self.faults]
+            if fault.role == "ingress" and fault.what == "vanished":
+                self.end_reason = f"{fault.device}: the interface vanished during the session " \
+                                  f"(at t={fault.t:.3f} s)"
+            if self.on_fault is not None:
+                self.on_fault(fault)
+        return bool(self.end_reason)
 
     def stop(self) -> None:
         self._stop.set()
 
     def close(self) -> None:
-        """Detach (closing the link) and release everything; safe to call twice."""
+        """Detach (closing the links) and release everything; safe to call twice."""
         if self._attachment is not None:
             self._attachment.close()
             self._attachment = None
         for link in self._target_links:
             link.close()
         self._target_links = []
+        for obj in ("_probes", "_loaded"):
+            if getattr(self, obj) is not None:
+                getattr(self, obj).close()
+                setattr(self, obj, None)
         for name in ("_stats_fd", "_watched_fd", "_target_prog_fd"):
             if getattr(self, name) >= 0:
                 os.close(getattr(self, name))
@@ -152,4 +193,4 @@ def read_user_program(path: str) -> programs.ProgramSpec:
         raise XdpscopeError(f"{path}: cannot read program: {e.strerror}") from None
     except UnicodeDecodeError as e:
         raise XdpscopeError(f"{path}: not a C source file (byte {e.start} is not UTF-8 text)") from None
-    return programs.ProgramSpec(name="user", source=text, source_name=p.name)
+    return programs.ProgramSpec(name="user", source=text, source_name=programs.display_name(p.name))
