@@ -513,14 +513,21 @@ class TraceReader:
         return self._json_block(rows, t, dt) if self.version == 1 else self._decode(rows, t, dt)
 
     def _times(self, rows: list[tuple]) -> tuple[np.ndarray, np.ndarray]:
-        """t and dt of the rows, checked: finite, within bounds, dt 0 or at least MIN_DT."""
-        for seq, t, dt, _ in rows:
-            ok = (isinstance(t, float) and isinstance(dt, (float, int)) and not isinstance(dt, bool)
-                  and abs(t) <= MAX_T and (dt == 0 or MIN_DT <= dt <= MAX_DT))
-            if not ok:
-                raise XdpscopeError(f"{self.path}: sample row seq={seq}: t={t!r}, dt={dt!r}: not a time and an "
-                                    f"interval of 0 or {MIN_DT:g}..{MAX_DT:g} s")
-        return (np.array([r[1] for r in rows], np.float64), np.array([r[2] for r in rows], np.float64))
+        """t and dt of the rows, checked: numbers, |t| <= MAX_T, dt 0 or MIN_DT..MAX_DT."""
+        def bad(row: tuple) -> XdpscopeError:
+            seq, t, dt = row[:3]
+            return XdpscopeError(f"{self.path}: sample row seq={seq}: t={t!r}, dt={dt!r}: not a time and an "
+                                 f"interval of 0 or {MIN_DT:g}..{MAX_DT:g} s")
+        try:
+            t = np.array([r[1] for r in rows], np.float64)
+            dt = np.array([r[2] for r in rows], np.float64)
+        except (ValueError, TypeError):  # text or a blob where a number belongs
+            raise bad(next((r for r in rows if not all(isinstance(x, (int, float)) for x in r[1:3])), rows[0])) \
+                from None
+        ok = (np.abs(t) <= MAX_T) & ((dt == 0) | ((dt >= MIN_DT) & (dt <= MAX_DT)))  # NaN fails too
+        if not ok.all():
+            raise bad(rows[int(np.flatnonzero(~ok)[0])])
+        return t, dt
 
     def _json_block(self, rows: list[tuple], t: np.ndarray, dt: np.ndarray) -> Block:
         """format_version 1 rows (one JSON object per sample), every leaf checked."""
