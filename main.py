@@ -172,8 +172,24 @@ def number(lo: float, hi: float, what: str):
     return parse
 
 
+class DefaultsFormatter(argparse.HelpFormatter):
+    """Help that states every option's default: "(default: X)" unless the help already says it,
+    or there is nothing to say (a flag that is off, an option that is unset)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        d = action.default
+        if "default" in text or d is None or d is False or d == [] or d is argparse.SUPPRESS or not action.option_strings:
+            return text
+        return f"{text} (default: {d})"
+
+
 class Parser(argparse.ArgumentParser):
     """Usage errors in one line, like every other error (exit 2, as argparse does)."""
+
+    def __init__(self, *args, **kw) -> None:
+        kw.setdefault("formatter_class", DefaultsFormatter)
+        super().__init__(*args, **kw)
 
     def error(self, message: str):
         self.exit(2, f"xdpscope: {message} (see {self.prog} --help)\n")
@@ -237,22 +253,26 @@ def parser() -> argparse.ArgumentParser:
     p = Parser(prog="xdpscope", description="See what XDP does on a NIC.")
     sub = p.add_subparsers(dest="cmd")
     d = sub.add_parser("doctor", help="check kernel, bcc, headers, tracepoints, interfaces")
-    d.add_argument("--json", action="store_true")
+    d.add_argument("--json", action="store_true", help="print the report as JSON instead of text")
     remote_args(d)
     lab = sub.add_parser("lab", help="veth + namespace topology for exact counting")
-    lab.add_argument("action", choices=["up", "down", "status"])
-    lab.add_argument("--targets", type=int, default=3)
-    lab.add_argument("--prefix", default="xs")
+    lab.add_argument("action", choices=["up", "down", "status"],
+                     help="up: make the lab (idempotent); down: remove it; status: print it as JSON")
+    lab.add_argument("--targets", type=int, default=3, help="number of redirect targets <prefix>-t0..")
+    lab.add_argument("--prefix", default="xs", help="name prefix of the lab's interfaces and namespace")
     r = sub.add_parser("record", help="attach a program, sample its counters into a trace")
-    r.add_argument("--iface", required=True)
+    r.add_argument("--iface", required=True, help="interface to attach to (or to watch)")
     r.add_argument("--program", help="pass|drop|tx|redirect|cpumap|mix or a .c file")
     r.add_argument("--watch", action="store_true",
                    help="observe the XDP program someone else attached (nothing is replaced)")
     r.add_argument("--targets", help="comma-separated redirect target interfaces (CPU ids for cpumap)")
-    r.add_argument("--policy", default="rr", choices=["rr", "hash", "cpu"])
+    r.add_argument("--policy", default="rr", choices=["rr", "hash", "cpu"],
+                   help="how redirect spreads frames over the targets: round robin, flow hash, or by CPU")
     r.add_argument("--mix", help="mix percentages, e.g. PASS=40,DROP=30,TX=10,REDIRECT=20")
-    r.add_argument("--mode", default="auto", choices=["auto", "native", "generic"])
-    r.add_argument("--hz", type=float, default=10.0)  # its range: Session (NaN and inf fail it too)
+    r.add_argument("--mode", default="auto", choices=["auto", "native", "generic"],
+                   help="XDP attach mode; auto: native (in the driver) when possible, else generic")
+    r.add_argument("--hz", type=float, default=10.0,  # its range: Session (NaN and inf fail it too)
+                   help="samples per second, 1 to 100")
     r.add_argument("--duration", type=number(0.001, MAX_DURATION, "seconds"),
                    help=f"seconds, at most {MAX_DURATION} (30 days) (default: until SIGINT/SIGTERM)")
     r.add_argument("--run-time", action="store_true", help="kernel BPF run-time statistics")
@@ -266,11 +286,13 @@ def parser() -> argparse.ArgumentParser:
     remote_args(r)
     metrics_arg(r)
     i = sub.add_parser("inject", help="live frames into the program attached to an interface")
-    i.add_argument("--iface", required=True)
-    i.add_argument("--count", type=int, required=True)  # its range: injector.inject
-    i.add_argument("--batch", type=int, default=64)
-    i.add_argument("--size", type=int, default=64)
-    i.add_argument("--flows", type=int, default=1)
+    i.add_argument("--iface", required=True, help="interface whose attached XDP program gets the frames")
+    i.add_argument("--count", type=int, required=True,  # its range: injector.inject
+                   help="frames to inject")
+    i.add_argument("--batch", type=int, default=64,
+                   help="frames per BPF_PROG_TEST_RUN batch; the devmap queues are flushed after each batch")
+    i.add_argument("--size", type=int, default=64, help="frame size in bytes")
+    i.add_argument("--flows", type=int, default=1, help="distinct UDP flows (source ports) the frames cycle through")
     i.add_argument("--first-flow", type=int, default=0, help="first flow id (UDP source port 1024+id)")
     i.add_argument("--cpu", type=int, help="CPU to inject on (default: the first allowed)")
     i.add_argument("--wire", action="store_true",
@@ -279,18 +301,22 @@ def parser() -> argparse.ArgumentParser:
     i.add_argument("--rate", type=number(0, 1e8, "frames/s"), help="--wire: frames per second (default: as fast as possible)")
     i.add_argument("--burst", type=int, help="--wire: send this many frames at once, the bursts paced to --rate")
     s = sub.add_parser("summary", help="totals of a trace file")
-    s.add_argument("file")
-    s.add_argument("--json", action="store_true")
-    s.add_argument("--from", dest="t_from", type=number(0, 1e12, "seconds since the session start"))
-    s.add_argument("--to", dest="t_to", type=number(0, 1e12, "seconds since the session start"))
+    s.add_argument("file", help="trace file (.xst)")
+    s.add_argument("--json", action="store_true", help="print the summary as JSON")
+    s.add_argument("--from", dest="t_from", metavar="S", type=number(0, 1e12, "seconds since the session start"),
+                   help="window start, seconds since the session start (default: the first sample)")
+    s.add_argument("--to", dest="t_to", metavar="S", type=number(0, 1e12, "seconds since the session start"),
+                   help="window end, seconds since the session start (default: the last sample)")
     rp = sub.add_parser("report", help="HTML, PDF or PNG report of a trace (headless)")
     rp.add_argument("file", help="trace file")
     rp.add_argument("-o", "--output", required=True, help="OUT.html, OUT.pdf or OUT.png (one tall image)")
-    rp.add_argument("--from", dest="t_from", metavar="S", help="window start, s since session start")
-    rp.add_argument("--to", dest="t_to", metavar="S", help="window end, s since session start")
+    rp.add_argument("--from", dest="t_from", metavar="S",
+                    help="window start, s since session start (default: the first sample)")
+    rp.add_argument("--to", dest="t_to", metavar="S", help="window end, s since session start (default: the last sample)")
     rp.add_argument("--size", metavar="WxH", help="pixels of each plot image (default 1200x460; PDF 960x400)")
     ag = sub.add_parser("agent", help="the engine as JSON lines on stdin/stdout")
-    ag.add_argument("--stdio", action="store_true", required=True)
+    ag.add_argument("--stdio", action="store_true", required=True,
+                    help="speak the protocol on stdin/stdout (docs/agent-protocol.md); the only transport")
     metrics_arg(ag)
     sub.add_parser("vlab", help="QEMU guest with 3 virtio_net NICs: up|run|down|status|check (see docs/vlab.md)",
                    add_help=False)

@@ -115,6 +115,13 @@ def prog_info(prog_fd: int) -> ProgInfo:
     return info
 
 
+def prog_ids():
+    """Ids of every BPF program loaded on the machine (BPF_PROG_GET_NEXT_ID), ascending."""
+    nxt = ctypes.c_uint32(0)
+    while lib().bpf_prog_get_next_id(nxt.value, ctypes.byref(nxt)) == 0:
+        yield nxt.value
+
+
 def map_id(map_fd: int) -> int:
     """Kernel id of a map (the second member of struct bpf_map_info)."""
     info = (ctypes.c_uint32 * 32)()  # bpf_map_info is smaller than 128 bytes in every kernel

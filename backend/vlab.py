@@ -670,27 +670,39 @@ def napi_trace_stop(*, state_dir: Path | None = None) -> list[tuple[int, int]]:
 def cli(argv: list[str]) -> int:
     """`xdpscope vlab up|run|down|status|check` (main.py can hand its arguments over as they are)."""
     import argparse
+    ap = parser()
+    a = ap.parse_args(argv)
+    return _run(ap, a)
+
+
+def parser():
+    """The `xdpscope vlab` argument parser; every option says what it does and its default."""
+    import argparse
     ap = argparse.ArgumentParser(prog="xdpscope vlab", description="QEMU/TCG virtio_net lab")
     sub = ap.add_subparsers(dest="cmd", required=True)
     u = sub.add_parser("up", help="boot the guest (3 virtio-net NICs behind taps in netns " + NETNS + ")")
-    u.add_argument("--nics", type=int, default=3)
-    u.add_argument("--queues", type=int, default=4)
-    u.add_argument("--cpus", type=int, default=2)
-    u.add_argument("--memory", default="1G")
-    u.add_argument("--kernel")
+    u.add_argument("--nics", type=int, default=3, help="virtio-net NICs of the guest (default: 3)")
+    u.add_argument("--queues", type=int, default=4, help="queue pairs per NIC (default: 4)")
+    u.add_argument("--cpus", type=int, default=2, help="guest vCPUs (default: 2)")
+    u.add_argument("--memory", default="1G", help="guest memory, QEMU syntax (default: 1G)")
+    u.add_argument("--kernel", help="guest kernel image (default: the newest installed Debian linux-image)")
     u.add_argument("--device-opts", default="default",
-                   help="preset (" + ", ".join(DEVICE_OPTS) + ") or raw virtio-net-pci options")
+                   help="preset (" + ", ".join(DEVICE_OPTS) + ") or raw virtio-net-pci options (default: default)")
     u.add_argument("--nic-opts", action="append", default=[], metavar="N=OPTS",
                    help="device options (preset or raw) for NIC N only, e.g. 4=no-ctrl-offloads")
     r = sub.add_parser("run", help="run a command in the guest")
-    r.add_argument("--timeout", type=float, default=600)
-    r.add_argument("command", nargs=argparse.REMAINDER)
+    r.add_argument("--timeout", type=float, default=600, help="seconds before the command is killed (default: 600)")
+    r.add_argument("command", nargs=argparse.REMAINDER, help="the command and its arguments (after --)")
     sub.add_parser("down", help="stop the guest, remove namespace and taps")
-    sub.add_parser("status")
+    sub.add_parser("status", help="print the running guest as JSON (exit 1 when down)")
     c = sub.add_parser("check", help="attach a counting XDP program to vnic1 and send frames")
-    c.add_argument("mode", choices=("drop", "redirect"), nargs="?", default="drop")
-    c.add_argument("--count", type=int, default=1000)
-    a = ap.parse_args(argv)
+    c.add_argument("mode", choices=("drop", "redirect"), nargs="?", default="drop",
+                   help="what the program does with the frames (default: drop)")
+    c.add_argument("--count", type=int, default=1000, help="frames to send (default: 1000)")
+    return ap
+
+
+def _run(ap, a) -> int:
     if a.cmd == "up":
         nic_opts = {}
         for item in a.nic_opts:

@@ -16,8 +16,13 @@ SAMPLE_TRACE = REPO / "resources" / "sample.xst"
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
+    return parser().parse_args(argv)
+
+
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="xdpscope gui", description="Visualize how Linux runs XDP programs.")
-    p.add_argument("trace", nargs="?", help="trace file to replay (same as --replay)")
+    p.add_argument("trace", nargs="?", help="trace file to replay (same as --replay; default: go live as root, "
+                   "else the bundled sample trace)")
     p.add_argument("--replay", metavar="FILE", help="replay a trace file instead of going live")
     p.add_argument("--live", action="store_true",
                    help="start the agent and the lab demo even when not root (sudo -n / pkexec)")
@@ -28,9 +33,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--metrics", metavar="HOST:PORT",
                    help="the agent serves Prometheus metrics of its sessions there (docs/metrics.md)")
     p.add_argument("--screenshot", metavar="PNG", help="save a screenshot of the window and exit")
-    p.add_argument("--after", metavar="SECONDS", type=float, default=3.0, help="delay before --screenshot")
-    p.add_argument("--size", metavar="WxH", default="", help="window size, e.g. 1600x1000")
-    return p.parse_args(argv)
+    p.add_argument("--after", metavar="SECONDS", type=float, default=3.0,
+                   help="delay before --screenshot (default: 3)")
+    p.add_argument("--size", metavar="WxH", default="",
+                   help="window size, e.g. 1600x1000 (default: the last size, or 1600x1000 on a screen that fits it)")
+    return p
 
 
 def has_display() -> bool:

@@ -136,9 +136,12 @@ class OffscreenPanel:
 
     Use as a context manager: the widget is deleted on exit."""
 
-    def __init__(self, cls: type[Panel], view: View, w: int, h: int, like: Panel | None = None) -> None:
+    def __init__(self, cls: type[Panel], view: View, w: int, h: int, like: Panel | None = None,
+                 theme=None, context: str = "") -> None:
+        from .palette import DARK
+        theme = theme or DARK
         self.w, self.h = check_size(w, h)
-        self.panel = cls()
+        self.panel = cls(theme=theme)
         p = self.panel
         p.setAttribute(Qt.WidgetAttribute.WA_DontShowOnScreen, True)
         p.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose, False)
@@ -147,8 +150,13 @@ class OffscreenPanel:
         # a figure, not a UI: the toggles are left out, the panel's summary line stays, in the plot colors
         for box in p.findChildren(QCheckBox) + p.findChildren(QComboBox):
             box.hide()
+        if context:  # a plot exported alone says what it shows: interface, program, trace, time range
+            caption = QLabel(context)
+            caption.setWordWrap(True)
+            caption.setContentsMargins(4, 2, 4, 2)
+            p.layout().insertWidget(0, caption)
         p.setAutoFillBackground(True)
-        p.setStyleSheet(f"background-color: {BACKGROUND}; color: {FOREGROUND};")
+        p.setStyleSheet(f"background-color: {theme.background}; color: {theme.foreground};")
         p.resize(self.w, self.h)
         p.show()
         _settle()
@@ -183,14 +191,36 @@ class OffscreenPanel:
         self.close()
 
 
-def panel_image(cls: type[Panel], view: View, w: int, h: int, like: Panel | None = None) -> QImage:
-    with OffscreenPanel(cls, view, w, h, like) as op:
+def panel_image(cls: type[Panel], view: View, w: int, h: int, like: Panel | None = None,
+                theme=None, context: str = "") -> QImage:
+    with OffscreenPanel(cls, view, w, h, like, theme, context) as op:
         return op.image()
 
 
-def panel_svg(cls: type[Panel], view: View, w: int, h: int, like: Panel | None = None) -> bytes:
-    with OffscreenPanel(cls, view, w, h, like) as op:
+def panel_svg(cls: type[Panel], view: View, w: int, h: int, like: Panel | None = None,
+              theme=None, context: str = "") -> bytes:
+    with OffscreenPanel(cls, view, w, h, like, theme, context) as op:
         return op.svg()
+
+
+def plot_context(win: "MainWindow", view: View) -> str:
+    """The caption of a plot exported alone: what, where, from which trace, over which time."""
+    from .replay import ReplaySource
+    m = view.meta or {}
+    parts = [f"{m.get('program', '?')} on {m.get('iface', '?')}" + (f" ({m['driver']})" if m.get("driver") else "")]
+    if m.get("host"):
+        parts.append(f"host {m['host']}")
+    src = win.source
+    if isinstance(src, ReplaySource):
+        parts.append(f"trace {src.path.name}")
+    elif getattr(win.recorder, "active", False) and win.recorder.path is not None:
+        parts.append(f"live, recording to {win.recorder.path.name}")
+    else:
+        parts.append("live")
+    parts.append(f"t = {view.t0:.2f} … {view.t1:.2f} s since session start")
+    if view.smooth > 1:
+        parts.append(f"moving average over {view.smooth} samples")
+    return "xdpscope · " + " · ".join(parts)
 
 
 def _svg(widget: QWidget, w: int, h: int, title: str = "xdpscope") -> bytes:
@@ -355,7 +385,8 @@ def current_view(win: "MainWindow") -> View:
     from .plots import make_view
     if win.source is None:
         raise XdpscopeError("nothing to export: open a trace or start a live session")
-    return make_view(win.source.model, float(win.window_box.value()))
+    return make_view(win.source.model, float(win.window_box.value()),
+                     smooth=getattr(win, "smoothing", lambda: 1)(), region=getattr(win, "region", lambda: None)())
 
 
 def export(win: "MainWindow", target: str, fmt: str, w: int, h: int, path: str | os.PathLike = "") -> QImage | None:
@@ -365,11 +396,16 @@ def export(win: "MainWindow", target: str, fmt: str, w: int, h: int, path: str |
     if target != WHOLE_WINDOW and panel is None:
         raise XdpscopeError(f"unknown plot {target!r}")
     if fmt == "svg":
+        view = current_view(win) if panel is not None else None
         data = (widget_svg(win, w, h) if panel is None
-                else panel_svg(type(panel), current_view(win), w, h, like=panel))
+                else panel_svg(type(panel), view, w, h, like=panel, context=plot_context(win, view)))
         write_bytes(path, data)
         return None
-    img = render_widget(win, w, h) if panel is None else panel_image(type(panel), current_view(win), w, h, panel)
+    if panel is None:
+        img = render_widget(win, w, h)
+    else:
+        view = current_view(win)
+        img = panel_image(type(panel), view, w, h, panel, context=plot_context(win, view))
     if fmt == "clipboard":
         QApplication.clipboard().setImage(img)
     else:
@@ -380,7 +416,7 @@ def export(win: "MainWindow", target: str, fmt: str, w: int, h: int, path: str |
 class ReportDialog(QDialog):
     """A report (HTML, PDF or PNG) of the session shown: whole, the visible window, or a range."""
 
-    def __init__(self, win: "MainWindow", trace: Path) -> None:
+    def __init__(self, win: "MainWindow", trace: Path, window: tuple[float, float] | None = None) -> None:
         super().__init__(win)
         self.win, self.trace = win, trace
         self.setWindowTitle("Report")
@@ -409,6 +445,9 @@ class ReportDialog(QDialog):
             box.valueChanged.connect(lambda *_: self.custom.setChecked(True))
             rng.addWidget(box)
         lay.addLayout(rng)
+        if window is not None:  # "report this range" (the replay's A-B range)
+            self.t_from.setValue(window[0])
+            self.t_to.setValue(window[1])
         form = QFormLayout()
         self.width_box, self.height_box, size = _size_boxes(1200, 460)
         form.addRow("plot size", size)
@@ -456,9 +495,9 @@ def session_trace(win: "MainWindow") -> Path:
                         "or open a trace")
 
 
-def open_report_dialog(win: "MainWindow") -> None:
+def open_report_dialog(win: "MainWindow", window: tuple[float, float] | None = None) -> None:
     try:
-        ReportDialog(win, session_trace(win)).exec()
+        ReportDialog(win, session_trace(win), window).exec()
     except XdpscopeError as e:
         QMessageBox.information(win, "Report", str(e))
 

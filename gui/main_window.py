@@ -91,6 +91,7 @@ class MainWindow(QMainWindow):
 
         self._build_actions()
         self.replay_bar = ReplayBar()
+        self.replay_bar.sig_report.connect(self.report_range)
         bar = QToolBar("Replay")
         bar.setObjectName("replay-toolbar")
         bar.addWidget(self.replay_bar)
@@ -227,6 +228,11 @@ class MainWindow(QMainWindow):
             self.smooth_box.setCurrentIndex(max(self.smooth_box.findData(int(s.value("smooth", 1))), 0))
         except (TypeError, ValueError):
             pass
+
+    def report_range(self, a: float, b: float) -> None:
+        """The replay bar's "report this range": the report dialog with A-B filled in."""
+        from .export import open_report_dialog
+        open_report_dialog(self, (a, b))
 
     def reset_layout(self) -> None:
         self.layout_manager.reset()

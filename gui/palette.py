@@ -29,7 +29,7 @@ class Theme:
     series: tuple        # palette of per-target / per-CPU / per-kind series
     verdicts: dict = field(default_factory=dict)
     marker: dict = field(default_factory=dict)   # timeline marker kind -> colour
-    heatmap: str = "viridis"
+    heatmap: str | tuple = "viridis"            # a pyqtgraph colormap name, or colours from 0 up
     region: tuple = (86, 180, 233, 40)           # A-B range shading, RGBA
 
     def color(self, i: int) -> str:
@@ -50,6 +50,7 @@ DARK = Theme("dark", "#1e1f22", "#c8c8c8", "#6a6d73", (20, 20, 22, 225), "#fffff
              _verdicts(OKABE_ITO, "#e8e8e8"), _markers(OKABE_ITO, "#b0b0b0"))
 LIGHT = Theme("light", "#ffffff", "#202020", "#9a9a9a", (255, 255, 255, 235), "#111111", OKABE_ITO_LIGHT,
               _verdicts(OKABE_ITO_LIGHT, "#222222"), _markers(OKABE_ITO_LIGHT, "#555555"),
+              heatmap=("#ffffff", "#9ecae1", "#3182bd", "#08306b"),  # empty is white paper, many is dark blue
               region=(0, 114, 178, 35))
 
 

@@ -961,8 +961,7 @@ class FlushPanel(Panel):
             pos=BULK_SIZE, angle=0, movable=False, pen=pg.mkPen(theme.muted, width=1, style=Qt.PenStyle.DashLine),
             label=f"bulk size {BULK_SIZE}", labelOpts={"position": 0.02, "color": theme.muted, "anchors": [(0, 1), (0, 1)]}))
         self.heat_plot = self.add_plot(1, 0, colspan=2, compact=(0, 2), si_axis=False)
-        style_plot(self.heat_plot, "Flushes: time x size", theme)
-        set_label(self.heat_plot, "left", "frames per flush", theme)
+        style_plot(self.heat_plot, "Flushes: time × frames per flush", theme)
         set_label(self.heat_plot, "bottom", TIME_LABEL, theme)
         self.heat_plot.getAxis("left").setTicks([[(i, f"{i} bulk" if i == BULK_SIZE else str(i))
                                                   for i in range(0, FLUSH_BINS, 4)]])
@@ -970,7 +969,8 @@ class FlushPanel(Panel):
         self.heat_plot.setYRange(-0.5, FLUSH_BINS - 0.5, padding=0)
         self.heat_plot.disableAutoRange(axis="x")
         self.heat = pg.ImageItem(axisOrder="col-major")
-        cmap = pg.colormap.get(theme.heatmap)
+        cmap = (pg.colormap.get(theme.heatmap) if isinstance(theme.heatmap, str) else
+                pg.ColorMap(np.linspace(0, 1, len(theme.heatmap)), [pg.mkColor(c) for c in theme.heatmap]))
         self.heat.setColorMap(cmap)
         self.heat_plot.addItem(self.heat)
         self.colorbar = pg.ColorBarItem(values=(0, 1), colorMap=cmap, interactive=False, width=10,

@@ -15,6 +15,7 @@ from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget
 
 from . import si
+from .sources_panel import XDP_MODES
 
 POLL_MS = 1000
 COLUMNS = ("id", "name", "interface", "runs/s", "ns/run", "CPU %", "runs")
@@ -32,7 +33,8 @@ class ProgramReading:
     @staticmethod
     def from_dict(d: dict) -> "ProgramReading | None":
         try:
-            ifaces = tuple(f"{i.get('name', '?')} ({i.get('mode', '?')})" if isinstance(i, dict) else str(i)
+            ifaces = tuple(f"{i.get('name', '?')} ({XDP_MODES.get(str(i.get('mode')), i.get('mode', '?'))})"
+                           if isinstance(i, dict) else str(i)
                            for i in d.get("ifaces") or ())
             return ProgramReading(int(d["id"]), str(d.get("name", "")), int(d.get("run_cnt", 0)),
                                   int(d.get("run_time_ns", 0)), ifaces)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 from PySide6.QtCore import QElapsedTimer, QObject, Qt, Signal
-from PySide6.QtWidgets import (QCheckBox, QDoubleSpinBox, QHBoxLayout, QLabel, QSlider, QStyle, QToolButton,
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QHBoxLayout, QLabel, QSlider, QStyle, QToolButton,
                                QWidget)
 
 from backend.block import Block
@@ -21,6 +21,7 @@ from backend.trace import TraceReader
 from .sources import Source
 
 SPEED_MIN, SPEED_MAX = 0.1, 100.0
+SPEEDS = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 100.0)  # the speed presets
 _SP = QStyle.StandardPixmap
 ICONS = {"⏮": _SP.SP_MediaSkipBackward, "◀|": _SP.SP_MediaSeekBackward, "▶": _SP.SP_MediaPlay,
          "⏸": _SP.SP_MediaPause, "|▶": _SP.SP_MediaSeekForward, "⏭": _SP.SP_MediaSkipForward}
@@ -194,8 +195,36 @@ class ReplaySource(Source):
         self.reader.close()
 
 
+class SpeedBox(QComboBox):
+    """Playback speed as presets (0.1x ... 100x): nothing to type into, nothing a stray key wipes."""
+
+    valueChanged = Signal(float)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        for v in SPEEDS:
+            self.addItem(f"{v:g}×", v)
+        self.setCurrentIndex(SPEEDS.index(1.0))
+        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        self.currentIndexChanged.connect(lambda _: self.valueChanged.emit(self.value()))
+
+    def value(self) -> float:
+        return float(self.currentData())
+
+    def setValue(self, v: float) -> None:
+        """Select the preset v; another value is added as an entry of its own (in order)."""
+        v = float(np.clip(v, SPEED_MIN, SPEED_MAX))
+        i = self.findData(v)
+        if i < 0:
+            i = int(np.searchsorted([self.itemData(k) for k in range(self.count())], v))
+            self.insertItem(i, f"{v:g}×", v)
+        self.setCurrentIndex(i)
+
+
 class ReplayBar(QWidget):
     """Timeline slider, play/pause, step, speed, jumps and a loop range for a ReplaySource."""
+
+    sig_report = Signal(float, float)  # "report this range": the A-B range, seconds since session start
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -226,12 +255,8 @@ class ReplayBar(QWidget):
         self.time_label.setMinimumWidth(150)
         lay.addWidget(self.time_label)
         lay.addWidget(QLabel("speed"))
-        self.speed = QDoubleSpinBox()
-        self.speed.setRange(SPEED_MIN, SPEED_MAX)
-        self.speed.setDecimals(1)
-        self.speed.setValue(1.0)
-        self.speed.setSuffix("×")
-        self.speed.setStepType(QDoubleSpinBox.StepType.AdaptiveDecimalStepType)
+        self.speed = SpeedBox()
+        self.speed.setToolTip("Playback speed")
         self.speed.valueChanged.connect(lambda v: self.source and self.source.set_speed(v))
         lay.addWidget(self.speed)
         self.loop = QCheckBox("loop")
@@ -244,6 +269,8 @@ class ReplayBar(QWidget):
         self.loop_b = self._time_box("B: loop end (s)")
         lay.addWidget(self.loop_b)
         button("B", "Set loop end to the playhead", lambda: self.source and self.loop_b.setValue(self.source.position))
+        self.report_btn = button("Report A–B…", "A report (HTML, PDF, PNG) of the A–B range",
+                                 lambda: self.sig_report.emit(*sorted((self.loop_a.value(), self.loop_b.value()))))
         self.setEnabled(False)
 
     def _time_box(self, tip: str) -> QDoubleSpinBox:
@@ -251,6 +278,7 @@ class ReplayBar(QWidget):
         box.setDecimals(2)
         box.setSuffix(" s")
         box.setToolTip(tip)
+        box.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         box.valueChanged.connect(self._loop_changed)
         return box
 

@@ -26,6 +26,8 @@ from backend.sample import ACTIONS
 from backend.summary import summarize
 from backend.trace import TraceReader
 
+from .si import rate_text
+
 DEFAULT_SIZE = (1200, 460)   # pixels of each plot image (HTML, PNG)
 DEFAULT_SIZE_PDF = (960, 400)  # a PDF page is ~700 CSS px wide: smaller plots keep their text legible
 MAX_PLOT_ROWS = 20_000       # longer windows are plotted from merged consecutive samples
@@ -92,10 +94,7 @@ def findings(s: dict) -> list[str]:
     high = acts["REDIRECT"] + acts["TX"]
     rate = s["rates"]["mean_pps"]["REDIRECT"] + s["rates"]["mean_pps"]["TX"]
     if s["flush_mean"] is not None and s["flush_mean"] < LOW_FLUSH_MEAN and rate >= HIGH_RATE_PPS and high:
-        out.append(f"Small flushes at a high rate: the mean devmap flush sent {s['flush_mean']:.2f} frames "
-                   f"(median {s['flush_median']:g}), far below the bulk size of 16, while REDIRECT and TX averaged "
-                   f"{s['rates']['mean_pps']['REDIRECT']:,.1f} and {s['rates']['mean_pps']['TX']:,.1f} pps: "
-                   "each NAPI poll ends with few frames per target, so the per-flush cost is paid often.")
+        out.append(small_flushes(s))
     if acts["ABORTED"]:
         total = sum(acts.values())
         exc = s["exceptions"].get("ABORTED", 0)
@@ -116,6 +115,53 @@ def findings(s: dict) -> list[str]:
     if not out:
         out.append("No redirect errors, target drops, exceptions or ABORTED verdicts in this window.")
     return out
+
+
+def inject_batches(meta: dict) -> list[int]:
+    """Batch sizes of the injections the GUI recorded in the trace's markers (gui/recorder.py)."""
+    out = set()
+    markers = meta.get("markers")
+    for m in markers if isinstance(markers, list) else []:
+        data = m.get("data") if isinstance(m, dict) else None
+        if isinstance(data, dict) and m.get("kind") == "inject":
+            b = data.get("batch")
+            if isinstance(b, int) and not isinstance(b, bool) and 0 < b <= 1 << 16:
+                out.add(b)
+    return sorted(out)
+
+
+def small_flushes(s: dict) -> str:
+    """Why the devmap flushes are small, naming the cause the numbers support: the injector's
+    batch (BPF_PROG_TEST_RUN flushes after every batch), or the NAPI polls of the ingress."""
+    meta, acts = s.get("meta", {}), s["actions"]
+    mean = s["flush_mean"]
+    head = (f"Small flushes at a high rate: the mean devmap flush sent {mean:.2f} frames "
+            f"(median {s['flush_median']:g}), far below the bulk size of 16, while REDIRECT and TX averaged "
+            f"{rate_text(s['rates']['mean_pps']['REDIRECT'])} and {rate_text(s['rates']['mean_pps']['TX'])} pps.")
+    frames = sum(acts.values())
+    targets = [t for t, n in s["redirect_targets"].items() if n] or list(meta.get("targets") or [])
+    n_t = max(len(targets), 1)
+    share = acts["REDIRECT"] / frames if frames else 0.0
+    iface = meta.get("iface") or s.get("iface") or "the interface"
+    napi = (s.get("napi") or {}).get(iface, {})
+    polled = napi.get("work", 0)
+    batches = inject_batches(meta)
+    if batches:
+        b = batches[-1]
+        return (head + f" The injector's batch explains it: BPF_PROG_TEST_RUN flushes the bulk queues after every "
+                f"batch of {', '.join(map(str, batches))} frames; {share:.0%} of the frames were redirected, over "
+                f"{n_t} target{'s' * (n_t > 1)}: about {b * share / n_t:.1f} frames per target per batch. A larger "
+                "batch (up to 256) fills the queues; NAPI is not involved.")
+    if frames and polled < frames / 2:
+        return (head + f" The frames did not come through NAPI polls of {iface} ({polled:,} of {frames:,} frames "
+                "were polled): they were injected (BPF_PROG_TEST_RUN live frames), which flushes the bulk queues "
+                "at the end of every injector batch. The injector's batch size, spread over the "
+                f"{n_t} target{'s' * (n_t > 1)} ({share:.0%} of the frames redirected), sets the flush size, not "
+                "NAPI: a larger batch (up to 256) fills the queues.")
+    per_poll = napi.get("work", 0) / napi["polls"] if napi.get("polls") else None
+    return (head + f" Each NAPI poll of {iface}"
+            + (f" handled {per_poll:.1f} packets on average and" if per_poll is not None else "")
+            + " ends with a flush with few frames per target, so the per-flush cost is paid often.")
 
 
 # -- plots --------------------------------------------------------------------------------------
@@ -152,7 +198,8 @@ def plot_images(path: str | os.PathLike, t_from: float | None, t_to: float | Non
     """The app's panels over the window, each as an image of exactly `size` pixels; panels with
     nothing to show (no redirects, no flushes...) are left out."""
     from .export import panel_image
-    from .plots import ErrorsPanel, FanoutPanel, FlushPanel, NapiPanel, VerdictPanel
+    from .palette import LIGHT
+    from .plots import ErrorsPanel, FanoutPanel, FlushPanel, NapiPanel, QueuesPanel, VerdictPanel, queue_columns
     model, view, k = load_model(path, t_from, t_to)
     h = model.history
     sl = view.sl
@@ -161,9 +208,11 @@ def plot_images(path: str | os.PathLike, t_from: float | None, t_to: float | Non
               (FlushPanel, bool(h.flush[sl].any())),
               (ErrorsPanel, any(h.exceptions.seen) or any(h.redirect_errors.seen) or any(h.devmap_drops.seen)
                or h.has_cpumap_drops),
-              (NapiPanel, h.has_napi or h.has_run)]
+              (NapiPanel, h.has_napi or h.has_run),
+              (QueuesPanel, bool(queue_columns(h)) and bool(h.driver.data[sl].any()))]
     w, hh = size
-    plots = [Plot(cls.title, panel_image(cls, view, w, hh)) for cls, show in wanted if show]
+    # light and printable: dark plots on white pages print as black blocks
+    plots = [Plot(cls.title, panel_image(cls, view, w, hh, theme=LIGHT)) for cls, show in wanted if show]
     return plots, k
 
 
@@ -191,8 +240,28 @@ def _window_text(window: tuple[float | None, float | None]) -> str:
     return f"t = {'start' if a is None else f'{a:g} s'} … {'end' if b is None else f'{b:g} s'}"
 
 
+def words(v: Any) -> str:
+    """A metadata value in words, not JSON: {"possible": null, "why": "..."} -> "possible: unknown;
+    why: ...", lists as "a, b", booleans yes/no; empty members are left out."""
+    if v is None:
+        return "unknown"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, dict):
+        parts = [f"{str(k).replace('_', ' ')}: {words(x)}" for k, x in v.items() if x not in ("", [], {})]
+        return "; ".join(parts) if parts else "none"
+    if isinstance(v, list):
+        return ", ".join(words(x) if isinstance(x, (dict, list)) else str(x) for x in v) if v else "none"
+    if isinstance(v, float):
+        return f"{v:g}"
+    return str(v)
+
+
 def fmt_value(v: Any, kind: str) -> str:
-    """Visible text of a summary value. kind: int, rate (1 decimal), mean (2), pct (2), s (3), text, epoch."""
+    """Visible text of a summary value. kind: int, rate (integer from 100, else 1 decimal), mean (2),
+    pct (2), s (3), text, words (a structure in words), epoch."""
+    if kind == "words":
+        return words(v)
     if v is None:
         return "–"
     if kind == "epoch":
@@ -205,7 +274,9 @@ def fmt_value(v: Any, kind: str) -> str:
         return str(v)
     if kind == "int":
         return f"{int(v):,}"
-    decimals = {"rate": 1, "mean": 2, "pct": 2, "s": 3}[kind]
+    if kind == "rate":
+        return rate_text(v)
+    decimals = {"mean": 2, "pct": 2, "s": 3}[kind]
     return f"{float(v):,.{decimals}f}"
 
 
@@ -235,7 +306,7 @@ class _Html:
     def cell(self, key: list, kind: str) -> str:
         v = _get(self.s, key)
         attr = html.escape(json.dumps(key), quote=True)
-        align = "left" if kind in ("text", "epoch") else "right"
+        align = "left" if kind in ("text", "words", "epoch") else "right"
         return f'<td class="v" align="{align}" data-key="{attr}" data-kind="{kind}">{html.escape(fmt_value(v, kind))}</td>'
 
     def cell_if(self, key: list, kind: str) -> str:
@@ -273,7 +344,7 @@ table.t { border-collapse: collapse; margin: 4px 0 8px 0; }
 table.t th { background: #e8e8ec; text-align: left; padding: 3px 8px; border: 1px solid #bbb; }
 table.t td { padding: 3px 8px; border: 1px solid #ccc; }
 td.v { font-family: "DejaVu Sans Mono", monospace; text-align: right; }
-td.v[data-kind=text], td.v[data-kind=epoch] { text-align: left; font-family: inherit; }
+td.v[data-kind=text], td.v[data-kind=words], td.v[data-kind=epoch] { text-align: left; font-family: inherit; }
 ul.findings li { margin: 3px 0; }
 div.fig { margin: 12px 0; }
 div.fig img { max-width: 100%; height: auto; }
@@ -304,12 +375,16 @@ def render_html(rep: Report, img_src: Callable[[int], str], img_width: int | Non
     for f in rep.findings:
         d.add(f"<li>{html.escape(f)}</li>")
     d.add("</ul>")
+    from backend.pathmodel import html_section  # the kernel path with this window's numbers (id="path")
+    d.add(html_section(s, "path.png" if qt else None, img_width))
 
     # session metadata: what the trace recorded (old traces may lack keys: shown as absent)
     rows = []
 
     def m(name: str, key: str, kind: str = "text") -> None:
         if meta.get(key) not in (None, "", [], {}):
+            if kind == "text" and isinstance(meta[key], (dict, list)):
+                kind = "words"
             rows.append([label(name), d.cell(["meta", key], kind)])
 
     m("host", "host")
@@ -433,6 +508,9 @@ def _qt_document(rep: Report, text_width: int, img_width: int | None):
     doc.setDefaultFont(QFont("DejaVu Sans", 9))
     for i, p in enumerate(rep.plots):
         doc.addResource(QTextDocument.ResourceType.ImageResource, QUrl(f"plot{i}.png"), p.image)
+    from .path_view import path_image  # QTextDocument draws no inline SVG: the path section as a picture
+    doc.addResource(QTextDocument.ResourceType.ImageResource, QUrl("path.png"),
+                    path_image(rep.summary, img_width or text_width - 2 * 24))
     doc.setHtml(render_html(rep, lambda i: f"plot{i}.png", img_width, qt=True))
     doc.setTextWidth(text_width)
     return doc
