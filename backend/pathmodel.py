@@ -984,3 +984,24 @@ def _svg_hist(n: Node, top: float) -> str:
             parts.append(f'<text x="{x + w / 2:.1f}" y="{top + HIST_H - 2:.1f}" text-anchor="middle" font-size="7.5" '
                          f'fill="{c["mark"] if i == BULK else c["sub"]}">{i}</text>')
     return "".join(parts)
+
+
+# -- reports ------------------------------------------------------------------------------------------
+
+def html_section(s: dict, img_src: str | None = None, img_width: int | None = None) -> str:
+    """The report's path section for the summary s: the diagram as inline SVG in <div id="path">
+    (every number in a tspan with data-key or data-expr), or, for renderers without SVG (Qt's
+    QTextDocument: PDF and PNG reports), the image img_src of the same SVG (path_view.path_image)."""
+    p = build(s, expand=None)
+    note = ("Each function of the session's path is a box, each hand-over an edge whose width is its rate in "
+            "the window; red: frames lost. Numbers are those of the tables below for the same window: measured "
+            "ones carry data-key (their summary value), derived ones data-expr (how they are computed from it). "
+            f"Function names link to the kernel source ({p.version}).")
+    if img_src is not None:
+        w = img_width or int(p.width)
+        h = round(p.height * w / p.width)
+        body = f'<img src="{html.escape(img_src, quote=True)}" width="{w}" height="{h}" alt="kernel path">'
+    else:
+        body = to_svg(p).replace("<svg ", '<svg style="max-width:100%;height:auto" ', 1)
+    return (f'<h2>Kernel path</h2><p class="note">{html.escape(note)}</p>'
+            f'<div id="path" class="fig">{body}</div>')

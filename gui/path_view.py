@@ -431,3 +431,8 @@ def svg_image(svg: str, width: int):
     finally:
         painter.end()
     return img
+
+
+def path_image(s: dict, width: int):
+    """The report's path section as a picture of `width` px (Qt documents draw no inline SVG)."""
+    return svg_image(pm.to_svg(pm.build(s, expand=None)), max(int(width), 50))

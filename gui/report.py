@@ -377,6 +377,8 @@ def render_html(rep: Report, img_src: Callable[[int], str], img_width: int | Non
     d.add("</ul>")
     from backend.pathmodel import html_section  # the kernel path with this window's numbers (id="path")
     d.add(html_section(s, "path.png" if qt else None, img_width))
+    from backend.pathmodel import html_section  # the kernel path with this window's numbers (id="path")
+    d.add(html_section(s, "path.png" if qt else None, img_width))
 
     # session metadata: what the trace recorded (old traces may lack keys: shown as absent)
     rows = []
@@ -511,6 +513,9 @@ def _qt_document(rep: Report, text_width: int, img_width: int | None):
     from .path_view import path_image  # QTextDocument draws no inline SVG: the path section as a picture
     doc.addResource(QTextDocument.ResourceType.ImageResource, QUrl("path.png"),
                     path_image(rep.summary, img_width or text_width - 2 * 24))
+    from .path_view import path_image  # QTextDocument draws no inline SVG: the path section as a picture
+    doc.addResource(QTextDocument.ResourceType.ImageResource, QUrl("path.png"),
+                    path_image(rep.summary, 2 * (img_width or text_width - 2 * 24)))  # 2x: sharp when printed
     doc.setHtml(render_html(rep, lambda i: f"plot{i}.png", img_width, qt=True))
     doc.setTextWidth(text_width)
     return doc
