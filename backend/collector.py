@@ -65,10 +65,14 @@ class DeviceWatch:
                 continue                                   # reported once
             new = self._state(name, ifindex)
             if new == "renamed":                           # still there: follow the new name
-                dev[0] = socket.if_indextoname(ifindex)
-                faults.append(Fault(t, f"{name} -> {dev[0]}", ifindex, role, "renamed"))
-                new = self._state(dev[0], ifindex)
-                name = dev[0]
+                try:
+                    dev[0] = socket.if_indextoname(ifindex)
+                except OSError:
+                    new = "vanished"
+                else:
+                    faults.append(Fault(t, f"{name} -> {dev[0]}", ifindex, role, "renamed"))
+                    new = self._state(dev[0], ifindex)
+                    name = dev[0]
             if new != self.state[ifindex]:
                 self.state[ifindex] = new
                 faults.append(Fault(t, name, ifindex, role, new))

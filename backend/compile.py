@@ -534,7 +534,7 @@ def _trial_compile(text: str, cflags: list[str], display: str, source: str) -> N
     job = json.dumps({"text": text, "cflags": cflags}).encode()
     try:
         p = subprocess.run([sys.executable, "-m", "backend.compile"], input=job, capture_output=True,
-                           cwd=ROOT, timeout=TRIAL_TIMEOUT_S, preexec_fn=_limit_child)
+                           cwd=ROOT, timeout=TRIAL_TIMEOUT_S)
     except subprocess.TimeoutExpired:
         raise XdpscopeError(f"{display}: the compile took longer than {TRIAL_TIMEOUT_S} s: refused") from None
     err = p.stderr.decode(errors="replace")
@@ -549,14 +549,11 @@ def _trial_compile(text: str, cflags: list[str], display: str, source: str) -> N
     raise XdpscopeError(f"{display}: the compiler failed on this program{why}")
 
 
-def _limit_child() -> None:
-    resource.setrlimit(resource.RLIMIT_AS, (TRIAL_MEMORY, TRIAL_MEMORY))
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-
-
 def _trial_main() -> int:
     """The child of _trial_compile: 0 compiled, 3 compile error (clang's lines on stderr),
     4 no sandbox; an LLVM fatal error ends it with its own status."""
+    resource.setrlimit(resource.RLIMIT_AS, (TRIAL_MEMORY, TRIAL_MEMORY))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     job = json.loads(sys.stdin.buffer.read())
     module = _module_class()
     kernel.use_headers()
