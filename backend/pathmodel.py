@@ -85,7 +85,9 @@ def fmt(v: float | int | None, kind: str) -> str:
         return "–"
     if kind == "int":
         return f"{int(round(v)):,}"
-    return f"{float(v):,.{ {'rate': 1, 'mean': 2, 'pct': 2}[kind] }f}"
+    if kind == "rate":  # as gui/si.py rate_text: an integer from 100, else one decimal
+        return f"{v:,.0f}" if abs(v) >= 100 else f"{v:,.1f}"
+    return f"{float(v):,.{ {'mean': 2, 'pct': 2}[kind] }f}"
 
 
 @dataclass
