@@ -455,9 +455,11 @@ class Marker:
     t: float    # seconds since the session start, like sample.t
     kind: str   # attach | switch | detach | inject | record | error | note
     label: str
+    data: dict | None = None  # e.g. an injection's count, batch, flows (reports read the batch)
 
     def to_dict(self) -> dict:
-        return {"t": round(self.t, 6), "kind": self.kind, "label": self.label}
+        d = {"t": round(self.t, 6), "kind": self.kind, "label": self.label}
+        return {**d, "data": dict(self.data)} if self.data else d
 
     @staticmethod
     def from_dict(d: object) -> "Marker | None":
@@ -469,7 +471,10 @@ class Marker:
             return None
         if not isinstance(kind, str) or not isinstance(label, str):
             return None
-        return Marker(float(t), kind[:16], label[:120])
+        data = d.get("data")
+        data = {str(k)[:16]: v for k, v in list(data.items())[:8] if isinstance(v, int) and not isinstance(v, bool)} \
+            if isinstance(data, dict) else None
+        return Marker(float(t), kind[:16], label[:120], data or None)
 
 
 class AppModel(QObject):
@@ -508,9 +513,9 @@ class AppModel(QObject):
         self.meta = dict(meta)
         self.sig_meta.emit(self.meta)
 
-    def add_marker(self, kind: str, label: str, t: float | None = None) -> Marker:
+    def add_marker(self, kind: str, label: str, t: float | None = None, data: dict | None = None) -> Marker:
         """A marker at t (default: the newest sample's time, where the view's live edge is)."""
-        m = Marker(self.latest_t() if t is None else float(t), kind, label)
+        m = Marker(self.latest_t() if t is None else float(t), kind, label, data)
         self.markers.append(m)
         self.version += 1
         self.sig_marker.emit(m)

@@ -377,8 +377,6 @@ def render_html(rep: Report, img_src: Callable[[int], str], img_width: int | Non
     d.add("</ul>")
     from backend.pathmodel import html_section  # the kernel path with this window's numbers (id="path")
     d.add(html_section(s, "path.png" if qt else None, img_width))
-    from backend.pathmodel import html_section  # the kernel path with this window's numbers (id="path")
-    d.add(html_section(s, "path.png" if qt else None, img_width))
 
     # session metadata: what the trace recorded (old traces may lack keys: shown as absent)
     rows = []
@@ -510,9 +508,6 @@ def _qt_document(rep: Report, text_width: int, img_width: int | None):
     doc.setDefaultFont(QFont("DejaVu Sans", 9))
     for i, p in enumerate(rep.plots):
         doc.addResource(QTextDocument.ResourceType.ImageResource, QUrl(f"plot{i}.png"), p.image)
-    from .path_view import path_image  # QTextDocument draws no inline SVG: the path section as a picture
-    doc.addResource(QTextDocument.ResourceType.ImageResource, QUrl("path.png"),
-                    path_image(rep.summary, img_width or text_width - 2 * 24))
     from .path_view import path_image  # QTextDocument draws no inline SVG: the path section as a picture
     doc.addResource(QTextDocument.ResourceType.ImageResource, QUrl("path.png"),
                     path_image(rep.summary, 2 * (img_width or text_width - 2 * 24)))  # 2x: sharp when printed

@@ -229,7 +229,9 @@ class LiveSource(Source):
         self.inject_args = dict(args) if loop else None
         if self.attached:
             what = f"{args.get('count', 0):,} frames, batch {args.get('batch', 64)}"
-            self.model.add_marker("inject", f"inject {what}" + (", repeated" if loop else ""))
+            self.model.add_marker("inject", f"inject {what}" + (", repeated" if loop else ""),
+                                  data={k: args[k] for k in ("count", "batch", "size", "flows")
+                                        if isinstance(args.get(k), int)} | {"batch": int(args.get("batch", 64))})
         self.client.request("inject", self._inject_done, **args)
 
     def stop_inject(self) -> None:

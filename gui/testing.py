@@ -63,8 +63,9 @@ IFACES = [{{"name": "eth0", "ifindex": 2, "driver": "virtio_net", "kind": "", "m
            "modes": {{"native": {{"possible": True, "why": ""}}, "generic": {{"possible": True, "why": ""}}}}}}]
 LAB = {{"prefix": "xs", "ingress": "xs-in", "targets": ["xs-t0", "xs-t1"]}}
 streaming = threading.Event()
+state = {{"prog_id": 0, "attached": None, "runs": 0}}
 print("fake agent starting", file=sys.stderr, flush=True)
-send({{"event": "ready", "protocol": 1, "version": "0.0-fake", "root": True, "pid": 1}})
+send({{"event": "ready", "protocol": 1, "version": "0.0-fake", "root": {root}, "pid": 1}})
 
 def stream(hz):
     i = 0
@@ -78,21 +79,40 @@ threading.Thread(target=stream, args=({hz},), daemon=True).start()
 for line in sys.stdin:
     req = json.loads(line)
     cmd, rid = req.get("cmd"), req.get("id")
-    if cmd == "interfaces":
-        send({{"id": rid, "ok": True, "result": IFACES}})
+    if cmd == "interfaces":  # the program attached as the kernel would say it (pyroute2's mode names)
+        out = json.loads(json.dumps(IFACES))
+        for itf in out:
+            if state["attached"] and itf["name"] == state["attached"]:
+                itf["xdp"] = {{"attached": True, "prog_id": state["prog_id"], "mode": "xdpgeneric"}}
+        send({{"id": rid, "ok": True, "result": out}})
+    elif cmd == "programs_running":
+        state["runs"] += 1000
+        progs = [{{"id": state["prog_id"], "name": "xs_fake", "run_cnt": state["runs"], "run_time_ns": 50 * state["runs"],
+                  "ifaces": [{{"name": state["attached"], "mode": "xdpgeneric"}}]}}] if state["attached"] else []
+        send({{"id": rid, "ok": True, "result": {{"t": time.monotonic(), "cpus": 2, "host": "fake", "stats_on": True,
+              "programs": progs}}}})
     elif cmd == "programs":
         send({{"id": rid, "ok": True, "result": [{{"name": "redirect", "description": "fake redirect", "params": []}}]}})
     elif cmd == "lab":
         send({{"id": rid, "ok": True, "result": LAB if req.get("action") != "down" else None}})
     elif cmd == "attach":
+        if state["attached"]:
+            send({{"id": rid, "ok": False, "error": "already attached: detach first"}})
+            continue
+        state["prog_id"] += 1
+        state["attached"] = req["iface"]
         streaming.set()
         send({{"id": rid, "ok": True, "result": {{"iface": req["iface"], "program": req["program"],
-              "targets": req.get("targets", []), "hz": {hz}, "host": "fake", "mode": "generic"}}}})
+              "targets": req.get("targets", []), "hz": {hz}, "host": "fake", "mode": "generic", "cpus": 2,
+              "params": {{"targets": req.get("targets", []), "policy": req.get("policy", "rr")}},
+              "requested_mode": req.get("mode", "auto"), "run_time": bool(req.get("run_time")),
+              "probes_enabled": []}}}})
     elif cmd == "inject":
         time.sleep(0.05)
         send({{"id": rid, "ok": True, "result": {{"frames": req.get("count", 0), "runs": 1, "seconds": 0.05, "prog_id": 9}}}})
     elif cmd == "detach":
         streaming.clear()
+        state["attached"] = None
         send({{"id": rid, "ok": True, "result": {{}}}})
         send({{"event": "detached", "reason": "detach requested"}})
     elif cmd == "stop":
@@ -104,11 +124,12 @@ print("fake agent stopped", file=sys.stderr, flush=True)
 '''
 
 
-def fake_agent_command(tmp_dir: str | os.PathLike, hz: int = 20) -> list[str]:
-    """A command line running a protocol-speaking fake agent that streams synthetic samples."""
+def fake_agent_command(tmp_dir: str | os.PathLike, hz: int = 20, root: bool = True) -> list[str]:
+    """A command line running a protocol-speaking fake agent that streams synthetic samples
+    (root=False: an agent that started but has no privileges)."""
     repo = str(Path(__file__).resolve().parent.parent)
-    script = Path(tmp_dir) / "fake_agent.py"
-    script.write_text(textwrap.dedent(FAKE_AGENT.format(repo=repo, hz=hz)))
+    script = Path(tmp_dir) / f"fake_agent{'' if root else '_noroot'}.py"
+    script.write_text(textwrap.dedent(FAKE_AGENT.format(repo=repo, hz=hz, root=root)))
     return [sys.executable, str(script)]
 
 
