@@ -897,7 +897,13 @@ def label_anchor(e: Edge) -> tuple[float, float, str]:
 
 COLORS = {"bg": "#1e1f22", "node": "#2b2d31", "border": "#6b7280", "text": "#d4d4d4", "title": "#f0f0f0",
           "sub": "#9aa0a6", "edge": "#5aa9e6", "loss": "#e5484d", "idle": "#4b5058", "sink": "#7a7f87",
-          "queue": "#3a3f47", "target": "#2f3b2f", "hist": "#8fbc5a", "mark": "#f2c14e"}
+          "queue": "#3a3f47", "target": "#2f3b2f", "hist": "#8fbc5a", "mark": "#f2c14e", "lossnode": "#3a2224",
+          "label_bg": "#1e1f22"}
+# printed reports are light (gui/palette.py LIGHT: the Okabe-Ito hues darkened for white paper)
+COLORS_LIGHT = {"bg": "#ffffff", "node": "#f3f4f6", "border": "#9a9a9a", "text": "#202020", "title": "#111111",
+                "sub": "#555555", "edge": "#2F8FC8", "loss": "#C04F00", "idle": "#e6e6e6", "sink": "#8a8a8a",
+                "queue": "#e9edf3", "target": "#e7f1e9", "hist": "#00805C", "mark": "#9A8C00", "lossnode": "#fbeae3",
+                "label_bg": "#ffffff"}
 
 
 def _tspan(p: Part) -> str:
@@ -908,10 +914,10 @@ def _tspan(p: Part) -> str:
     return f'<tspan class="n"{attr} data-kind="{p.kind}">{html.escape(p.text)}</tspan>'
 
 
-def to_svg(p: Path) -> str:
+def to_svg(p: Path, colors: dict | None = None) -> str:
     """The diagram as an inline SVG: every number in a <tspan> with data-key (a JSON path into the
     summary) or data-expr (the expression over it that derives the number), and data-kind."""
-    c = COLORS
+    c = colors or COLORS
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{p.width:.0f}" height="{p.height:.0f}" '
            f'viewBox="0 0 {p.width:.0f} {p.height:.0f}" font-family="DejaVu Sans Mono" font-size="10">',
            f'<rect x="0" y="0" width="{p.width:.0f}" height="{p.height:.0f}" fill="{c["bg"]}"/>']
@@ -920,16 +926,23 @@ def to_svg(p: Path) -> str:
         col = c["loss"] if e.loss else c["edge"]
         out.append(f'<path d="M{x1:.1f},{y1:.1f} C{a1:.1f},{b1:.1f} {a2:.1f},{b2:.1f} {x2:.1f},{y2:.1f}" fill="none" '
                    f'stroke="{col}" stroke-width="{e.width:.2f}" opacity="0.85"><title>{html.escape(e.hover())}</title></path>')
+    for e in p.edges:  # labels over every edge, on a backing that keeps them legible where curves cross
         if not e.show_label:
             continue
+        col = c["loss"] if e.loss else c["edge"]
         lx, ly, anchor = label_anchor(e)
+        for dy, text, cw in ((0, f"{e.label} {e.frames.text}", CHAR_W), (12, f"{e.rate.text}/s", 5.45)):
+            w = len(text) * cw + 4
+            bx = lx - w + 2 if anchor == "end" else lx - 2
+            out.append(f'<rect x="{bx:.1f}" y="{ly + dy - 9:.1f}" width="{w:.1f}" height="11" fill="{c["label_bg"]}" '
+                       'opacity="0.8"/>')
         out.append(f'<text x="{lx:.1f}" y="{ly:.1f}" text-anchor="{anchor}" fill="{col}" class="edge" '
                    f'data-src="{html.escape(e.src)}" data-dst="{html.escape(e.dst)}">{html.escape(e.label)} '
                    f'{_tspan(e.frames)}</text>')
         out.append(f'<text x="{lx:.1f}" y="{ly + 12:.1f}" text-anchor="{anchor}" fill="{col}" font-size="9">'
                    f'{_tspan(e.rate)}/s</text>')
     for n in p.nodes:
-        fill = {"loss": "#3a2224", "idle": c["idle"], "queue": c["queue"], "target": c["target"]}.get(n.kind, c["node"])
+        fill = {"loss": c["lossnode"], "idle": c["idle"], "queue": c["queue"], "target": c["target"]}.get(n.kind, c["node"])
         stroke = c["loss"] if n.kind == "loss" else c["border"]
         link = n.links[0][1] if n.links else ""
         out.append(f'<g class="node" id="node-{html.escape(n.id)}">')
@@ -951,7 +964,7 @@ def to_svg(p: Path) -> str:
                        f'{"".join(_tspan(x) for x in row)}</text>')
             y += LINE_H
         if n.hist:
-            out.append(_svg_hist(n, y))
+            out.append(_svg_hist(n, y, c))
         out.append("</g>")
     y = p.height - 8 - 14 * (len(p.notes) - 1)
     for note in p.notes:
@@ -975,8 +988,7 @@ def hist_bars(n: Node, top: float) -> list[tuple[int, float, float, float, float
     return out
 
 
-def _svg_hist(n: Node, top: float) -> str:
-    c = COLORS
+def _svg_hist(n: Node, top: float, c: dict) -> str:
     parts = []
     for (i, x, y, w, h), (_, num) in zip(hist_bars(n, top), n.hist or []):
         col = c["mark"] if i == BULK else c["hist"]
@@ -1004,6 +1016,6 @@ def html_section(s: dict, img_src: str | None = None, img_width: int | None = No
         h = round(p.height * w / p.width)
         body = f'<img src="{html.escape(img_src, quote=True)}" width="{w}" height="{h}" alt="kernel path">'
     else:
-        body = to_svg(p).replace("<svg ", '<svg style="max-width:100%;height:auto" ', 1)
+        body = to_svg(p, COLORS_LIGHT).replace("<svg ", '<svg style="max-width:100%;height:auto" ', 1)
     return (f'<h2>Kernel path</h2><p class="note">{html.escape(note)}</p>'
             f'<div id="path" class="fig">{body}</div>')

@@ -195,7 +195,7 @@ class NodeItem(QGraphicsPathItem):
         path.addRoundedRect(QRectF(n.x, n.y, n.w, n.h), 5, 5)
         super().__init__(path)
         self.node, self.panel = n, panel
-        fill = {"loss": "#3a2224", "idle": C["idle"], "queue": C["queue"], "target": C["target"]}.get(n.kind, C["node"])
+        fill = {"loss": C["lossnode"], "idle": C["idle"], "queue": C["queue"], "target": C["target"]}.get(n.kind, C["node"])
         self.setBrush(QBrush(QColor(fill)))
         self.setPen(QPen(QColor(C["loss"] if n.kind == "loss" else C["border"]), 1))
         self.setAcceptHoverEvents(True)
@@ -413,7 +413,7 @@ class PathPanel(Panel):
         super().new_session()
 
 
-def svg_image(svg: str, width: int):
+def svg_image(svg: str, width: int, background: str = C["bg"]):
     """The SVG drawn into a QImage `width` px wide (reports rendered by Qt: PDF, PNG)."""
     from PySide6.QtCore import QByteArray
     from PySide6.QtGui import QImage
@@ -423,7 +423,7 @@ def svg_image(svg: str, width: int):
     h = max(int(math.ceil(size.height() * width / max(size.width(), 1))), 1)
     img = QImage(width, h, QImage.Format.Format_ARGB32)
     img.setDevicePixelRatio(1.0)
-    img.fill(QColor(C["bg"]))
+    img.fill(QColor(background))
     painter = QPainter(img)
     try:
         painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
@@ -435,4 +435,4 @@ def svg_image(svg: str, width: int):
 
 def path_image(s: dict, width: int):
     """The report's path section as a picture of `width` px (Qt documents draw no inline SVG)."""
-    return svg_image(pm.to_svg(pm.build(s, expand=None)), max(int(width), 50))
+    return svg_image(pm.to_svg(pm.build(s, expand=None), pm.COLORS_LIGHT), max(int(width), 50), "#ffffff")

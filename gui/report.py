@@ -376,7 +376,7 @@ def render_html(rep: Report, img_src: Callable[[int], str], img_width: int | Non
         d.add(f"<li>{html.escape(f)}</li>")
     d.add("</ul>")
     from backend.pathmodel import html_section  # the kernel path with this window's numbers (id="path")
-    d.add(html_section(s, "path.png" if qt else None, img_width))
+    d.add(html_section(s, "path.png" if qt else None, img_width or rep.size[0]))
 
     # session metadata: what the trace recorded (old traces may lack keys: shown as absent)
     rows = []
