@@ -107,7 +107,7 @@ def main() -> int:
             drew = [p for p, k in zip(w.panels, keys) if p._key != k]
             if paint == "repaint":
                 for p in drew:
-                    p.glw.viewport().repaint()
+                    getattr(p, "view", p.glw).viewport().repaint()  # the Path dock draws in its own view
             elif paint == "events":
                 app.processEvents()  # queued scene updates -> viewport update requests
                 app.processEvents()  # -> painting

@@ -25,7 +25,7 @@ from backend.sample import ACTIONS, FLUSH_BINS, NAPI_BINS
 
 from .model import NAPI_FIELDS, History
 from .palette import DARK, Theme
-from .plots import Panel, View
+from .plots import Panel, Summary, View
 
 C = pm.COLORS
 
@@ -47,6 +47,29 @@ def _keyed_totals(v: View, name: str, keyed) -> dict[str, int]:
 
 def _bins(hist) -> dict[str, int]:
     return {str(i): int(n) for i, n in enumerate(hist) if n}
+
+
+def _flush_range(sp, a: int, e: int) -> np.ndarray:
+    lo, hi = np.searchsorted(sp.row[:sp.n], [a, e])
+    n = len(sp.names) * sp.bins
+    return np.bincount(sp.cell[lo:hi], weights=sp.value[lo:hi], minlength=n)[:n].reshape(len(sp.names), sp.bins)
+
+
+def flush_totals(h: History, a: int, e: int) -> np.ndarray:
+    """Per-target flush histograms (targets x bins) summed over absolute rows [a, e) of the
+    history's sparse store. The last answer is kept: a window that moved on costs only the rows
+    that entered and left it (integers in float64: exact)."""
+    sp = h.flush_by_target
+    got = getattr(h, "_path_flush", None)
+    if got is not None:
+        serial, a0, e0, names, sums = got
+        if serial == h.serial and names == len(sp.names) and a0 <= a <= e0 <= e:
+            sums = sums + _flush_range(sp, e0, e) - _flush_range(sp, a0, a)
+            h._path_flush = (h.serial, a, e, names, sums)
+            return sums
+    sums = _flush_range(sp, a, e)
+    h._path_flush = (h.serial, a, e, len(sp.names), sums)
+    return sums
 
 
 def window_summary(v: View) -> dict:
@@ -71,10 +94,8 @@ def window_summary(v: View) -> dict:
         for e, n in errs.items():
             by_errno[e] = by_errno.get(e, 0) + n
     flush_all = _total(v, ("flush",), lambda h, sl: h.flush[sl]).tolist() if v.n else [0] * FLUSH_BINS
-    by_target = {}
-    for t in h.flush_by_target.names:
-        hist = h.flush_by_target.table(v.a, v.e, t).sum(axis=0)
-        by_target[t] = [int(round(x)) for x in hist.tolist()]
+    sums = flush_totals(h, v.a, v.e)
+    by_target = {t: [int(round(x)) for x in row] for t, row in zip(h.flush_by_target.names, sums.tolist())}
     flushes = int(sum(flush_all))
     frames = int(sum(i * n for i, n in enumerate(flush_all)))
     napi: dict[str, dict] = {}
@@ -173,6 +194,14 @@ class EdgeItem(QGraphicsPathItem):
         self.setToolTip(e.hover())
         self.setZValue(1)
 
+    def update_from(self, e: pm.Edge) -> None:
+        self.edge = e
+        pen = self.pen()
+        if pen.widthF() != e.width:
+            pen.setWidthF(e.width)
+            self.setPen(pen)
+        self.setToolTip(e.hover())
+
     def shape(self) -> QPainterPath:  # the stroke (at least 8 px), not the area under the curve
         s = QPainterPathStroker()
         s.setWidth(max(self.pen().widthF(), 8.0))
@@ -202,7 +231,13 @@ class NodeItem(QGraphicsPathItem):
         self.setCursor(Qt.CursorShape.PointingHandCursor)
         self.setToolTip(f"{n.title}\n{n.text()}\n\nMeasured by: {n.measured_by}\n(click for the kernel source)")
         self.setZValue(2)
+        self.texts: list[QGraphicsSimpleTextItem] = []
+        self.bars: list[QGraphicsRectItem] = []
         self._texts(n)
+
+    @staticmethod
+    def _rows(n: pm.Node) -> list[str]:
+        return ["".join(p.text if isinstance(p, pm.Num) else p for p in row) for row in n.rows]
 
     def _texts(self, n: pm.Node) -> None:
         y = n.y + pm.PAD
@@ -212,15 +247,18 @@ class NodeItem(QGraphicsPathItem):
         if n.sub:
             self._text(pm.short(n.sub, n.w - 2 * pm.PAD), n.x + pm.PAD, y - 1, _font(9), C["sub"])
             y += pm.LINE_H
-        for row in n.rows:
-            self._text("".join(p.text if isinstance(p, pm.Num) else p for p in row), n.x + pm.PAD, y, _font(10), C["text"])
+        self.first_row = len(self.texts)
+        for row in self._rows(n):
+            self._text(row, n.x + pm.PAD, y, _font(10), C["text"])
             y += pm.LINE_H
+        self.hist_top = y
         if n.hist:
             for i, x, by, w, h in pm.hist_bars(n, y):
                 bar = QGraphicsRectItem(QRectF(x, by, w, h), self)
                 bar.setBrush(QColor(C["mark"] if i == pm.BULK else C["hist"]))
                 bar.setPen(QPen(Qt.PenStyle.NoPen))
                 bar.setToolTip(f"{i} frames per flush: {n.hist[i][1].text} flushes")
+                self.bars.append(bar)
                 if i % 4 == 0:
                     self._text(str(i), x, y + pm.HIST_H - 11, _font(7.5), C["mark"] if i == pm.BULK else C["sub"])
 
@@ -229,6 +267,19 @@ class NodeItem(QGraphicsPathItem):
         t.setFont(font)
         t.setBrush(QColor(color))
         t.setPos(x, y)
+        self.texts.append(t)
+
+    def update_from(self, n: pm.Node) -> None:
+        """New numbers for the same node at the same place (same rows): texts and bars only."""
+        self.node = n
+        for item, row in zip(self.texts[self.first_row:], self._rows(n)):
+            if item.text() != row:
+                item.setText(row)
+        if n.hist:
+            for bar, (i, x, by, w, h) in zip(self.bars, pm.hist_bars(n, self.hist_top)):
+                bar.setRect(QRectF(x, by, w, h))
+                bar.setToolTip(f"{i} frames per flush: {n.hist[i][1].text} flushes")
+        self.setToolTip(f"{n.title}\n{n.text()}\n\nMeasured by: {n.measured_by}\n(click for the kernel source)")
 
     def hoverEnterEvent(self, ev) -> None:
         self.panel.hovered(f"{self.node.title}: {self.node.text()}".replace("\n", " · "))
@@ -297,7 +348,7 @@ class PathPanel(Panel):
                                "give the rest); auto: brief when the dock is too small for the full diagram")
         self.detail.currentIndexChanged.connect(self.invalidate)
         self.controls.addWidget(self.detail)
-        self.where = QLabel()
+        self.where = Summary()  # changes every redraw: repaints itself only
         self.controls.addWidget(self.where, 1)
         self.info = QLabel()
         self.info.setWordWrap(True)
@@ -305,24 +356,22 @@ class PathPanel(Panel):
         self.info.setOpenExternalLinks(True)
         self.info.setTextInteractionFlags(Qt.TextInteractionFlag.TextBrowserInteraction)
         self.info.setContentsMargins(6, 2, 6, 4)
-        self.info.setMinimumHeight(34)
+        self.info.setFixedHeight(3 * self.info.fontMetrics().height() + 8)  # hover text never moves the diagram
         self.info.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.layout().addWidget(self.info)
         self.path: pm.Path | None = None
         self.summary: dict | None = None
         self.selected: str | None = None
         self._hover = ""
+        self._sig: tuple | None = None   # the drawn diagram's layout (unchanged: items updated in place)
+        self._nodes: list[NodeItem] = []
+        self._edges: list[EdgeItem] = []
+        self._labels: list = []
+        self._full_size: tuple | None = None
         self._show_info()
 
     def min_interval(self, view: View) -> float:
         return 0.25  # a diagram, not a time axis: a few redraws a second follow a live window
-
-    def brief(self, full: pm.Path) -> bool:
-        i = self.detail.currentIndex()
-        if i:
-            return i == 2
-        vw, vh = max(self.view.width(), 1), max(self.view.height(), 1)
-        return min(vw / full.width, vh / full.height) < self.BRIEF_BELOW
 
     def expand(self) -> bool | None:
         return {0: None, 1: True, 2: False}[self.queues.currentIndex()]
@@ -330,52 +379,92 @@ class PathPanel(Panel):
     def draw(self, v: View) -> None:
         s, where = summary_for(v)
         self.summary = s
-        p = pm.build(s, self.expand())
-        if self.brief(p):
-            p = pm.build(s, self.expand(), brief=True)
+        p = self._build(s, v)
         self.path = p
-        self.where.setText(f"{where} · kernel {p.version}")
-        self.where.setToolTip(f"{where}: {pm.fmt(s.get('duration_s'), 'mean')} s of samples; links go to the "
-                              f"kernel source of {p.kernel or 'an unknown kernel'} ({p.version})")
+        self.where.setText(f"{where} · {pm.fmt(s.get('duration_s'), 'mean')} s of samples · kernel {p.version}")
+        if self.selected is not None and all(n.id != self.selected for n in p.nodes):
+            self.selected = None
+        sig = _signature(p)
+        if sig == self._sig:  # the same diagram with new numbers: update the items in place
+            for item, n in zip(self._nodes, p.nodes):
+                item.update_from(n)
+            for item, e in zip(self._edges, p.edges):
+                item.update_from(e)
+            for e, texts in zip([e for e in p.edges if e.show_label], self._labels):
+                self._place_label(e, texts)
+            self._show_info()
+            return
+        self._sig = sig
         scene = self.view.scene()
         scene.clear()
         scene.setSceneRect(QRectF(0, 0, p.width, p.height))
+        self._edges, self._nodes, self._labels = [], [], []
         for e in p.edges:
-            scene.addItem(EdgeItem(e, self))
+            self._edges.append(EdgeItem(e, self))
+            scene.addItem(self._edges[-1])
             if e.show_label:
-                self._label(scene, e)
+                self._labels.append(self._label(scene, e))
         for n in p.nodes:
-            scene.addItem(NodeItem(n, self))
+            self._nodes.append(NodeItem(n, self))
+            scene.addItem(self._nodes[-1])
         y = p.height - 8 - 14 * len(p.notes)
         for note in p.notes:
             t = scene.addSimpleText(note, _font(9.5))
             t.setBrush(QColor(C["sub"]))
             t.setPos(pm.MARGIN, y)
             y += 14
-        if self.selected is not None and all(n.id != self.selected for n in p.nodes):
-            self.selected = None
         self.view.fit()
         self._show_info()
 
-    def _label(self, scene: QGraphicsScene, e: pm.Edge) -> None:
-        x, y, anchor = pm.label_anchor(e)
+    def _label(self, scene: QGraphicsScene, e: pm.Edge) -> list:
         color = QColor(C["loss"] if e.loss else C["edge"])
-        for i, (text, size) in enumerate(((f"{e.label} {e.frames.text}", 10.0), (f"{e.rate.text}/s", 9.0))):
-            t = QGraphicsSimpleTextItem(text)
+        items = []
+        for size in (10.0, 9.0):
+            t = QGraphicsSimpleTextItem()
             t.setFont(_font(size))
             t.setBrush(color)
-            w = t.boundingRect().width()
-            tx = x - w if anchor == "end" else x
-            ty = y - size - 1 + 12 * i
-            back = QGraphicsRectItem(QRectF(tx - 2, ty, w + 4, size + 2))
+            t.setZValue(4)
+            back = QGraphicsRectItem()
             back.setBrush(QColor(30, 31, 34, 200))
             back.setPen(QPen(Qt.PenStyle.NoPen))
             back.setZValue(3)
-            back.setToolTip(e.hover())
             scene.addItem(back)
-            t.setPos(tx, ty)
-            t.setZValue(4)
             scene.addItem(t)
+            items.append((back, t, size))
+        self._place_label(e, items)
+        return items
+
+    @staticmethod
+    def _place_label(e: pm.Edge, items: list) -> None:
+        x, y, anchor = pm.label_anchor(e)
+        for i, ((back, t, size), text) in enumerate(zip(items, (f"{e.label} {e.frames.text}", f"{e.rate.text}/s"))):
+            if t.text() != text:
+                t.setText(text)
+            w = t.boundingRect().width()
+            tx = x - w if anchor == "end" else x
+            ty = y - size - 1 + 12 * i
+            back.setRect(QRectF(tx - 2, ty, w + 4, size + 2))
+            back.setToolTip(e.hover())
+            t.setPos(tx, ty)
+
+    def _build(self, s: dict, v: View) -> pm.Path:
+        """The path, full or brief (auto: brief when the full diagram would be drawn too small; the
+        full one's size is remembered per session and layout choice, so a frame builds one)."""
+        i = self.detail.currentIndex()
+        if i:
+            return pm.build(s, self.expand(), brief=i == 2)
+        key = (v.h.serial, self.expand(), tuple(sorted((s.get("redirect_targets") or {}))), self.view.size().toTuple())
+        if self._full_size is None or self._full_size[0] != key:
+            full = pm.build(s, self.expand())
+            self._full_size = (key, full.width, full.height)
+            if not self._too_small(full.width, full.height):
+                return full
+        _, w, h = self._full_size
+        return pm.build(s, self.expand(), brief=self._too_small(w, h))
+
+    def _too_small(self, w: float, h: float) -> bool:
+        vw, vh = max(self.view.width(), 1), max(self.view.height(), 1)
+        return min(vw / w, vh / h) < self.BRIEF_BELOW
 
     # -- hover and click ------------------------------------------------------------------------------
     def hovered(self, text: str) -> None:
@@ -406,11 +495,18 @@ class PathPanel(Panel):
         else:
             text = ("Hover an edge for its exact frames and rate, click a function for what measures it "
                     "and its kernel source. Edge width: rate in the window; red: frames lost.")
-        self.info.setText(text)
+        if text != self.info.text():  # a QLabel's setText lays the dock out again
+            self.info.setText(text)
 
     def new_session(self) -> None:
         self.selected = None
         super().new_session()
+
+
+def _signature(p: pm.Path) -> tuple:
+    return (tuple((n.id, n.x, n.y, n.w, n.h, tuple(n.title_rows), len(n.rows), n.sub, n.hist is not None)
+                  for n in p.nodes),
+            tuple((e.src, e.dst, e.show_label, tuple(e.points)) for e in p.edges), tuple(p.notes), p.width, p.height)
 
 
 def svg_image(svg: str, width: int, background: str = C["bg"]):
