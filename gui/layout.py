@@ -13,9 +13,10 @@ from .plots import MIN_PLOT_PX, Panel
 
 SIDE = ("Sources", "Session", "Log", "Driver", "Programs")
 PLOTS = ("Verdicts", "Fan-out", "Flushes", "Errors", "NAPI", "RX queues")
-KEY = "layout-v2"          # older saved states (another set of docks) are never restored
+KEY = "layout-v3"          # older saved states (another set of docks) are never restored
 WIDE_MIN = (1280, 820)     # below either: the compact layout
 SETTLE_MS = 150            # resizes are settled this long after the last one
+SNAPSHOT_MS = 2000         # the layout of the current size class is remembered this often
 
 Area = Qt.DockWidgetArea
 H, V = Qt.Orientation.Horizontal, Qt.Orientation.Vertical
@@ -33,6 +34,13 @@ class DockLayout:
         self.timer.setSingleShot(True)
         self.timer.setInterval(SETTLE_MS)
         self.timer.timeout.connect(self.settle)
+        # the layout as it was while the window was of its size class: a resize reflows the docks
+        # before it can be saved, and a compact layout stretched to 1600 px is no wide layout
+        self.snapshot: QByteArray | None = None
+        self.snap_timer = QTimer(win)
+        self.snap_timer.setInterval(SNAPSHOT_MS)
+        self.snap_timer.timeout.connect(self.take_snapshot)
+        self.snap_timer.start()
         win.setCorner(Qt.Corner.BottomLeftCorner, Area.LeftDockWidgetArea)   # the controls run full height
         win.setCorner(Qt.Corner.TopLeftCorner, Area.LeftDockWidgetArea)
 
@@ -46,8 +54,8 @@ class DockLayout:
     def apply_default(self, kind: str) -> None:
         win, d = self.win, self.docks
         for dock in d.values():
+            dock.setFloating(False)  # first: a floating dock removed and re-added stays floating
             win.removeDockWidget(dock)
-            dock.setFloating(False)
         self._place_side()
         win.addDockWidget(Area.RightDockWidgetArea, d["Verdicts"])
         w, h = max(win.width(), 400), max(win.height(), 300)
@@ -78,6 +86,7 @@ class DockLayout:
             v = 12 if "Path" in d else 9  # the Path tab (a diagram) wants the wider column
             win.resizeDocks([d["Sources"], d["Verdicts"], d["Fan-out"]], [side, plots * v // 20, plots * (20 - v) // 20], H)
             win.resizeDocks([d["Errors"], d["Fan-out"], d["Flushes"]], [h * 3 // 10, h * 28 // 100, h * 42 // 100], V)
+            win.resizeDocks([d["Errors"], d["NAPI"]], [plots // 2, plots - plots // 2], H)
         else:
             win.resizeDocks([d["Sources"], d["Verdicts"]], [side, w - side], H)
             win.resizeDocks([d["Verdicts"], d["Errors"]], [h // 2, h // 2], V)
@@ -87,9 +96,17 @@ class DockLayout:
     def _key(self, kind: str) -> str:
         return f"{KEY}/{kind}"
 
+    def take_snapshot(self) -> None:
+        """Remember the current layout, if the window is (still) of the layout's size class."""
+        if self.kind is not None and not self.timer.isActive() \
+                and size_kind(self.win.width(), self.win.height()) == self.kind:
+            self.snapshot = self.win.saveState()
+
     def save(self) -> None:
-        if self.kind is not None:
-            self.settings.setValue(self._key(self.kind), self.win.saveState())
+        """Keep the layout of the current size class, as it was while the window had that size."""
+        self.take_snapshot()
+        if self.kind is not None and self.snapshot is not None:
+            self.settings.setValue(self._key(self.kind), self.snapshot)
 
     def apply(self, kind: str) -> None:
         """The saved layout of this size class if there is one and it works, else the default."""
@@ -97,9 +114,16 @@ class DockLayout:
         self.apply_default(kind)
         if isinstance(state, QByteArray) and self.win.restoreState(state):
             self.kind = kind
-            QTimer.singleShot(0, self._check)
+            QTimer.singleShot(0, self.win, self._check)
+        self.snapshot = None
+        QTimer.singleShot(SETTLE_MS, self.win, self.take_snapshot)
 
     def _check(self) -> None:
+        """A restored layout that leaves a plot too small is replaced by the default (measured once
+        the window is on screen: before, the docks have no final sizes)."""
+        if not self.win.isVisible():
+            QTimer.singleShot(SETTLE_MS, self.win, self._check)
+            return
         if self.problems():
             self.apply_default(self.kind or size_kind(self.win.width(), self.win.height()))
 
@@ -108,9 +132,12 @@ class DockLayout:
         kind = size_kind(self.win.width(), self.win.height())
         self.settings.remove(self._key(kind))
         self.apply_default(kind)
-        self.save()
+        self.snapshot = None
+        QTimer.singleShot(SETTLE_MS, self.win, self.save)  # once the docks have their default sizes
 
     def resized(self) -> None:
+        if not self.timer.isActive():
+            self.take_snapshot()  # usually no-op here: the docks already reflowed; the periodic one counts
         self.timer.start()
 
     def settle(self) -> None:
