@@ -53,7 +53,7 @@ def session_line(meta: dict | None) -> str:
     probes = meta.get("probes_enabled") or []
     parts = [f"<b>{meta.get('program', '?')}</b> ({meta.get('mode', '?')}) on <b>{meta.get('iface', '?')}</b>"]
     if targets:
-        parts.append("→ " + ", ".join(map(str, targets)))
+        parts[0] += " → " + ", ".join(map(str, targets))
     parts.append(f"{si.thousands(meta.get('hz') or 0)} Hz")
     parts.append("run time on" if meta.get("run_time") else "run time off")
     if "xdp:xdp_redirect" in probes:
