@@ -785,7 +785,7 @@ def _wrap(text: str, width: float) -> list[str]:
 def _height(n: Node, brief: bool = False) -> float:
     inner = n.w - 2 * PAD
     n.title_rows = _wrap(n.title, inner * CHAR_W / TITLE_CHAR_W)
-    lines = n.lines[:n.brief_lines] if brief else n.lines
+    lines = n.lines[:1 if n.kind == "queue" or n.id == "recv" else n.brief_lines] if brief else n.lines
     n.rows = [row for line in lines for row in wrap_parts(line, inner)]
     if brief:
         n.sub = ""
@@ -867,6 +867,8 @@ def route(p: Path) -> None:
                 x2 = x1
             dy = (y2 - y1) / 2
             e.points = [(x1, y1), (x1, y1 + dy), (x2, y2 - dy), (x2, y2)]
+            if max(x1, x2) + 8 + len(f"{e.label} {e.frames.text}") * CHAR_W > max(a.x + a.w, b.x + b.w):
+                e.show_label = False  # it would reach into the verdicts' labels: the number is on hover
             continue
         bc, ac = b.y + b.h / 2, a.y + a.h / 2
         y1 = min(max(bc, a.y + 10), a.y + a.h - 10)
