@@ -116,3 +116,50 @@ def test_export_png_and_svg(win, tmp_path):
     export(win, "Path", "svg", 1000, 560, svg)
     text = svg.read_text()
     assert "virtnet_poll" in text and "bq_xmit_all" in text
+
+
+@pytest.mark.kernel
+def test_live_session_through_the_receive_path(qtbot, tmp_path, lab):
+    """A live session driven like the GUI does (real agent, inject with wire: true): the dock's
+    edges hold the frames sent, NAPI work, veth's counter and the failing target's ENXIO loss."""
+    from tests.conftest import ROOT
+    w = MainWindow(settings=QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat),
+                   agent_commands=[[str(ROOT / "xdpscope"), "agent", "--stdio"]])
+    qtbot.addWidget(w)
+    w.window_box.setValue(3600)  # the whole session is in the window
+    w.show()
+    try:
+        w.start_agent()
+        qtbot.waitUntil(lambda: w.live.state == "ready", timeout=30_000)
+        samples = []
+        w.live.sig_sample.connect(samples.append)
+        targets = [lab.targets[0], lab.nxtarget]
+        w.sources_panel.sig_attach.emit({"iface": lab.ingress, "program": "redirect", "targets": targets,
+                                         "policy": "rr", "mode": "auto", "hz": 20})
+        qtbot.waitUntil(lambda: w.live.attached, timeout=120_000)
+        n = 2000
+        with qtbot.waitSignal(w.live.client.sig_response, timeout=60_000,
+                              check_params_cb=lambda rid, ok, res: isinstance(res, dict) and "frames" in res) as r:
+            w.sources_panel.sig_inject.emit({"iface": lab.ingress, "count": n, "wire": True, "rate": 20000.0}, False)
+        assert r.args[1] is True and r.args[2]["frames"] == n == r.args[2]["peer_tx_packets"]
+
+        def settled() -> bool:
+            work = sum(s.napi.get(lab.ingress, {}).get("work", 0) for s in samples)
+            errs = sum(s.redirect_errors.get(lab.nxtarget, {}).get("ENXIO", 0) for s in samples)
+            return work == n and errs == n // 2
+
+        qtbot.waitUntil(settled, timeout=20_000)
+        qtbot.wait(300)
+        w.frame(force=True)
+        p = w.path_panel.path
+        assert p.edge("prog", "redir").frames.value == n
+        assert p.edge("poll", "recv").frames.value == n
+        assert dict((k, x.value) for k, x in p.edge("recv", "prog").also)["driver xdp_packets"] == n
+        assert p.edge("flush", f"xmit:{lab.targets[0]}").frames.value == n // 2
+        loss = p.edge("flush", f"drop:{lab.nxtarget}")
+        assert loss.loss and loss.frames.value == n // 2 and "ENXIO" in loss.label
+        assert p.node("poll").title == "veth_poll" and p.version.startswith("v6.")
+    finally:
+        if w.live is not None and w.live.client.running:
+            w.live.client.stop()
+            w.live.client.proc.waitForFinished(10_000)
