@@ -33,6 +33,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics", metavar="HOST:PORT",
                    help="the agent serves Prometheus metrics of its sessions there (docs/metrics.md)")
     p.add_argument("--screenshot", metavar="PNG", help="save a screenshot of the window and exit")
+    p.add_argument("--show", metavar="DOCK,...", default="",
+                   help="bring these docks to the front of their tab groups, e.g. Verdicts,NAPI (default: the layout's)")
     p.add_argument("--after", metavar="SECONDS", type=float, default=3.0,
                    help="delay before --screenshot (default: 3)")
     p.add_argument("--size", metavar="WxH", default="",
@@ -92,6 +94,10 @@ def main(argv: list[str]) -> int:
     win.show()
     if args.screenshot:
         def shoot() -> None:
+            for name in filter(None, args.show.split(",")):
+                if name in win.docks:
+                    win.docks[name].raise_()
+            app.processEvents()
             win.frame(force=True)
             app.processEvents()
             pix = win.grab()

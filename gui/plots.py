@@ -392,8 +392,21 @@ class Summary(QWidget):
         p.end()
 
 
+def no_min_width(label: pg.LabelItem) -> None:
+    """A LabelItem asks for its text's width as its minimum: a long title then pushes the plots
+    of a narrow panel out of it. Let it be clipped instead (the tooltip of the panel says it all)."""
+    update = label.updateMin
+
+    def update_min() -> None:
+        update()
+        label.setMinimumWidth(0)
+    label.updateMin = update_min
+    update_min()
+
+
 def style_plot(plot: pg.PlotItem, title: str, theme: Theme) -> None:
     """Title, axes and fonts in the theme's colours, compact (a plot may be 120 px high)."""
+    no_min_width(plot.titleLabel)
     plot.setTitle(title, color=theme.foreground, size="9pt")
     plot.layout.setRowFixedHeight(0, 18)
     for name in ("left", "bottom", "right", "top"):
@@ -409,11 +422,14 @@ def set_label(plot: pg.PlotItem, side: str, text: str, theme: Theme) -> None:
 
 
 def overlaps(a: np.ndarray, b: np.ndarray, tol: float) -> bool:
-    """Two series drawn over the same x look like one line: within tol at most points."""
+    """Two series drawn over the same x look like one line: where either is clearly off the
+    baseline (above 4 tol), they are within tol of each other at most points. Near the baseline
+    every small series meets every other: that is not one line hiding another."""
     if a.shape != b.shape or not len(a):
         return False
     ok = np.isfinite(a) & np.isfinite(b)
-    if not ok.any():
+    ok &= np.maximum(np.abs(np.where(ok, a, 0)), np.abs(np.where(ok, b, 0))) > 4 * tol
+    if ok.sum() < 3:
         return False
     return float(np.mean(np.abs(a[ok] - b[ok]) <= tol)) >= OVERLAP_SHARE
 
@@ -433,6 +449,7 @@ class SeriesPlot:
         plot.setMouseEnabled(x=False, y=True)  # x follows the window; y may be zoomed
         plot.setAutoVisible(y=True)
         self.legend = pg.LabelItem("", size="8pt", color=theme.foreground, justify="left")
+        no_min_width(self.legend)
         plot.layout.addItem(self.legend, 4, 1)
         plot.layout.setRowFixedHeight(4, 0)
         self._legend_key: tuple | None = None
@@ -948,7 +965,7 @@ class FlushPanel(Panel):
         style_plot(self.hist_plot, "Flush sizes in window (flushes)", theme)
         set_label(self.hist_plot, "bottom", f"frames per flush ({BULK_SIZE} = devmap bulk size)", theme)
         self.hist_plot.setMouseEnabled(x=False, y=False)
-        self.hist_plot.setXRange(-0.5, FLUSH_BINS - 0.5, padding=0)
+        self.hist_plot.setXRange(-0.8, FLUSH_BINS - 0.2, padding=0)  # room for the "16" under the last bar
         self.hist_plot.getAxis("bottom").setTicks([[(i, str(i)) for i in range(0, FLUSH_BINS, 2)]])
         self.hist = pg.BarGraphItem(x=np.arange(FLUSH_BINS), height=np.zeros(FLUSH_BINS), width=0.8,
                                     brush=theme.color(1), pen=pg.mkPen((0, 0, 0, 0), width=1))
@@ -959,7 +976,7 @@ class FlushPanel(Panel):
         self.mean = SeriesPlot(self.add_plot(0, 1), "Mean flush size (frames)", " frames", theme)
         self.mean.plot.addItem(pg.InfiniteLine(
             pos=BULK_SIZE, angle=0, movable=False, pen=pg.mkPen(theme.muted, width=1, style=Qt.PenStyle.DashLine),
-            label=f"bulk size {BULK_SIZE}", labelOpts={"position": 0.02, "color": theme.muted, "anchors": [(0, 1), (0, 1)]}))
+            label=f"bulk size {BULK_SIZE}", labelOpts={"position": 0.02, "color": theme.muted, "anchors": [(0, 0), (0, 0)]}))
         self.heat_plot = self.add_plot(1, 0, colspan=2, compact=(0, 2), si_axis=False)
         style_plot(self.heat_plot, "Flushes: time × frames per flush", theme)
         set_label(self.heat_plot, "bottom", TIME_LABEL, theme)
