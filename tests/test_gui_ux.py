@@ -383,3 +383,27 @@ def test_pdf_report_plots_are_light_and_printable(qapp, tmp_path):
         lum = luminance(QImage(str(page)))
         assert (lum > 200).mean() > 0.8, f"page {i}: not a light page"
         assert (lum < 60).mean() < 0.05, f"page {i}: dark blocks"
+
+
+def test_one_plot_exported_says_what_it_shows(qtbot, tmp_path):
+    from PySide6.QtGui import QImage
+    from PySide6.QtWidgets import QLabel
+    from gui.export import OffscreenPanel, current_view, export, plot_context
+    from gui.plots import FlushPanel
+    path = tmp_path / "t.xst"
+    write_trace(path, 300, DT)
+    w = make_window(qtbot, tmp_path)
+    w.window_box.setValue(10)
+    assert w.open_trace(path)
+    w.replay.seek(25.0)
+    w.smooth_box.setCurrentIndex(w.smooth_box.findData(5))
+    view = current_view(w)
+    text = plot_context(w, view)
+    assert text == ("xdpscope · redirect on xs-in · host test · trace t.xst · t = 15.00 … 25.00 s since session "
+                    "start · moving average over 5 samples")
+    with OffscreenPanel(FlushPanel, view, 800, 400, w.flush, context=text) as op:
+        assert [l.text() for l in op.panel.findChildren(QLabel)] == [text]
+    out = tmp_path / "flush.png"
+    export(w, "Flush batches", "png", 800, 400, out)
+    img = QImage(str(out))
+    assert (img.width(), img.height()) == (800, 400)
