@@ -414,11 +414,10 @@ class _Builder:
                      [c.num(active_polls(s, iface)), " polls with frames"]]
         else:
             lines = [[f"no NAPI polls of {iface} recorded"]]
-            src = (self.meta.get("source") or "")
             self.notes.append(f"No napi:napi_poll events of {iface} in this window: the frames did not come through "
                               "its driver's receive path (xdpscope inject without --wire runs the program through "
                               "BPF_PROG_TEST_RUN, which flushes after each batch and turns XDP_TX into a redirect "
-                              "back to the ingress)" + ("" if src else "") + ".")
+                              "back to the ingress).")
         self.node(Node("poll", poll_title, "NAPI poll of the ingress (all its RX queues)" if fam != "generic"
                        else "the driver's poll, or the netif_rx backlog, before the stack",
                        lines, f"napi:napi_poll for {iface}: per poll the work (frames received) and the budget; "
@@ -724,14 +723,17 @@ class _Builder:
 
     def cpumap(self, row: int) -> None:
         c = self.c
-        bins = [(i, c.num(key("cpumap", "bulk", str(i)))) for i in range(9)]
         lines = [[c.num(key("cpumap", "drops")), " frames dropped at enqueue"]]
+        sizes = [i for i in range(9) if (evaluate(key("cpumap", "bulk", str(i)), self.s) or 0) > 0]
+        if sizes:
+            line: list[Part] = ["bulks (size × count): "]
+            for i in sizes:
+                line += [f" {i}×", c.num(key("cpumap", "bulk", str(i)))]
+            lines.append(line)
         self.node(Node("cpumap", "cpu_map_enqueue → bq (8) → __cpu_map_flush", "to the cpumap kthread of the target CPU",
                        lines, "xdp:xdp_cpumap_enqueue: per bulk the frames processed and dropped (bulk of 8).",
                        ["cpu_map_enqueue", "__cpu_map_flush"]), ("col", 2, row))
-        self.nodes[-1].hist = None
         self.edge("redir", "cpumap", "to CPUs", key("actions", "REDIRECT"))
-        del bins
 
 
 # -- layout -----------------------------------------------------------------------------------------
