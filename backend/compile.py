@@ -341,6 +341,11 @@ def _sandbox_thread(dirs: list[str]) -> str:
     files only as nobody and only beneath dirs, and holds only the capabilities in _CAP_KEEP (no
     CAP_SYS_ADMIN, no CAP_DAC_*). Returns a note of what is in force."""
     libc = ctypes.CDLL(None, use_errno=True)
+    # A working directory of its own (CLONE_FS is per thread), inside what it may read: the
+    # process's cwd (over ssh a 0700 home) would be unreadable as nobody and fail the compile.
+    if libc.unshare(0x200) != 0:                                      # CLONE_FS
+        raise OSError(ctypes.get_errno(), "unshare(CLONE_FS)")
+    os.chdir(dirs[0])
     groups = _SETGROUPS.get(os.uname().machine)
     if groups is not None and libc.syscall(groups, 0, None) != 0:   # raw syscall: this thread only
         raise OSError(ctypes.get_errno(), "setgroups")
