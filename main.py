@@ -12,18 +12,19 @@ from backend.errors import XdpscopeError
 
 
 def cmd_doctor(a) -> int:
-    if a.remote:  # the remote agent's report (backend/client.py)
-        from backend import client
+    if a.remote:  # the remote agent's report (backend/agent/client.py)
+        from backend.agent import client
         return client.doctor(a)
-    from backend import doctor
+    from backend.agent import doctor
     report = doctor.run()
     print(json.dumps(report, indent=2) if a.json else doctor.format_text(report))
     return 0 if report["ok"] else 1
 
 
 def cmd_lab(a) -> int:
-    from backend import kernel, lab
-    kernel.require_root("lab")
+    from backend.kernel import host
+    from backend.labs import veth as lab
+    host.require_root("lab")
     if a.action == "up":
         result = lab.up(a.prefix, a.targets).to_dict()
     elif a.action == "down":
@@ -37,7 +38,8 @@ def cmd_lab(a) -> int:
 
 def program_spec(a):
     """The program to attach, or None to watch the one already attached."""
-    from backend import programs, session
+    from backend.kernel import programs
+    from backend.agent import session
     if a.watch:
         if a.program:
             raise XdpscopeError("--watch observes the attached program: leave out --program")
@@ -65,23 +67,23 @@ def parse_mix(text: str | None) -> dict[str, int]:
 
 
 def cmd_record(a) -> int:
-    from backend.session import Session, SessionConfig
-    from backend.trace import TraceWriter, check_output
+    from backend.agent.session import Session, SessionConfig
+    from backend.data.trace import TraceWriter, check_output
     if os.path.exists(a.output) and not a.overwrite:
         raise XdpscopeError(f"{a.output} exists: choose another name or pass --overwrite")
     if not a.remote:  # the first thing to say, before the output (Session.start checks it again)
-        from backend import kernel
-        kernel.require_root("watching XDP" if a.watch else "attaching XDP programs")
+        from backend.kernel import host
+        host.require_root("watching XDP" if a.watch else "attaching XDP programs")
     check_output(a.output)  # a directory, a read-only mount...: said before anything is attached
-    if a.remote:  # through the agent on that host; the trace is written here (backend/client.py)
-        from backend import client
+    if a.remote:  # through the agent on that host; the trace is written here (backend/agent/client.py)
+        from backend.agent import client
         return client.record(a, program_spec(a))
     cfg = SessionConfig(a.iface, program_spec(a), a.mode, a.hz, a.run_time, a.trace_redirects, a.force,
                         a.prepare_targets)
     session = Session(cfg)
     exporter = None
-    if a.metrics:  # /metrics from the same samples as the trace (backend/metrics.py)
-        from backend import metrics
+    if a.metrics:  # /metrics from the same samples as the trace (backend/agent/metrics.py)
+        from backend.agent import metrics
         exporter = metrics.serve(a.metrics)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: session.stop())
@@ -128,8 +130,8 @@ def _tee(*sinks):
 
 
 def cmd_inject(a) -> int:
-    if a.wire:  # from the ingress's veth peer: through the driver's receive path (backend/wire.py)
-        from backend import wire
+    if a.wire:  # from the ingress's veth peer: through the driver's receive path (backend/kernel/wire.py)
+        from backend.kernel import wire
         r = wire.send(a.iface, a.count, a.rate or 0.0, a.size, a.flows, a.cpu, a.batch, a.first_flow,
                       burst=a.burst or 0)
         print(json.dumps(r.to_dict()))
@@ -137,21 +139,21 @@ def cmd_inject(a) -> int:
     if a.rate is not None or a.burst is not None:
         raise XdpscopeError("--rate and --burst pace frames sent --wire; BPF_PROG_TEST_RUN runs as fast as it can",
                             code=2)
-    from backend import injector
+    from backend.kernel import injector
     r = injector.inject(a.iface, a.count, a.batch, a.size, a.flows, a.cpu, a.first_flow)
     print(json.dumps(r.to_dict()))
     return 0
 
 
 def cmd_summary(a) -> int:
-    from backend.summary import summarize
+    from backend.data.summary import summarize
     if a.t_from is not None and a.t_to is not None and a.t_from > a.t_to:
         raise XdpscopeError(f"empty window: --from {a.t_from:g} is after --to {a.t_to:g}", code=2)
     s = summarize(a.file, a.t_from, a.t_to)
     if a.json:
         print(json.dumps(s, indent=2, sort_keys=True))
     else:
-        from backend.summary import format_text
+        from backend.data.summary import format_text
         print(format_text(s))
     return 0
 
@@ -229,19 +231,19 @@ def cmd_report(a) -> int:
 
 def cmd_agent(a) -> int:
     import os
-    from backend import agent
+    from backend.agent import server
     # The protocol owns the real stdout; anything else printing (bcc, libraries) goes to stderr.
     proto = os.fdopen(os.dup(1), "w", encoding="utf-8")
     os.dup2(2, 1)
     sys.stdout = sys.stderr
-    if a.metrics:  # /metrics of the sessions this agent runs (the GUI's), backend/metrics.py
-        from backend import metrics
+    if a.metrics:  # /metrics of the sessions this agent runs (the GUI's), backend/agent/metrics.py
+        from backend.agent import metrics
         exporter = metrics.serve(a.metrics)
         try:
-            return agent.serve(sys.stdin, proto, observer=exporter)
+            return server.serve(sys.stdin, proto, observer=exporter)
         finally:
             exporter.close()
-    return agent.serve(sys.stdin, proto)
+    return server.serve(sys.stdin, proto)
 
 
 def cmd_gui(a, rest: list[str]) -> int:
@@ -345,8 +347,8 @@ def main(argv: list[str]) -> int:
     if not argv or argv[0] == "gui" or argv[0].startswith("--replay"):
         rest = argv[1:] if argv and argv[0] == "gui" else argv
         return run_guarded(lambda: cmd_gui(None, rest))
-    if argv[0] == "vlab":  # its own argument parser (backend/vlab.py)
-        from backend import vlab
+    if argv[0] == "vlab":  # its own argument parser (backend/labs/vlab.py)
+        from backend.labs import vlab
         return run_guarded(lambda: vlab.cli(argv[1:]))
     args = parser().parse_args(argv)
     if args.cmd is None:

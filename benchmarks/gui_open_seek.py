@@ -41,7 +41,7 @@ META = {"program": "redirect", "iface": "xs-in", "host": "bench", "cpus": 2, "mo
 
 def write_trace(path: Path, version: int, n: int, hz: float, targets: int) -> float:
     """A trace of n samples in the given format_version; seconds it took."""
-    from backend.trace import TraceWriter, _json, encode
+    from backend.data.trace import TraceWriter, _json, encode
     from gui.testing import synthetic
 
     dt = 1.0 / hz
@@ -147,7 +147,7 @@ def main() -> int:
     ap.add_argument("--keep", action="store_true", help="keep (and reuse) the trace files")
     a = ap.parse_args()
 
-    from backend.trace import TraceReader
+    from backend.data.trace import TraceReader
     from benchmarks.gui_common import bench_window
 
     n = int(a.hours * 3600 * a.hz)

@@ -16,7 +16,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from backend import attach, injector, kernel, lab, nic, probes, programs  # noqa: E402
+from backend.kernel import attach, host, injector, nic, probes, programs
+from backend.labs import veth as lab  # noqa: E402
 
 
 def mpps(prog_fd: int, iface: nic.Interface, frames: int, batch: int) -> float:
@@ -50,7 +51,7 @@ def main() -> int:
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--targets", type=int, default=2)
     a = ap.parse_args()
-    kernel.require_root("the benchmark")
+    host.require_root("the benchmark")
     topo = lab.up("bench", a.targets)
     try:
         iface = nic.interface(topo.ingress)

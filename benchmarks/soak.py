@@ -21,7 +21,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from backend import bpfsys, injector, kernel, lab  # noqa: E402
+from backend.kernel import bpfsys, host, injector
+from backend.labs import veth as lab  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -106,7 +107,7 @@ def main() -> int:
     ap.add_argument("--every", type=float, default=30, help="seconds between timeline rows")
     ap.add_argument("--duty", type=float, default=0.5, help="share of the time traffic runs")
     a = ap.parse_args()
-    kernel.require_root("the soak")
+    host.require_root("the soak")
     topo = lab.up("soak", 3)
     agent = Agent()
     stop = threading.Event()

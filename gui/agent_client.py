@@ -16,8 +16,8 @@ from typing import Any, Callable
 
 from PySide6.QtCore import QObject, QProcess, QTimer, Signal
 
-from backend import remote
-from backend.sample import Sample
+from backend.agent import remote
+from backend.data.sample import Sample
 
 REPO = Path(__file__).resolve().parent.parent
 STDERR_TAIL = 20

@@ -1,5 +1,5 @@
 """File → Connect to host…: the agent on another machine, through the system's ssh client
-(backend/remote.py), with the recent hosts kept in QSettings; and the words the window uses to
+(backend/agent/remote.py), with the recent hosts kept in QSettings; and the words the window uses to
 say which host it is on (title, status bar) and that a connection was lost."""
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from PySide6.QtCore import QSettings
 from PySide6.QtWidgets import (QComboBox, QDialog, QDialogButtonBox, QFormLayout, QLabel, QLineEdit,
                                QVBoxLayout, QWidget)
 
-from backend import remote
+from backend.agent import remote
 from backend.errors import XdpscopeError
 
 RECENT_KEY = "remote/recent"

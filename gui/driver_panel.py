@@ -1,13 +1,13 @@
 """The "Driver" dock: the program's (BPF) verdict counts beside the verdicts the NIC driver's own XDP
-counters (ethtool -S) tell, over the visible window, with why they differ (backend.driver.EXPLAIN)."""
+counters (ethtool -S) tell, over the visible window, with why they differ (backend.data.driver.EXPLAIN)."""
 from __future__ import annotations
 
 import numpy as np
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QLabel, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget
 
-from backend import driver
-from backend.sample import ACTIONS
+from backend.data import driver
+from backend.data.sample import ACTIONS
 
 from .model import History
 from .plots import View

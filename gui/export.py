@@ -420,7 +420,7 @@ class ReportDialog(QDialog):
         super().__init__(win)
         self.win, self.trace = win, trace
         self.setWindowTitle("Report")
-        from backend.trace import TraceReader
+        from backend.data.trace import TraceReader
         with TraceReader(trace) as r:
             t = r.times()
             first, last = (float(t[0]), float(t[-1])) if len(t) else (0.0, 0.0)

@@ -17,7 +17,7 @@ from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKe
 from PySide6.QtWidgets import (QComboBox, QDockWidget, QFileDialog, QLabel, QMainWindow, QPlainTextEdit, QSpinBox,
                                QToolBar, QToolButton, QWidget)
 
-from backend import remote
+from backend.agent import remote
 from backend.errors import XdpscopeError
 
 from .agent_client import AgentClient
@@ -376,7 +376,7 @@ class MainWindow(QMainWindow):
             self.connect_remote(t.host, t.xdpscope)
 
     def connect_remote(self, host: str, xdpscope: str | None = None, agent_args: list[str] | None = None) -> bool:
-        """Replace the live source by one whose agent runs on host (ssh; backend/remote.py)."""
+        """Replace the live source by one whose agent runs on host (ssh; backend/agent/remote.py)."""
         try:
             target = remote.Target.parse(host, xdpscope)
             command = remote.agent_command(target, interactive=False, agent_args=agent_args or self.remote_agent_args)

@@ -14,8 +14,8 @@ from typing import Callable, Iterable
 import numpy as np
 from PySide6.QtCore import QObject, Signal
 
-from backend.block import Block
-from backend.sample import ACTIONS, CPUMAP_BINS, FLUSH_BINS, NAPI_BINS, Sample
+from backend.data.block import Block
+from backend.data.sample import ACTIONS, CPUMAP_BINS, FLUSH_BINS, NAPI_BINS, Sample
 
 DEFAULT_CAPACITY = 72_000  # 1 h at 20 Hz
 NAPI_FIELDS = ("polls", "work", "budget", "full")
@@ -292,7 +292,7 @@ class History:
         return plan
 
     def _routes(self, key: tuple) -> list[tuple[Keyed | str, int]]:
-        """Where one leaf (key as in backend/block.py) goes: (destination, column) pairs."""
+        """Where one leaf (key as in backend/data/block.py) goes: (destination, column) pairs."""
         field, rest = key[0], key[1:]
         if field == "actions" and len(rest) == 2 and _index(rest[0], 4096) and _index(rest[1], len(ACTIONS)):
             cpu, verdict = rest

@@ -1,7 +1,7 @@
-"""The Path dock: the session's kernel path (backend/pathmodel.py) drawn with Qt graphics, with the
+"""The Path dock: the session's kernel path (backend/data/pathmodel.py) drawn with Qt graphics, with the
 numbers of the window the other panels show.
 
-The numbers come from window_summary(view): the same fields backend.summary.summarize() gives for
+The numbers come from window_summary(view): the same fields backend.data.summary.summarize() gives for
 a trace, computed from the app's history for the visible window (live or replay, following the
 playhead), or for the A-B range when one is set (a replay's A-B range is summarized from its trace
 file, so it may reach outside the loaded window). pathmodel.build() turns either into the diagram,
@@ -19,9 +19,9 @@ from PySide6.QtGui import QBrush, QColor, QFont, QPainter, QPainterPath, QPainte
 from PySide6.QtWidgets import (QComboBox, QGraphicsPathItem, QGraphicsRectItem, QGraphicsScene,
                                QGraphicsSimpleTextItem, QGraphicsView, QLabel, QSizePolicy, QWidget)
 
-from backend import driver as _driver
-from backend import pathmodel as pm
-from backend.sample import ACTIONS, FLUSH_BINS, NAPI_BINS
+from backend.data import driver as _driver
+from backend.data import pathmodel as pm
+from backend.data.sample import ACTIONS, FLUSH_BINS, NAPI_BINS
 
 from .model import NAPI_FIELDS, History
 from .palette import DARK, Theme
@@ -143,7 +143,7 @@ def region_view(v: View) -> View:
 
 @lru_cache(maxsize=16)
 def _file_summary(path: str, a: float, b: float, mtime: float) -> dict:
-    from backend.summary import summarize
+    from backend.data.summary import summarize
     return summarize(path, a, b)
 
 

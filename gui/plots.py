@@ -24,7 +24,7 @@ from PySide6.QtCore import QEvent, QObject, QRectF, QSize, Qt
 from PySide6.QtGui import QPainter, QPalette
 from PySide6.QtWidgets import QCheckBox, QComboBox, QHBoxLayout, QLabel, QSizePolicy, QVBoxLayout, QWidget
 
-from backend.sample import ACTIONS, FLUSH_BINS
+from backend.data.sample import ACTIONS, FLUSH_BINS
 
 from . import si
 from .model import NAPI_FIELDS, AppModel, History, Keyed

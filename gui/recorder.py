@@ -13,8 +13,8 @@ from pathlib import Path
 from PySide6.QtCore import QObject, Signal
 
 from backend.errors import XdpscopeError
-from backend.sample import Sample
-from backend.trace import TraceWriter
+from backend.data.sample import Sample
+from backend.data.trace import TraceWriter
 
 from .model import Marker
 

@@ -14,9 +14,9 @@ from PySide6.QtCore import QElapsedTimer, QObject, Qt, Signal
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QHBoxLayout, QLabel, QSlider, QStyle, QToolButton,
                                QWidget)
 
-from backend.block import Block
+from backend.data.block import Block
 from backend.errors import XdpscopeError
-from backend.trace import TraceReader
+from backend.data.trace import TraceReader
 
 from .sources import Source
 

@@ -2,7 +2,7 @@
 
 The plots are the app's own panels (gui/plots.py) drawn offscreen from the trace through the
 app's model (gui/model.py), so they look like the app. Every number in the tables is a value of
-backend.summary.summarize(path, t_from, t_to) — the numbers `xdpscope summary --json` prints —
+backend.data.summary.summarize(path, t_from, t_to) — the numbers `xdpscope summary --json` prints —
 and each numeric cell names the summary value it shows in a `data-key` attribute (a JSON path),
 so a test can compare the visible text with the summary.
 """
@@ -20,11 +20,11 @@ from typing import Any, Callable
 
 import numpy as np
 
-from backend.driver import EXPLAIN as DRIVER_EXPLAIN
+from backend.data.driver import EXPLAIN as DRIVER_EXPLAIN
 from backend.errors import XdpscopeError
-from backend.sample import ACTIONS
-from backend.summary import summarize
-from backend.trace import TraceReader
+from backend.data.sample import ACTIONS
+from backend.data.summary import summarize
+from backend.data.trace import TraceReader
 
 from .si import rate_text
 
@@ -375,7 +375,7 @@ def render_html(rep: Report, img_src: Callable[[int], str], img_width: int | Non
     for f in rep.findings:
         d.add(f"<li>{html.escape(f)}</li>")
     d.add("</ul>")
-    from backend.pathmodel import html_section  # the kernel path with this window's numbers (id="path")
+    from backend.data.pathmodel import html_section  # the kernel path with this window's numbers (id="path")
     d.add(html_section(s, "path.png" if qt else None, img_width or rep.size[0]))
 
     # session metadata: what the trace recorded (old traces may lack keys: shown as absent)

@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
-from backend.sample import Sample
+from backend.data.sample import Sample
 
 from .agent_client import AgentClient, privilege_methods
 from .model import AppModel

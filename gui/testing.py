@@ -9,8 +9,8 @@ import sys
 import textwrap
 from pathlib import Path
 
-from backend.sample import FLUSH_BINS, Sample
-from backend.trace import TraceWriter
+from backend.data.sample import FLUSH_BINS, Sample
+from backend.data.trace import TraceWriter
 
 TARGETS = ("xs-t0", "xs-t1")
 

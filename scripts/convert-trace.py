@@ -15,7 +15,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from backend.errors import XdpscopeError  # noqa: E402
-from backend.trace import TraceReader, TraceWriter  # noqa: E402
+from backend.data.trace import TraceReader, TraceWriter  # noqa: E402
 
 
 def convert(src: Path, dst: Path) -> int:

@@ -62,7 +62,7 @@ def lab():
     """One quiet lab for the session, with a prefix unique to this run; always torn down."""
     if os.geteuid() != 0:
         pytest.fail("the lab needs root")
-    from backend import lab as labmod
+    from backend.labs import veth as labmod
     prefix = f"x{os.getpid() % 100000}"
     try:
         yield labmod.up(prefix, targets=3)

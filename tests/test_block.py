@@ -1,10 +1,10 @@
-"""Samples as columns (backend/block.py): exact round trips, merged groups and totals."""
+"""Samples as columns (backend/data/block.py): exact round trips, merged groups and totals."""
 from __future__ import annotations
 
 import numpy as np
 
-from backend.block import Block, leaves, nest
-from backend.sample import Sample
+from backend.data.block import Block, leaves, nest
+from backend.data.sample import Sample
 from gui.testing import synthetic
 
 

@@ -243,8 +243,8 @@ def test_bad_column_values_in_a_v1_trace(tmp_path, row, message):
 
 def test_counter_totals_beyond_int64(tmp_path):
     """Each value fits in int64 (as the format stores them); a total that does not is an error, never a wrap."""
-    from backend.sample import Sample
-    from backend.trace import TraceWriter
+    from backend.data.sample import Sample
+    from backend.data.trace import TraceWriter
     path = tmp_path / "big.xst"
     with TraceWriter(path, {"iface": "xs-in"}) as w:
         w.write(Sample(t=0.1, dt=0.1, actions=[[0, 0, 0, 0, 2**62]]))

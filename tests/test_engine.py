@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from backend import nic
+from backend.kernel import nic
 from tests import expect
 from tests.conftest import run_cli
 
@@ -81,9 +81,9 @@ def test_mix_exact(record, lab):
 
 def test_hash_keeps_each_flow_on_one_target(lab):
     """Flow by flow through the engine API: every frame of a flow lands on one target."""
-    from backend import injector
-    from backend.programs import ProgramSpec
-    from backend.session import Session, SessionConfig
+    from backend.kernel import injector
+    from backend.kernel.programs import ProgramSpec
+    from backend.agent.session import Session, SessionConfig
     spec = ProgramSpec(name="redirect", targets=lab.targets, policy="hash")
     s = Session(SessionConfig(lab.ingress, spec, mode="native"))
     try:
@@ -160,7 +160,7 @@ def test_sigkill_leaves_no_program_and_a_readable_trace(record, lab):
 
 
 def test_auto_mode_falls_back_with_the_drivers_reason(record, lab):
-    from backend.trace import TraceReader
+    from backend.data.trace import TraceReader
     rec = record("--iface", lab.bigmtu, "--program", "drop", "--mode", "auto")
     assert rec.stop() == 0
     with TraceReader(rec.out) as r:

@@ -150,7 +150,7 @@ def test_read_only_mount_is_refused_before_attaching(lab, tmp_path):
 
 
 def _xdp_prog_id(iface: str) -> int:
-    from backend import nic
+    from backend.kernel import nic
     return nic.interface(iface).xdp["prog_id"]
 
 

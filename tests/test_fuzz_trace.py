@@ -38,8 +38,8 @@ import numpy as np  # noqa: E402
 import pytest
 
 import main as cli
-from backend.sample import Sample
-from backend.trace import RECORD
+from backend.data.sample import Sample
+from backend.data.trace import RECORD
 from gui.testing import write_trace
 from tests.test_trace import write_v1
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PySide6.QtCore import QSettings
 
-from backend.trace import TraceReader
+from backend.data.trace import TraceReader
 from gui.agent_client import AgentClient
 from gui.main_window import MainWindow
 from gui.testing import fake_agent_command, failing_agent_command, write_trace

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from PySide6.QtCore import QSettings
 
-from backend.sample import ACTIONS, FLUSH_BINS
-from backend.summary import summarize
-from backend.trace import TraceReader
+from backend.data.sample import ACTIONS, FLUSH_BINS
+from backend.data.summary import summarize
+from backend.data.trace import TraceReader
 from gui.main_window import MainWindow
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -7,7 +7,7 @@ import argparse
 import pytest
 
 import main
-from backend import vlab
+from backend.labs import vlab
 from gui import app
 from tests.conftest import run_cli
 

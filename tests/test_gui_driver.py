@@ -10,10 +10,10 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 import pytest
 from PySide6.QtCore import QSettings
 
-from backend.driver import EXPLAIN
-from backend.sample import ACTIONS
-from backend.summary import summarize
-from backend.trace import TraceWriter
+from backend.data.driver import EXPLAIN
+from backend.data.sample import ACTIONS
+from backend.data.summary import summarize
+from backend.data.trace import TraceWriter
 from gui.testing import synthetic
 from tests.test_report import check_tables, parse
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PySide6.QtCore import QElapsedTimer, QSettings, QTimer
 
-from backend.sample import ACTIONS, FLUSH_BINS
+from backend.data.sample import ACTIONS, FLUSH_BINS
 from gui.main_window import MainWindow
 from gui.plots import SeriesPlot
 from tests import expect

@@ -95,7 +95,7 @@ def _mixed(i: int):
 def test_block_extend_equals_sample_appends():
     """A replay window goes in as one Block; live samples one at a time: the history is the same,
     also when blocks straddle the ring's compaction."""
-    from backend.block import Block
+    from backend.data.block import Block
     from gui.model import History
     samples = [_mixed(i) for i in range(1, 2501)]
     one, blocks = History(capacity=900), History(capacity=900)
@@ -115,7 +115,7 @@ def test_block_extend_equals_sample_appends():
 
 
 def test_clear_is_a_new_history():
-    from backend.block import Block
+    from backend.data.block import Block
     from gui.model import History
     samples = [_mixed(i) for i in range(1, 2001)]
     h = History(capacity=600)
@@ -133,8 +133,8 @@ def test_clear_is_a_new_history():
 
 def test_history_columns_are_the_sample_counters():
     """Each history column, recomputed from the Sample fields directly (not through Block)."""
-    from backend.block import Block
-    from backend.sample import ACTIONS
+    from backend.data.block import Block
+    from backend.data.sample import ACTIONS
     from gui.model import History
     samples = [_mixed(i) for i in range(1, 1201)]
     for s in samples[::5]:

@@ -14,8 +14,8 @@ from PySide6.QtCore import QPointF, QSettings, Qt  # noqa: E402
 from PySide6.QtGui import QImage  # noqa: E402
 from PySide6.QtTest import QTest  # noqa: E402
 
-from backend import pathmodel as pm  # noqa: E402
-from backend.summary import summarize  # noqa: E402
+from backend.data import pathmodel as pm  # noqa: E402
+from backend.data.summary import summarize  # noqa: E402
 from gui.main_window import MainWindow  # noqa: E402
 
 VIRTIO = Path(__file__).resolve().parent.parent / "resources" / "virtio-sample.xst"

@@ -14,7 +14,7 @@ import subprocess
 import pytest
 from PySide6.QtCore import QSettings
 
-from backend import remote
+from backend.agent import remote
 from gui.connect_dialog import ConnectDialog, describe, recent_hosts, remember
 from gui.main_window import MainWindow
 from gui.testing import fake_agent_command

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PySide6.QtCore import QSettings, Qt
 
-from backend.sample import ACTIONS, FLUSH_BINS
+from backend.data.sample import ACTIONS, FLUSH_BINS
 from gui.main_window import MainWindow
 from gui.testing import write_trace
 

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from PySide6.QtCore import QSettings
 
-from backend.sample import ACTIONS, Sample
-from backend.trace import TraceReader
+from backend.data.sample import ACTIONS, Sample
+from backend.data.trace import TraceReader
 from gui import si
 from gui.main_window import MainWindow
 from gui.model import AppModel, Marker
@@ -379,7 +379,7 @@ def test_pdf_report_plots_are_light_and_printable(qapp, tmp_path):
         text = subprocess.run(["pdftotext", "-f", str(i), "-l", str(i), str(out), "-"], capture_output=True,
                               text=True, check=True).stdout
         if "Kernel path" in text:
-            continue  # the path diagram (backend/pathmodel.py) is drawn in its own dark colours: not these plots
+            continue  # the path diagram (backend/data/pathmodel.py) is drawn in its own dark colours: not these plots
         lum = luminance(QImage(str(page)))
         assert (lum > 200).mean() > 0.8, f"page {i}: not a light page"
         assert (lum < 60).mean() < 0.05, f"page {i}: dark blocks"

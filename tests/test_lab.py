@@ -11,7 +11,8 @@ from pyroute2 import IPRoute
 from pyroute2.ethtool import Ethtool
 from pyroute2.netlink.rtnl.ifinfmsg import IFF_NOARP, IFF_UP
 
-from backend import kernel, lab
+from backend.kernel import host
+from backend.labs import veth as lab
 from backend.errors import XdpscopeError
 
 pytestmark = pytest.mark.kernel
@@ -146,8 +147,8 @@ TRACEPOINT_PROBE(xdp, xdp_devmap_xmit) {
 
 def test_xdp_behaviour(up_lab: lab.Lab) -> None:
     """Targets accept redirected frames, nx drops them at flush with -ENXIO, big refuses attach."""
-    bcc = kernel.import_bcc()
-    kernel.use_headers()  # the nearest installed headers when the running kernel has none
+    bcc = host.import_bcc()
+    host.use_headers()  # the nearest installed headers when the running kernel has none
     b = bcc.BPF(text=XDP_SRC)
     L = up_lab
     fn = b.load_func(b"xdp_prog", bcc.BPF.XDP)

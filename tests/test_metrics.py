@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from backend import metrics
+from backend.agent import metrics
 from backend.errors import XdpscopeError
-from backend.sample import ACTIONS, FLUSH_BINS
-from backend.summary import summarize
+from backend.data.sample import ACTIONS, FLUSH_BINS
+from backend.data.summary import summarize
 from gui.testing import synthetic, write_trace
 from tests.conftest import ROOT, XDPSCOPE, Recorder, run_cli
 from tests.sshd import free_port

@@ -10,8 +10,8 @@ import threading
 
 import pytest
 
-from backend import pathmodel as pm
-from backend import wire
+from backend.data import pathmodel as pm
+from backend.kernel import wire
 from tests.test_wire import queue_counter
 
 pytestmark = pytest.mark.kernel

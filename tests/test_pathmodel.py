@@ -1,4 +1,4 @@
-"""The kernel path diagram (backend/pathmodel.py), without root: every number on it is the value of
+"""The kernel path diagram (backend/data/pathmodel.py), without root: every number on it is the value of
 summarize() for the same window, on the bundled real traces (a virtio_net session recorded in the
 vlab guest, a veth lab session), in the report and in the GUI's replayed windows alike."""
 from __future__ import annotations
@@ -14,8 +14,8 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 import numpy as np
 import pytest
 
-from backend import pathmodel as pm
-from backend.summary import summarize
+from backend.data import pathmodel as pm
+from backend.data.summary import summarize
 
 ROOT = Path(__file__).resolve().parent.parent
 VIRTIO = ROOT / "resources" / "virtio-sample.xst"

@@ -12,7 +12,7 @@ import urllib.request
 
 import pytest
 
-from backend import remote
+from backend.agent import remote
 from backend.errors import XdpscopeError
 from tests import sshd as sshd_mod
 from tests.conftest import ROOT, XDPSCOPE, Recorder, run_cli

@@ -274,7 +274,7 @@ def test_png_report_is_one_tall_image(tmp_path):
 
 def test_report_in_process_uses_summarize(qapp, tmp_path):
     """The library path the GUI uses: build() holds summarize()'s dict as is."""
-    from backend.summary import summarize
+    from backend.data.summary import summarize
     from gui.report import build
     rep = build(SAMPLE, 30.0, 40.0, (400, 200))
     assert rep.summary == summarize(SAMPLE, 30.0, 40.0)
@@ -468,8 +468,8 @@ def test_report_of_a_live_session_needs_a_recording(qtbot, tmp_path):
 
 def test_long_windows_are_plotted_from_merged_samples(qapp):
     """More samples than the plots draw: consecutive samples are merged, nothing is lost."""
-    from backend.sample import ACTIONS
-    from backend.summary import summarize
+    from backend.data.sample import ACTIONS
+    from backend.data.summary import summarize
     from gui.report import load_model
     s = summarize(SAMPLE, 2.0, 30.0)
     model, view, k = load_model(SAMPLE, 2.0, 30.0, max_rows=100)

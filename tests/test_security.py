@@ -658,7 +658,7 @@ def _insn(code: int, src: int = 0, imm: int = 0) -> bytes:
 
 
 def test_bytecode_reaches_only_its_own_maps_and_allowed_helpers():
-    from backend.compile import check_bytecode
+    from backend.kernel.compile import check_bytecode
     from backend.errors import XdpscopeError
     exit_ = _insn(0x95)
     ok = _insn(0x18, 1, 7) + _insn(0, 0, 0) + _insn(0x85, 0, 1) + _insn(0x85, 0, 6) + exit_
@@ -675,7 +675,7 @@ def test_bytecode_reaches_only_its_own_maps_and_allowed_helpers():
 
 
 def test_source_names_are_display_names_only():
-    from backend.programs import display_name
+    from backend.kernel.programs import display_name
     assert display_name('x.c"\n#include "/etc/shadow"\n//') == "program.c"
     assert display_name('x.c"\n#include "/etc/shadow') == "shadow"
     assert display_name("/root/private/secret.c") == "secret.c"

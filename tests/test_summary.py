@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from backend.errors import XdpscopeError
-from backend.sample import Sample
-from backend.summary import summarize
-from backend.trace import TraceWriter
+from backend.data.sample import Sample
+from backend.data.summary import summarize
+from backend.data.trace import TraceWriter
 
 META = {"iface": "xs-in", "program": "redirect", "mode": "generic", "driver": "veth", "hz": 8,
         "targets": ["xs-t0", "xs-t1", "xs-t2"]}
@@ -157,7 +157,7 @@ def test_bad_file_is_one_line_error(tmp_path: Path) -> None:
 
 
 def test_flush_median_of_histogram() -> None:
-    from backend.summary import _median
+    from backend.data.summary import _median
     assert _median([0, 3, 0, 1]) == 1.0          # 1 1 1 3
     assert _median([0, 2, 0, 2]) == 2.0          # 1 1 3 3: mean of the middle two
     assert _median([0, 1, 1, 1]) == 2.0          # 1 2 3

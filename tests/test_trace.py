@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 from backend.errors import XdpscopeError
-from backend.sample import Sample
-from backend.trace import FORMAT_VERSION, TraceReader, TraceWriter
+from backend.data.sample import Sample
+from backend.data.trace import FORMAT_VERSION, TraceReader, TraceWriter
 
 ROOT = Path(__file__).resolve().parents[1]
 META = {"iface": "xs-in", "program": "redirect", "targets": ["xs-t0", "xs-t1"], "hz": 10,
@@ -171,8 +171,8 @@ def test_empty_trace(tmp_path: Path) -> None:
 WRITER = """
 import sys
 sys.path.insert(0, {root!r})
-from backend.sample import Sample
-from backend.trace import TraceWriter
+from backend.data.sample import Sample
+from backend.data.trace import TraceWriter
 w = TraceWriter({path!r}, {{"iface": "xs-in"}})
 i = 0
 while True:

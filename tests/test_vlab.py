@@ -1,4 +1,4 @@
-"""The engine on real virtio_net: a QEMU/TCG guest (backend/vlab.py), one boot for this module.
+"""The engine on real virtio_net: a QEMU/TCG guest (backend/labs/vlab.py), one boot for this module.
 
 Frames are written into vlabtap1 on the host and reach the guest's vnic1 through virtio_net's
 receive path (virtnet_poll -> receive_mergeable -> bpf_prog_run_xdp). `xdpscope record` runs
@@ -22,7 +22,7 @@ from collections import Counter
 
 import pytest
 
-from backend import vlab
+from backend.labs import vlab
 from tests import expect
 from tests.conftest import run_cli
 

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from backend import kernel, nic
+from backend.kernel import host, nic
 from tests import wire
 from tests.test_engine import actions
 
@@ -30,8 +30,8 @@ int foreign(struct xdp_md *ctx) {
 
 @pytest.fixture
 def foreign(lab):
-    bcc = kernel.import_bcc()
-    kernel.use_headers()
+    bcc = host.import_bcc()
+    host.use_headers()
     b = bcc.BPF(text=FOREIGN.encode())
     fn = b.load_func(b"foreign", bcc.BPF.XDP)
     for slot, t in enumerate(lab.targets[:2]):

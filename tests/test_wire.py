@@ -98,7 +98,7 @@ def test_agent_inject_wire(lab):
 
 def test_wire_to_a_stopped_injection(lab):
     """A cancelled send stops between batches and says how far it got."""
-    from backend import wire as w
+    from backend.kernel import wire as w
     from backend.errors import XdpscopeError
     cancel = threading.Event()
     cancel.set()

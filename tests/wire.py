@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 import socket
 
-from backend import injector, lab as labmod
+from backend.kernel import injector
+from backend.labs import veth as labmod
 
 
 def send(lab: labmod.Lab, count: int, flows: int = 1, size: int = 64, cpu: int = 0) -> None:

@@ -1,10 +1,10 @@
-"""The NIC driver's own XDP counters (ethtool -S through pyroute2), and what they say about verdicts.
+"""What the NIC driver's own XDP counters (ethtool -S; read by backend/kernel/driver_stats.py) say about verdicts.
 
 virtio_net and veth count XDP per queue; neither has a PASS counter, and both count redirects and
 TX when the program returns them, before the outcome is known (a failed redirect is still counted)."""
 from __future__ import annotations
 
-from backend.sample import ACTIONS
+from backend.data.sample import ACTIONS
 
 # driver -> verdict -> alternative counter names, first present wins (names changed across
 # kernels: virtio_net 6.1 has only rx_queue_N_xdp_*, 6.18 adds rx_xdp_* totals); * = queue number.
@@ -19,25 +19,6 @@ VERDICT_COUNTERS = {
 EXPLAIN = ("from the driver's counters: PASS = xdp_packets - drops - tx - redirects (the driver has no "
            "PASS counter); ABORTED is counted among drops; TX and REDIRECT are counted when the program "
            "returns them, before the outcome (a failed redirect is still a redirect here)")
-
-
-def _interesting(name: str) -> bool:
-    return "xdp" in name or "kicks" in name
-
-
-def read_stats(ifname: str) -> dict[str, int]:
-    """XDP-related ethtool statistics of an interface ({} when the driver has none)."""
-    from pyroute2.ethtool.ioctl import IoctlEthtool  # here: summaries and reports need no pyroute2
-    try:
-        eth = IoctlEthtool(ifname)
-    except OSError:
-        return {}
-    try:
-        return {k: int(v) for k, v in eth.get_statistics() if _interesting(k)}
-    except (OSError, ValueError):
-        return {}
-    finally:
-        eth.close()
 
 
 def _matches(stats: dict[str, int], pattern: str) -> list[int]:

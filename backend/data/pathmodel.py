@@ -1,7 +1,7 @@
 """The kernel path of a session as a diagram: a table of functions (nodes) and hand-overs (edges) per
 driver, with the numbers of one time window on them, and a computed layout.
 
-Every number is an expression over the result of backend.summary.summarize() for the window (a JSON
+Every number is an expression over the result of backend.data.summary.summarize() for the window (a JSON
 path into it, or a sum / difference / quotient of such paths), so the GUI's live view, a replay, an
 A-B range and a report show the same numbers by construction: they differ only in the summary they
 are given. Numbers that are a summary value are *measured*; the others are *derived*, and say so.
@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from backend.sample import ACTIONS
+from backend.data.sample import ACTIONS
 
 BULK = 16   # DEV_MAP_BULK_SIZE (kernel/bpf/devmap.c): a devmap bulk queue sends at 16 frames
 ELIXIR = "https://elixir.bootlin.com/linux/{version}/A/ident/{func}"
@@ -308,7 +308,7 @@ def _mergeable(meta: dict) -> bool | None:
 
 
 def build(s: dict, expand: bool | None = None, brief: bool = False) -> Path:
-    """The path of the window summarized in s (backend.summary.summarize() output, or the GUI's
+    """The path of the window summarized in s (backend.data.summary.summarize() output, or the GUI's
     equivalent for its history). expand: one row per RX queue (None: when the queues differ).
     brief: a smaller diagram for a small dock: each node keeps its first lines (its main numbers;
     hover and click give them all), no subtitles, and edge labels only where they fit."""

@@ -1,5 +1,5 @@
 """A blocking client of the agent (docs/agent-protocol.md) for the command line: the agent runs as
-a child process, here (`xdpscope agent --stdio`) or on another machine over ssh (backend/remote.py),
+a child process, here (`xdpscope agent --stdio`) or on another machine over ssh (backend/agent/remote.py),
 and `record` / `doctor` talk to it in JSON lines. The trace is written here, from the agent's
 sample events, with the same TraceWriter as the in-process `record`.
 """
@@ -15,11 +15,11 @@ import threading
 from pathlib import Path
 from typing import Any, Callable
 
-from backend import remote
+from backend.agent import remote
 from backend.errors import XdpscopeError
-from backend.sample import Sample
+from backend.data.sample import Sample
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 STDERR_TAIL = 40
 READY_TIMEOUT_S = 120.0   # a first run of a remote launcher may still be setting up its venv
 
@@ -245,7 +245,7 @@ class _Sink:
 def record(a, spec) -> int:
     """`record` through an agent (here or --remote): attach, write every sample event to the trace
     until --duration or SIGINT/SIGTERM, detach (its response follows the last sample), stop."""
-    from backend.trace import TraceWriter
+    from backend.data.trace import TraceWriter
     events: queue.Queue[dict] = queue.Queue()
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -292,13 +292,13 @@ def record(a, spec) -> int:
 def _metrics(a):
     if not getattr(a, "metrics", None):
         return None
-    from backend import metrics
+    from backend.agent import metrics
     return metrics.serve(a.metrics)
 
 
 def doctor(a) -> int:
     """`doctor --remote`: the remote agent's doctor report, printed as the local one is."""
-    from backend import doctor as doc
+    from backend.agent import doctor as doc
     conn = connect(a.remote, a.remote_xdpscope)
     try:
         report = conn.call("doctor")

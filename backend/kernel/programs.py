@@ -7,10 +7,10 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from backend import bpfsys
-from backend.compile import BPF_DIR, USER_FILE, build_user, check_user_source, compile_bpf, load_xdp, release
+from backend.kernel import bpfsys
+from backend.kernel.compile import BPF_DIR, USER_FILE, build_user, check_user_source, compile_bpf, load_xdp, release
 from backend.errors import XdpscopeError
-from backend.sample import ACTIONS
+from backend.data.sample import ACTIONS
 
 BUILTINS = {
     "pass": "every frame XDP_PASS",

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from backend import btf, kernel
-from backend.compile import BPF_DIR, compile_bpf, release
+from backend.kernel import btf, host
+from backend.kernel.compile import BPF_DIR, compile_bpf, release
 
 # tracepoint -> (macro, on by default)
 TRACEPOINTS = {
@@ -86,7 +86,7 @@ def load(ifindex: int, trace_redirects: bool = False, cpumap_id: int | None = No
     """Compile and attach the probes this kernel supports, filtered to one interface.
     cpumap_id: count only that cpumap's enqueues (the event names no interface); 0 = none of ours,
     so the probe is left out; None = all (watching a program that is not ours)."""
-    have = kernel.tracepoints()
+    have = host.tracepoints()
     available = {tp: tp in have for tp in TRACEPOINTS}
     wanted = [tp for tp, (_, default) in TRACEPOINTS.items()
               if available[tp] and (default or trace_redirects)

@@ -9,10 +9,11 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Callable
 
-from backend import bpfsys, driver, nic
-from backend.probes import Probes, Raw
-from backend.programs import LoadedProgram
-from backend.sample import ACTIONS, FLUSH_BINS, NAPI_BINS, Sample
+from backend.data import driver
+from backend.data.sample import ACTIONS, FLUSH_BINS, NAPI_BINS, Sample
+from backend.kernel import bpfsys, driver_stats, nic
+from backend.kernel.probes import Probes, Raw
+from backend.kernel.programs import LoadedProgram
 
 MIN_HZ, MAX_HZ = 1, 100
 WATCH_PERIOD = 0.5   # s between checks that the session's interfaces still exist and are up
@@ -110,7 +111,7 @@ class Collector:
             raw[("run", "cnt")] = [info.run_cnt]
             raw[("run", "ns")] = [info.run_time_ns]
         if self.iface:
-            for name, value in driver.read_stats(self.iface).items():
+            for name, value in driver_stats.read_stats(self.iface).items():
                 raw[("driver", name)] = [value]
         return raw
 

@@ -5,8 +5,8 @@ import errno
 import os
 from dataclasses import dataclass
 
-from backend import bpfsys, nic
-from backend.compile import compile_bpf, release
+from backend.kernel import bpfsys, nic
+from backend.kernel.compile import compile_bpf, release
 from backend.errors import XdpscopeError
 
 MODES = {"native": bpfsys.XDP_FLAGS_DRV_MODE, "generic": bpfsys.XDP_FLAGS_SKB_MODE}

@@ -1,6 +1,6 @@
 """Trace files: a recording of Samples in one SQLite file (docs/trace-format.md).
 
-A sample is stored as its leaves (backend/block.py): one row per sample whose data is a compressed
+A sample is stored as its leaves (backend/data/block.py): one row per sample whose data is a compressed
 array of (column id, value) records, column ids naming leaf keys in the `columns` table. A window
 of rows decodes into a Block in a few numpy operations. The reader also reads format_version 1
 (one JSON text per row).
@@ -29,9 +29,9 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from .block import FIELDS, IGNORE, MAX_CPUS, MAX_DEPTH, Block, Key, check_key, check_value, leaves
-from .errors import XdpscopeError
-from .sample import MAX_TARGETS, Sample
+from backend.data.block import FIELDS, IGNORE, MAX_CPUS, MAX_DEPTH, Block, Key, check_key, check_value, leaves
+from backend.errors import XdpscopeError
+from backend.data.sample import MAX_TARGETS, Sample
 
 FORMAT_VERSION = 2
 APPLICATION_ID = 0x78647073  # "xdps": lets `file`/sqlite tools tell our traces from other SQLite files

@@ -20,7 +20,7 @@ from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, M
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from backend.errors import XdpscopeError
-from backend.sample import ACTIONS, FLUSH_BINS, Sample
+from backend.data.sample import ACTIONS, FLUSH_BINS, Sample
 
 SESSION_LABELS = ("host", "iface", "driver", "program", "mode")
 FLUSH_BUCKETS = tuple(range(1, FLUSH_BINS))  # le=1..16; a flush of 0 frames falls in le="1"

@@ -19,7 +19,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass
 
-from backend import injector, kernel, nic
+from backend.kernel import host, injector, nic
 from backend.errors import XdpscopeError
 
 NETNS_DIR = "/var/run/netns"
@@ -126,7 +126,7 @@ def _socket_in(p: Peer) -> socket.socket:
     if p.netns is None:
         s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
     else:
-        from backend.lab import inside
+        from backend.labs.veth import inside
         with inside(p.netns):
             s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
     try:
@@ -213,7 +213,7 @@ def send(iface: str, count: int, rate: float = 0.0, size: int = 64, flows: int =
     """Send count frames (UDP, flows in turn: flow i has source port 1024 + first_flow + i) from the
     peer of veth `iface`, at `rate` frames/s (0: as fast as the kernel takes them), from one CPU.
     burst: send that many frames at once (one sendmmsg), the bursts paced to the rate."""
-    kernel.require_root("inject --wire")
+    host.require_root("inject --wire")
     _check(count, size, flows, rate, batch, first_flow)
     if isinstance(burst, bool) or not isinstance(burst, int) or not 0 <= burst <= MAX_BATCH:
         raise XdpscopeError(f"--burst must be between 0 (off) and {MAX_BATCH}")

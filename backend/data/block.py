@@ -13,8 +13,8 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from .errors import XdpscopeError
-from .sample import ACTIONS, CPUMAP_BINS, FLUSH_BINS, NAPI_BINS, Sample
+from backend.errors import XdpscopeError
+from backend.data.sample import ACTIONS, CPUMAP_BINS, FLUSH_BINS, NAPI_BINS, Sample
 
 Key = tuple  # (field, str | int, ...)
 # the Sample fields that hold counters, in the order leaves are listed

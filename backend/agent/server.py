@@ -19,10 +19,10 @@ import threading
 import time
 from typing import IO, Any, Callable
 
-from backend import injector, kernel, nic, programs
-from backend.compile import MAX_SOURCE
+from backend.kernel import host, injector, nic, programs
+from backend.kernel.compile import MAX_SOURCE
 from backend.errors import XdpscopeError
-from backend.session import VERSION, Session, SessionConfig
+from backend.agent.session import VERSION, Session, SessionConfig
 
 PROTOCOL = 1
 MAX_LINE = 1 << 20          # bytes of one request line, its newline included
@@ -252,14 +252,14 @@ class Agent:
     # --- commands -------------------------------------------------------------------------
     def cmd_hello(self, args: dict):
         return {"protocol": PROTOCOL, "version": VERSION, "host": socket.gethostname(),
-                "kernel": platform.release(), "root": kernel.is_root()}
+                "kernel": platform.release(), "root": host.is_root()}
 
     def cmd_doctor(self, args: dict):
-        from backend import doctor
+        from backend.agent import doctor
         return doctor.run()
 
     def cmd_interfaces(self, args: dict):
-        from backend import doctor
+        from backend.agent import doctor
         return [doctor.interface_report(i) for i in nic.interfaces()]
 
     def cmd_programs(self, args: dict):
@@ -269,8 +269,8 @@ class Agent:
         """The XDP programs loaded on this machine with the kernel's run counters (bpftop's numbers:
         the client takes deltas). stats true keeps BPF run-time statistics on until stats false or
         the agent's exit, as bpftop does while it runs."""
-        from backend import bpfsys
-        kernel.require_root("listing BPF programs")
+        from backend.kernel import bpfsys
+        host.require_root("listing BPF programs")
         fd = getattr(self, "_stats_fd", -1)
         if args.get("stats") and fd < 0:
             self._stats_fd = bpfsys.enable_run_stats()
@@ -382,8 +382,8 @@ class Agent:
 
     def cmd_inject(self, args: dict):
         cancel = self._injects.get(threading.current_thread())
-        if args.get("wire"):  # from the ingress's veth peer, through its driver (backend/wire.py)
-            from backend import wire
+        if args.get("wire"):  # from the ingress's veth peer, through its driver (backend/kernel/wire.py)
+            from backend.kernel import wire
             return wire.send(args["iface"], args["count"], args.get("rate", 0.0), args.get("size", 64),
                              args.get("flows", 1), args.get("cpu"), max(args.get("batch", 64), 1), cancel=cancel,
                              burst=args.get("burst", 0)).to_dict()
@@ -391,8 +391,8 @@ class Agent:
                                args.get("flows", 1), args.get("cpu"), cancel=cancel).to_dict()
 
     def cmd_lab(self, args: dict):
-        from backend import lab
-        kernel.require_root("lab")
+        from backend.labs import veth as lab
+        host.require_root("lab")
         prefix, action = args.get("prefix", "xs"), args.get("action", "status")
         if action == "up":
             return lab.up(prefix, args.get("targets", 3)).to_dict()
@@ -530,7 +530,7 @@ def serve(inp: IO, out: IO[str], observer=None) -> int:
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGHUP):
             signal.signal(sig, lambda *_: agent.post(_EOF))
-    agent.event("ready", protocol=PROTOCOL, version=VERSION, root=kernel.is_root(), pid=os.getpid())
+    agent.event("ready", protocol=PROTOCOL, version=VERSION, root=host.is_root(), pid=os.getpid())
     reason = "agent exiting"
     try:
         while True:

@@ -11,7 +11,7 @@ ACTIONS = ("ABORTED", "DROP", "PASS", "TX", "REDIRECT")  # index == XDP action v
 FLUSH_BINS = 17      # devmap flush sizes 0..16 (DEV_MAP_BULK_SIZE == 16): exact bins
 CPUMAP_BINS = 9      # cpumap bulk sizes 0..8 (CPU_MAP_BULK_SIZE == 8)
 NAPI_BINS = 9        # napi work per poll, log2 bins: 0, 1, 2-3, 4-7, ... 64-127, >=128
-MAX_TARGETS = 64     # redirect targets of one program (its devmap; backend/programs.py)
+MAX_TARGETS = 64     # redirect targets of one program (its devmap; backend/kernel/programs.py)
 
 
 @dataclass

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ctypes
 from functools import lru_cache
 
-from backend import bpfsys
+from backend.kernel import bpfsys
 
 BTF_KIND_STRUCT, BTF_KIND_UNION = 4, 5
 

@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from backend import attach, bpfsys, diagnose, kernel, nic, probes, programs
-from backend.collector import MAX_HZ, MIN_HZ, Collector, DeviceWatch, Fault
+from backend.kernel import attach, bpfsys, diagnose, host, nic, probes, programs
+from backend.kernel.collector import MAX_HZ, MIN_HZ, Collector, DeviceWatch, Fault
 from backend.errors import XdpscopeError
-from backend.sample import Sample
+from backend.data.sample import Sample
 
 VERSION = "0.1.0"
 
@@ -65,7 +65,7 @@ class Session:
             raise
 
     def _start(self) -> dict:
-        kernel.require_root("attaching XDP programs" if self.cfg.program else "watching XDP")
+        host.require_root("attaching XDP programs" if self.cfg.program else "watching XDP")
         cfg = self.cfg
         iface = nic.interface(cfg.iface)
         targets: list[nic.Interface] = []
@@ -76,7 +76,7 @@ class Session:
                 targets = [nic.interface(t) for t in cfg.program.targets]
                 for t in targets:
                     attach.check_target(t, cfg.force)
-        headers = kernel.use_headers()
+        headers = host.use_headers()
         if cfg.run_time:
             self._stats_fd = bpfsys.enable_run_stats()
         if cfg.program is None:

@@ -11,11 +11,11 @@ from typing import Any
 
 import numpy as np
 
-from . import driver as _driver
-from .block import INT64_MAX, INT64_MIN, Key, nest
-from .errors import XdpscopeError
-from .sample import ACTIONS
-from .trace import TraceReader
+from backend.data import driver as _driver
+from backend.data.block import INT64_MAX, INT64_MIN, Key, nest
+from backend.errors import XdpscopeError
+from backend.data.sample import ACTIONS
+from backend.data.trace import TraceReader
 
 
 def _add(acc: Any, delta: Any) -> Any:
@@ -149,7 +149,7 @@ def summarize(path: str | os.PathLike, t_from: float | None = None, t_to: float 
         "cpumap": {k: _bins(v) if isinstance(v, list) else v for k, v in sums.get("cpumap", {}).items()},
         "napi": sums.get("napi", {}),
         "driver_counters": sums.get("driver", {}),
-        # verdicts as the driver's counters tell them (backend.driver.verdicts; None when the driver or
+        # verdicts as the driver's counters tell them (backend.data.driver.verdicts; None when the driver or
         # its counters are unknown), and driver minus program (BPF) count per verdict
         "driver_verdicts": driver_verdicts,
         "driver_difference": ({a: n - actions[a] for a, n in driver_verdicts.items()}

@@ -38,7 +38,7 @@ from pathlib import Path
 
 from backend.errors import XdpscopeError
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 GUEST_AGENT = ROOT / "vlab" / "guest_agent.py"
 HOSTNET = ROOT / "vlab" / "hostnet.py"
 

@@ -26,10 +26,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
-from backend import kernel
+from backend.kernel import host
 from backend.errors import XdpscopeError
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 BPF_DIR = ROOT / "bpf"
 USER_FILE = "xdpscope-user.c"        # the fixed #line name of a client's text; mapped back to its display name
 MAX_SOURCE = 512 * 1024              # bytes of a client's C text
@@ -59,7 +59,7 @@ def _module_class():
     compile (so a failure can release them), a client's functions never."""
     global _module_cls
     if _module_cls is None:
-        bcc = kernel.import_bcc()
+        bcc = host.import_bcc()
 
         class Module(bcc.BPF):
             def _trace_autoload(self) -> None:
@@ -121,7 +121,7 @@ def compile_bpf(text: str, cflags: list[str], what: str):
     """Compile our own source with bcc and attach its tracepoint probes; raise XdpscopeError
     carrying the compiler's messages. Nothing stays open on failure."""
     module = _module_class()
-    kernel.use_headers()
+    host.use_headers()
     bpf = None
     with _captured_stderr() as err:
         try:
@@ -140,7 +140,7 @@ def compile_bpf(text: str, cflags: list[str], what: str):
 
 def load_xdp(bpf, func: str, what: str) -> int:
     """Load (verify) an XDP function of our own; the verifier's log tail explains a refusal."""
-    bcc = kernel.import_bcc()
+    bcc = host.import_bcc()
     with _captured_stderr() as err:
         try:
             fn = bpf.load_func(func.encode(), bcc.BPF.XDP)
@@ -302,8 +302,8 @@ class _CapData(ctypes.Structure):
 def header_dirs() -> list[str]:
     """Where a client's #include may resolve: the kernel build tree bcc uses (and where its links
     point), the system headers and the project's bpf/."""
-    dirs = {"/usr/include", "/usr/src", str(BPF_DIR), str(kernel.HEADERS_CACHE), "/sys/kernel/btf"}
-    headers = kernel.find_headers()
+    dirs = {"/usr/include", "/usr/src", str(BPF_DIR), str(host.HEADERS_CACHE), "/sys/kernel/btf"}
+    headers = host.find_headers()
     if headers is not None:
         dirs |= {headers.path, os.path.realpath(headers.path)}
     modules = Path("/lib/modules") / os.uname().release
@@ -433,7 +433,7 @@ def check_bytecode(insns: bytes, map_fds: set[int], display: str) -> None:
 
 def _module_code(bpf, func: str) -> tuple[bytes, set[int]]:
     """The bytes bcc will load for func, and the fds of the module's own maps."""
-    lib = kernel.import_bcc().libbcc.lib
+    lib = host.import_bcc().libbcc.lib
     start = lib.bpf_function_start(bpf.module, func.encode())
     size = lib.bpf_function_size(bpf.module, func.encode())
     if not start or not size:
@@ -490,8 +490,8 @@ def build_user(text: str, cflags: list[str], display: str, source: str, func: st
     function, sandboxed. Returns (bcc module, program fd); nothing stays open on failure."""
     check_user_source(source, display)
     module = _module_class()
-    kernel.use_headers()
-    bcc = kernel.import_bcc()
+    host.use_headers()
+    bcc = host.import_bcc()
     _trial_compile(text, cflags, display, source)
     tmp = tempfile.TemporaryFile(mode="w+b")
 
@@ -538,7 +538,7 @@ def _trial_compile(text: str, cflags: list[str], display: str, source: str) -> N
     there is compiled in the agent (the compile is deterministic)."""
     job = json.dumps({"text": text, "cflags": cflags}).encode()
     try:
-        p = subprocess.run([sys.executable, "-m", "backend.compile"], input=job, capture_output=True,
+        p = subprocess.run([sys.executable, "-m", "backend.kernel.compile"], input=job, capture_output=True,
                            cwd=ROOT, timeout=TRIAL_TIMEOUT_S)
     except subprocess.TimeoutExpired:
         raise XdpscopeError(f"{display}: the compile took longer than {TRIAL_TIMEOUT_S} s: refused") from None
@@ -561,7 +561,7 @@ def _trial_main() -> int:
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     job = json.loads(sys.stdin.buffer.read())
     module = _module_class()
-    kernel.use_headers()
+    host.use_headers()
     try:
         _sandbox_thread(header_dirs())   # the only thread of this process
     except OSError as e:

@@ -5,8 +5,8 @@ import ctypes.util
 import platform
 from pathlib import Path
 
-from backend import diagnose, kernel, nic
-from backend.probes import TRACEPOINTS
+from backend.kernel import diagnose, host, nic
+from backend.kernel.probes import TRACEPOINTS
 
 
 def interface_report(i: nic.Interface) -> dict:
@@ -23,18 +23,18 @@ def run() -> dict:
     def check(name: str, ok: bool, detail: str, fix: str = "") -> None:
         checks.append({"check": name, "ok": ok, "detail": detail, "fix": fix})
 
-    check("root", kernel.is_root(), "running as root" if kernel.is_root() else "not root",
+    check("root", host.is_root(), "running as root" if host.is_root() else "not root",
           "run as root (sudo) to attach programs")
     check("kernel", True, platform.release())
     btf = Path("/sys/kernel/btf/vmlinux").exists()
     check("btf", btf, "kernel BTF present" if btf else "no /sys/kernel/btf/vmlinux")
     try:
-        bcc = kernel.import_bcc()
+        bcc = host.import_bcc()
         check("bcc", True, f"bcc {getattr(bcc, '__version__', '?')} importable")
     except Exception as e:
         check("bcc", False, str(e), "apt-get install python3-bpfcc; make setup")
     try:
-        h = kernel.find_headers() if kernel.is_root() else None
+        h = host.find_headers() if host.is_root() else None
         check("headers", h is not None, h.note if h else "no kernel headers found",
               "" if h else "apt-get install linux-headers-amd64")
     except Exception as e:
@@ -43,7 +43,7 @@ def run() -> dict:
     check("libbpf", bool(libbpf), libbpf or "libbpf.so not found", "apt-get install libbpf1")
     tps: set[str] = set()
     try:
-        tps = kernel.tracepoints()
+        tps = host.tracepoints()
         missing = [t for t in TRACEPOINTS if t not in tps]
         check("tracepoints", not missing, "all present" if not missing else f"missing: {', '.join(missing)} "
               "(those views are off)")

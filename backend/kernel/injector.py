@@ -8,7 +8,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from backend import bpfsys, kernel, nic
+from backend.kernel import bpfsys, host, nic
 from backend.errors import XdpscopeError
 
 MIN_FRAME, MAX_FRAME = 60, 3000   # live frames must fit one page with headroom
@@ -79,7 +79,7 @@ def inject(iface: str, count: int, batch: int = 64, size: int = 64, flows: int =
     """count frames in `flows` runs (flow ids first_flow..), each run in batches of `batch`.
     The runs go in chunks of whole batches (the same flushes as one run): between chunks the
     injection stops when cancel is set or the program it started on left the interface."""
-    kernel.require_root("inject")
+    host.require_root("inject")
     _check_int("count", count, 1, 2**31 - 1)
     _check_int("batch", batch, 1, MAX_BATCH)
     if isinstance(size, bool) or not isinstance(size, int) or not MIN_FRAME <= size <= MAX_FRAME:

@@ -1,0 +1,1 @@
+"""The engine as a service: sessions, the stdio agent, its clients (local, ssh), metrics."""

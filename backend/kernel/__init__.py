@@ -1,0 +1,1 @@
+"""The only code that touches the kernel: BPF syscalls, compile, attach, probes, NICs."""
