@@ -1,14 +1,20 @@
 """Observer overhead: live-frame redirect Mpps of the instrumented `redirect` program with the
-default probes, divided by the same program built without instrumentation and with no probes.
+default probes (A), divided by the same program built without instrumentation and with no probes
+(B); and, as the peer's figure, the bare program with only the per-packet xdp:xdp_redirect
+tracepoint that other tools (xdp-monitor, xdp_redirect_* samples) need to see the fan-out (C).
 
-Both variants run interleaved in one process (A B A B ...) on the same lab, so machine noise
-hits both alike; the ratio of the medians is reported. Goal: >= 0.97.
+Precision: the injector runs pinned to one CPU (--cpu), the three variants alternate in a rotated
+order round after round (A B C, B C A, C A B, ...) in one process, so slow drifts and machine noise
+hit all alike; each round gives paired ratios A/B and C/B, and the median of those is reported
+with its spread (interquartile range and a 95 % bootstrap interval of the median). Goal: A/B >= 0.97.
 
-    sudo .venv/bin/python benchmarks/overhead.py [--frames 2000000] [--rounds 7]
+    sudo .venv/bin/python benchmarks/overhead.py [--frames 2000000] [--rounds 31] [--cpu 1]
 """
 from __future__ import annotations
 
 import argparse
+import os
+import random
 import json
 import statistics
 import sys
@@ -44,14 +50,25 @@ def set_probes(p: probes.Probes, on: bool) -> None:
             p.bpf.detach_tracepoint(tp.encode())
 
 
+def spread(xs: list[float], seed: int = 1) -> dict:
+    """Median, interquartile range and a 95 % bootstrap interval of the median."""
+    q = statistics.quantiles(xs, n=4)
+    rnd = random.Random(seed)
+    boots = sorted(statistics.median(rnd.choices(xs, k=len(xs))) for _ in range(2000))
+    return {"median": round(statistics.median(xs), 4), "iqr": [round(q[0], 4), round(q[2], 4)],
+            "ci95": [round(boots[50], 4), round(boots[1949], 4)], "n": len(xs)}
+
+
 def main() -> int:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--frames", type=int, default=2_000_000)
-    ap.add_argument("--rounds", type=int, default=7)
-    ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--targets", type=int, default=2)
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--frames", type=int, default=2_000_000, help="frames per run (default: %(default)s)")
+    ap.add_argument("--rounds", type=int, default=31, help="rounds of the three variants (default: %(default)s)")
+    ap.add_argument("--batch", type=int, default=64, help="injector batch (default: %(default)s)")
+    ap.add_argument("--targets", type=int, default=2, help="redirect targets (default: %(default)s)")
+    ap.add_argument("--cpu", type=int, default=os.cpu_count() - 1, help="CPU the injection runs on (default: the last)")
     a = ap.parse_args()
     host.require_root("the benchmark")
+    os.sched_setaffinity(0, {a.cpu})  # this process and the injection it drives: one CPU
     topo = lab.up("bench", a.targets)
     try:
         iface = nic.interface(topo.ingress)
@@ -59,30 +76,36 @@ def main() -> int:
         instrumented = programs.load(programs.ProgramSpec(**spec), nic.ifindex_of)
         bare = programs.load(programs.ProgramSpec(**spec, count=False), nic.ifindex_of)
         prb = probes.load(iface.ifindex)
-        set_probes(prb, False)  # loading attached them; each round turns them on for its turn
+        per_packet = probes.load(iface.ifindex, trace_redirects=True)
+        set_probes(prb, False)  # loading attached them; each run turns its own on
+        set_probes(per_packet, False)
+        per_packet.enabled = ["xdp:xdp_redirect"]  # the peer method: only the per-packet probe
+        variants = {"A": (instrumented.fd, prb), "B": (bare.fd, None), "C": (bare.fd, per_packet)}
         mpps(bare.fd, iface, a.frames // 4, a.batch)  # warm-up
-        with_obs, without = [], []
-        for _ in range(a.rounds):
-            set_probes(prb, True)
-            with_obs.append(mpps(instrumented.fd, iface, a.frames, a.batch))
-            set_probes(prb, False)
-            without.append(mpps(bare.fd, iface, a.frames, a.batch))
+        runs: dict[str, list[float]] = {k: [] for k in variants}
+        order = list(variants)
+        for r in range(a.rounds):
+            for k in order[r % 3:] + order[:r % 3]:
+                fd, p = variants[k]
+                if p:
+                    set_probes(p, True)
+                runs[k].append(mpps(fd, iface, a.frames, a.batch))
+                if p:
+                    set_probes(p, False)
+        ab = [x / y for x, y in zip(runs["A"], runs["B"])]
+        cb = [x / y for x, y in zip(runs["C"], runs["B"])]
         result = {
             "frames_per_run": a.frames, "rounds": a.rounds, "batch": a.batch, "targets": a.targets,
-            "probes": prb.enabled, "raw_tracepoints": prb.raw,
-            "instrumented_mpps": [round(x, 3) for x in with_obs],
-            "bare_mpps": [round(x, 3) for x in without],
-            "median_instrumented_mpps": round(statistics.median(with_obs), 3),
-            "median_bare_mpps": round(statistics.median(without), 3),
-            "ratio": round(statistics.median(with_obs) / statistics.median(without), 4),
-            # each round's two runs sit side by side in time: their ratio cancels slow drifts
-            "paired_ratio_median": round(statistics.median(w / b for w, b in zip(with_obs, without)), 4),
+            "cpu": a.cpu, "probes": prb.enabled, "raw_tracepoints": prb.raw,
+            "mpps": {k: spread(v) for k, v in runs.items()},
+            "ratio_instrumented_over_bare": spread(ab),
+            "ratio_per_packet_peer_over_bare": spread(cb),
+            "runs_mpps": {k: [round(x, 3) for x in v] for k, v in runs.items()},
         }
         print(json.dumps(result, indent=2))
         return 0
     finally:
         lab.down("bench")
-
 
 if __name__ == "__main__":
     sys.exit(main())
