@@ -10,6 +10,7 @@ APT_PKGS=(python3-bpfcc python3-venv linux-headers-amd64 iproute2 libbpf1 ethtoo
           libxcb-render-util0 libxcb-xinerama0 libfontconfig1 libdbus-1-3 poppler-utils
           qemu-system-x86 linux-image-amd64 busybox-static)  # the last three: the vlab (QEMU guest)
 APT_PKGS+=(xdotool)  # GUI tests: real mouse wheel, hover and keys in an Xvfb window
+APT_PKGS+=(bpfcc-tools)  # bcc's shipped XDP examples (/usr/share/doc/bpfcc-tools/examples): tests/test_user_programs.py
 APT_PKGS+=(openssh-server sudo prometheus)  # --remote runs `sudo -n xdpscope agent`; tests run their own sshd and Prometheus
 
 missing=()
