@@ -10,7 +10,7 @@ from backend.data import driver
 from backend.data.sample import ACTIONS
 
 from .model import History
-from .plots import View
+from .plots.view import View
 
 COLUMNS = ("program (BPF)", "driver", "difference")
 

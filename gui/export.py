@@ -123,14 +123,6 @@ def render_widget(widget: QWidget, w: int, h: int) -> QImage:
     return img
 
 
-def copy_options(src: QWidget, dst: QWidget) -> None:
-    """The user's panel options (log y, per CPU, verdict choice...) onto a fresh copy of the panel."""
-    for a, b in zip(src.findChildren(QCheckBox), dst.findChildren(QCheckBox)):
-        b.setChecked(a.isChecked())
-    for a, b in zip(src.findChildren(QComboBox), dst.findChildren(QComboBox)):
-        b.setCurrentIndex(a.currentIndex())
-
-
 class OffscreenPanel:
     """A panel of class `cls` drawn from `view` at exactly w x h pixels, never shown on screen.
 
@@ -145,8 +137,8 @@ class OffscreenPanel:
         p = self.panel
         p.setAttribute(Qt.WidgetAttribute.WA_DontShowOnScreen, True)
         p.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose, False)
-        if like is not None:
-            copy_options(like, p)
+        if like is not None:  # the same options as the panel on screen (its state dataclass)
+            p.set_state(like.state())
         # a figure, not a UI: the toggles are left out, the panel's summary line stays, in the plot colors
         for box in p.findChildren(QCheckBox) + p.findChildren(QComboBox):
             box.hide()

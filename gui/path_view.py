@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import html
 import math
+from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
@@ -25,7 +26,8 @@ from backend.data.sample import ACTIONS, FLUSH_BINS, NAPI_BINS
 
 from .model import NAPI_FIELDS, History
 from .palette import DARK, Theme
-from .plots import Panel, Summary, View
+from .plots.base import Panel, Summary
+from .plots.view import View
 
 C = pm.COLORS
 
@@ -322,11 +324,18 @@ class PathScene(QGraphicsView):
         self.fit()
 
 
+@dataclass(frozen=True)
+class PathState:
+    queues: str = "RX queues: auto"   # PathPanel.QUEUES
+    detail: str = "detail: auto"      # PathPanel.DETAIL
+
+
 class PathPanel(Panel):
     """The Path dock (a Panel: it redraws on the UI timer when its window changed, and is exported
     like the plots)."""
 
     title = "Path"
+    State = PathState
     QUEUES = ("RX queues: auto", "RX queues: one row each", "RX queues: together")
     DETAIL = ("detail: auto", "detail: full", "detail: brief")
     BRIEF_BELOW = 0.8  # auto: the brief form when the full one would be drawn smaller than this
@@ -340,13 +349,13 @@ class PathPanel(Panel):
         self.queues.addItems(list(self.QUEUES))
         self.queues.setToolTip("One row per RX queue (auto: when the queues' counts differ), from the driver's "
                                "per-queue XDP counters; the NAPI poll counts all queues together")
-        self.queues.currentIndexChanged.connect(self.invalidate)
+        self.queues.currentIndexChanged.connect(lambda _: self.update_state(queues=self.queues.currentText()))
         self.controls.addWidget(self.queues)
         self.detail = QComboBox()
         self.detail.addItems(list(self.DETAIL))
         self.detail.setToolTip("Every number on the nodes (full), or each node's main numbers (brief: hover and click "
                                "give the rest); auto: brief when the dock is too small for the full diagram")
-        self.detail.currentIndexChanged.connect(self.invalidate)
+        self.detail.currentIndexChanged.connect(lambda _: self.update_state(detail=self.detail.currentText()))
         self.controls.addWidget(self.detail)
         self.where = Summary()  # changes every redraw: repaints itself only
         self.controls.addWidget(self.where, 1)
@@ -373,8 +382,15 @@ class PathPanel(Panel):
     def min_interval(self, view: View) -> float:
         return 0.25  # a diagram, not a time axis: a few redraws a second follow a live window
 
+    def show_state(self) -> None:
+        for box, text in ((self.queues, self.st.queues), (self.detail, self.st.detail)):
+            box.blockSignals(True)
+            box.setCurrentIndex(max(box.findText(text), 0))
+            box.blockSignals(False)
+
     def expand(self) -> bool | None:
-        return {0: None, 1: True, 2: False}[self.queues.currentIndex()]
+        i = self.QUEUES.index(self.st.queues) if self.st.queues in self.QUEUES else 0
+        return {0: None, 1: True, 2: False}[i]
 
     def draw(self, v: View) -> None:
         s, where = summary_for(v)
@@ -450,7 +466,7 @@ class PathPanel(Panel):
     def _build(self, s: dict, v: View) -> pm.Path:
         """The path, full or brief (auto: brief when the full diagram would be drawn too small; the
         full one's size is remembered per session and layout choice, so a frame builds one)."""
-        i = self.detail.currentIndex()
+        i = self.DETAIL.index(self.st.detail) if self.st.detail in self.DETAIL else 0
         if i:
             return pm.build(s, self.expand(), brief=i == 2)
         key = (v.h.serial, self.expand(), tuple(sorted((s.get("redirect_targets") or {}))), self.view.size().toTuple())

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import math
 
+from backend.data.findings import rate_text  # noqa: F401  (one definition: reports and findings)
+
 PREFIXES = ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"))
 SMALL = ((1e-3, "m"), (1e-6, "µ"), (1e-9, "n"))
 
@@ -68,13 +70,6 @@ def thousands(v: float | None) -> str:
     if abs(v) >= 100 or float(v).is_integer():
         return f"{v:,.0f}"
     return f"{v:,.3g}"
-
-
-def rate_text(v: float | None) -> str:
-    """A rate in a table: an integer above 100 (71,923), one decimal below (12.5)."""
-    if v is None or not math.isfinite(v):
-        return "–"
-    return f"{v:,.0f}" if abs(v) >= 100 else f"{v:,.1f}"
 
 
 def byte_size(n: int | float) -> str:

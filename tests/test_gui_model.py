@@ -9,7 +9,8 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 import numpy as np
 
 from gui.model import AppModel
-from gui.plots import MAX_POINTS, flush_counts, make_view, nice_ceiling, target_counts, verdict_rates
+from backend.data.series import flush_counts, target_counts, verdict_rates
+from gui.plots import MAX_POINTS, make_view, nice_ceiling
 from gui.testing import synthetic
 
 

@@ -335,7 +335,8 @@ def test_speed_presets_and_the_ab_range(qtbot, tmp_path, monkeypatch):
 # -- reports --------------------------------------------------------------------------------------------
 
 def test_report_findings_name_the_injector_batch(tmp_path):
-    from gui.report import findings, fmt_value, words
+    from backend.data.findings import findings
+    from gui.report import fmt_value, words
     assert words({"possible": None, "why": "peer in another namespace", "fix": ""}) == \
         "possible: unknown; why: peer in another namespace"
     assert fmt_value(71923.3, "rate") == "71,923" and fmt_value(12.54, "rate") == "12.5"
