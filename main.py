@@ -208,7 +208,7 @@ def _seconds(option: str, text: str | None) -> float | None:
 
 def cmd_report(a) -> int:
     os.environ["QT_QPA_PLATFORM"] = "offscreen"  # headless: no display needed, none used
-    from gui.export import parse_size
+    from gui.render import parse_size
     from gui.report import check_window, output_kind
     t_from, t_to = _seconds("--from", a.t_from), _seconds("--to", a.t_to)
     check_window(t_from, t_to)

@@ -96,7 +96,7 @@ def plot_images(path: str | os.PathLike, t_from: float | None, t_to: float | Non
                 size: tuple[int, int] = DEFAULT_SIZE) -> tuple[list[Plot], int]:
     """The app's panels over the window, each as an image of exactly `size` pixels; panels with
     nothing to show (no redirects, no flushes...) are left out."""
-    from .export import panel_image
+    from .render import panel_image
     from .palette import LIGHT
     from backend.data.series import queue_columns
     from .plots import ErrorsPanel, FanoutPanel, FlushPanel, NapiPanel, QueuesPanel, VerdictPanel
@@ -417,7 +417,7 @@ def _qt_document(rep: Report, text_width: int, img_width: int | None):
 
 
 def write_html(rep: Report, out: Path) -> None:
-    from .export import png_bytes, write_bytes
+    from .render import png_bytes, write_bytes
     srcs = ["data:image/png;base64," + base64.b64encode(png_bytes(p.image)).decode("ascii") for p in rep.plots]
     write_bytes(out, render_html(rep, lambda i: srcs[i]).encode("utf-8"))
 
@@ -427,7 +427,7 @@ def write_pdf(rep: Report, out: Path) -> None:
     (a temporary file renamed over `out`): QPdfWriter itself reports no write errors."""
     from PySide6.QtCore import QBuffer, QByteArray, QIODevice, QMarginsF, QSizeF
     from PySide6.QtGui import QPageLayout, QPageSize, QPdfWriter
-    from .export import write_bytes
+    from .render import write_bytes
     data = QByteArray()
     buf = QBuffer(data)
     buf.open(QIODevice.OpenModeFlag.WriteOnly)
@@ -452,7 +452,7 @@ def write_pdf(rep: Report, out: Path) -> None:
 
 def write_png(rep: Report, out: Path) -> None:
     from PySide6.QtGui import QColor, QImage, QPainter
-    from .export import save_image
+    from .render import save_image
     w = rep.size[0] + 2 * PNG_MARGIN
     doc = _qt_document(rep, w, None)
     doc.setDocumentMargin(PNG_MARGIN)
@@ -484,8 +484,8 @@ def write_report(trace: str | os.PathLike, out: str | os.PathLike, t_from: float
                  t_to: float | None = None, size: tuple[int, int] | None = None) -> Report:
     """Render the report of `trace` over [t_from, t_to] to `out` (.html, .pdf or .png); `size` is
     the pixel size of each plot image (default: DEFAULT_SIZE, DEFAULT_SIZE_PDF for a PDF). The file
-    is written whole or not at all (export.write_file): a failure leaves an old `out` as it was."""
-    from .export import check_size
+    is written whole or not at all (render.write_file): a failure leaves an old `out` as it was."""
+    from .render import check_size
     kind = output_kind(out)
     size = check_size(*(size or (DEFAULT_SIZE_PDF if kind == "pdf" else DEFAULT_SIZE)))
     out = Path(out)

@@ -389,7 +389,8 @@ def test_pdf_report_plots_are_light_and_printable(qapp, tmp_path):
 def test_one_plot_exported_says_what_it_shows(qtbot, tmp_path):
     from PySide6.QtGui import QImage
     from PySide6.QtWidgets import QLabel
-    from gui.export import OffscreenPanel, current_view, export, plot_context
+    from gui.export import current_view, export, plot_context
+    from gui.render import OffscreenPanel
     from gui.plots import FlushPanel
     path = tmp_path / "t.xst"
     write_trace(path, 300, DT)
@@ -402,7 +403,7 @@ def test_one_plot_exported_says_what_it_shows(qtbot, tmp_path):
     text = plot_context(w, view)
     assert text == ("xdpscope · redirect on xs-in · host test · trace t.xst · t = 15.00 … 25.00 s since session "
                     "start · moving average over 5 samples")
-    with OffscreenPanel(FlushPanel, view, 800, 400, w.flush, context=text) as op:
+    with OffscreenPanel(FlushPanel, view, 800, 400, w.flush.state(), context=text) as op:
         assert [l.text() for l in op.panel.findChildren(QLabel)] == [text]
     out = tmp_path / "flush.png"
     export(w, "Flush batches", "png", 800, 400, out)

@@ -397,7 +397,7 @@ from PySide6.QtWidgets import QApplication
 app = QApplication([])
 assert app.devicePixelRatio() == 2.0, app.devicePixelRatio()
 from gui.report import load_model
-from gui.export import panel_image, render_widget
+from gui.render import panel_image, render_widget
 from gui.plots import VerdictPanel
 _, view, _ = load_model({str(SAMPLE)!r}, None, None)
 img = panel_image(VerdictPanel, view, 800, 600)
