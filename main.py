@@ -22,64 +22,49 @@ def cmd_doctor(a) -> int:
 
 
 def cmd_lab(a) -> int:
-    from backend.kernel import host
-    from backend.labs import veth as lab
-    host.require_root("lab")
-    if a.action == "up":
-        result = lab.up(a.prefix, a.targets).to_dict()
-    elif a.action == "down":
-        result = {"removed": lab.down(a.prefix)}
-    else:
-        st = lab.status(a.prefix)
-        result = st.to_dict() if st else None
-    print(json.dumps(result, indent=2))
+    from backend.labs import veth
+    print(json.dumps(veth.command(a.action, a.prefix, a.targets), indent=2))
     return 0
 
 
-def program_spec(a):
-    """The program to attach, or None to watch the one already attached."""
-    from backend.kernel import programs
-    from backend.agent import session
-    if a.watch:
-        if a.program:
-            raise XdpscopeError("--watch observes the attached program: leave out --program")
-        return None
-    if not a.program:
+def record_request(a) -> dict:
+    """record's options as the agent's attach request (docs/agent-protocol.md): the one form both
+    the local session (session_config) and a remote agent take. A .c file is read here and sent
+    as text: an agent never opens a path its client names."""
+    from backend.agent import catalog
+    if a.watch and a.program:
+        raise XdpscopeError("--watch observes the attached program: leave out --program")
+    if not a.watch and not a.program:
         raise XdpscopeError("record needs --program (or --watch to observe an attached program)")
-    spec = (session.read_user_program(a.program) if a.program.endswith(".c")
-            else programs.ProgramSpec(name=a.program))
-    spec.targets = [t for t in (a.targets or "").split(",") if t]
-    spec.policy = a.policy
-    spec.mix = parse_mix(a.mix)
-    return spec
-
-
-def parse_mix(text: str | None) -> dict[str, int]:
-    mix = {}
-    for part in (text or "").split(","):
-        if not part:
-            continue
-        name, sep, value = part.partition("=")
-        if not sep or not value.strip().isdigit():
-            raise XdpscopeError(f"--mix: '{part}' is not VERDICT=PERCENT")
-        mix[name.strip().upper()] = int(value)
-    return mix
+    req: dict = {"iface": a.iface, "program": "watch" if a.watch else a.program}
+    if a.program and a.program.endswith(".c"):
+        from backend.agent.session import read_user_program
+        spec = read_user_program(a.program)
+        req.update(program="user", source=spec.source, source_name=spec.source_name)
+    if a.targets:
+        req["targets"] = [t for t in a.targets.split(",") if t]
+    options = [*catalog.SESSION, *catalog.program_params().values()]
+    req.update({p.name: getattr(a, p.name) for p in options if getattr(a, p.name) not in (None, p.default)})
+    return req
 
 
 def cmd_record(a) -> int:
-    from backend.agent.session import Session, SessionConfig
+    from backend.agent.session import Session, session_config
     from backend.data.trace import TraceWriter, check_output
     if os.path.exists(a.output) and not a.overwrite:
         raise XdpscopeError(f"{a.output} exists: choose another name or pass --overwrite")
+    if a.remote and a.force:
+        raise XdpscopeError("--force does not go with --remote: an agent never attaches to or redirects to its "
+                            "host's uplink (run `xdpscope record --force` as root on that machine)", code=2)
     if not a.remote:  # the first thing to say, before the output (Session.start checks it again)
         from backend.kernel import host
         host.require_root("watching XDP" if a.watch else "attaching XDP programs")
     check_output(a.output)  # a directory, a read-only mount...: said before anything is attached
+    request = record_request(a)
+    cfg = session_config(request, cli=True)   # what the agent runs on the request, checked here first
     if a.remote:  # through the agent on that host; the trace is written here (backend/agent/client.py)
         from backend.agent import client
-        return client.record(a, program_spec(a))
-    cfg = SessionConfig(a.iface, program_spec(a), a.mode, a.hz, a.run_time, a.trace_redirects, a.force,
-                        a.prepare_targets)
+        return client.record(a, request)
     session = Session(cfg)
     exporter = None
     if a.metrics:  # /metrics from the same samples as the trace (backend/agent/metrics.py)
@@ -130,18 +115,14 @@ def _tee(*sinks):
 
 
 def cmd_inject(a) -> int:
-    if a.wire:  # from the ingress's veth peer: through the driver's receive path (backend/kernel/wire.py)
-        from backend.kernel import wire
-        r = wire.send(a.iface, a.count, a.rate or 0.0, a.size, a.flows, a.cpu, a.batch, a.first_flow,
-                      burst=a.burst or 0)
-        print(json.dumps(r.to_dict()))
-        return 0
-    if a.rate is not None or a.burst is not None:
+    from backend.agent import catalog
+    from backend.agent.inject import run
+    if not a.wire and (a.rate is not None or a.burst is not None):
         raise XdpscopeError("--rate and --burst pace frames sent --wire; BPF_PROG_TEST_RUN runs as fast as it can",
                             code=2)
-    from backend.kernel import injector
-    r = injector.inject(a.iface, a.count, a.batch, a.size, a.flows, a.cpu, a.first_flow)
-    print(json.dumps(r.to_dict()))
+    request = {p.name: getattr(a, p.name) for p in catalog.INJECT if getattr(a, p.name) is not None}
+    args = catalog.inject_args(request, cli=True)
+    print(json.dumps(run({**args, "iface": a.iface}).to_dict()))
     return 0
 
 
@@ -181,7 +162,7 @@ class DefaultsFormatter(argparse.HelpFormatter):
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
         d = action.default
-        if "default" in text or d is None or d is False or d == [] or d is argparse.SUPPRESS or not action.option_strings:
+        if "default" in text or d is None or d is False or d in ([], "") or d is argparse.SUPPRESS or not action.option_strings:
             return text
         return f"{text} (default: {d})"
 
@@ -252,56 +233,31 @@ def cmd_gui(a, rest: list[str]) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
+    from backend.agent import catalog
     p = Parser(prog="xdpscope", description="See what XDP does on a NIC.")
     sub = p.add_subparsers(dest="cmd")
     d = sub.add_parser("doctor", help="check kernel, bcc, headers, tracepoints, interfaces")
     d.add_argument("--json", action="store_true", help="print the report as JSON instead of text")
     remote_args(d)
     lab = sub.add_parser("lab", help="veth + namespace topology for exact counting")
-    lab.add_argument("action", choices=["up", "down", "status"],
-                     help="up: make the lab (idempotent); down: remove it; status: print it as JSON")
-    lab.add_argument("--targets", type=int, default=3, help="number of redirect targets <prefix>-t0..")
-    lab.add_argument("--prefix", default="xs", help="name prefix of the lab's interfaces and namespace")
+    catalog_options(lab, catalog.LAB, positional="action")
     r = sub.add_parser("record", help="attach a program, sample its counters into a trace")
     r.add_argument("--iface", required=True, help="interface to attach to (or to watch)")
-    r.add_argument("--program", help="pass|drop|tx|redirect|cpumap|mix or a .c file")
+    r.add_argument("--program", help=f"{'|'.join(catalog.builtin_names())} or a .c file")
     r.add_argument("--watch", action="store_true",
                    help="observe the XDP program someone else attached (nothing is replaced)")
     r.add_argument("--targets", help="comma-separated redirect target interfaces (CPU ids for cpumap)")
-    r.add_argument("--policy", default="rr", choices=["rr", "hash", "cpu"],
-                   help="how redirect spreads frames over the targets: round robin, flow hash, or by CPU")
-    r.add_argument("--mix", help="mix percentages, e.g. PASS=40,DROP=30,TX=10,REDIRECT=20")
-    r.add_argument("--mode", default="auto", choices=["auto", "native", "generic"],
-                   help="XDP attach mode; auto: native (in the driver) when possible, else generic")
-    r.add_argument("--hz", type=float, default=10.0,  # its range: Session (NaN and inf fail it too)
-                   help="samples per second, 1 to 100")
+    catalog_options(r, tuple(catalog.program_params().values()))
+    catalog_options(r, catalog.SESSION)
     r.add_argument("--duration", type=number(0.001, MAX_DURATION, "seconds"),
                    help=f"seconds, at most {MAX_DURATION} (30 days) (default: until SIGINT/SIGTERM)")
-    r.add_argument("--run-time", action="store_true", help="kernel BPF run-time statistics")
-    r.add_argument("--trace-redirects", action="store_true", help="per-packet xdp_redirect probe (costly)")
-    r.add_argument("--force", action="store_true", help="allow non-pass programs on the default-route NIC")
-    r.add_argument("--prepare-targets", action="store_true",
-                   help="attach an XDP_PASS program natively to each redirect target for the session "
-                        "(virtio_net accepts redirected frames only then)")
     r.add_argument("-o", "--output", required=True, help="trace file to write (SQLite)")
     r.add_argument("--overwrite", action="store_true", help="replace an existing trace file")
     remote_args(r)
     metrics_arg(r)
     i = sub.add_parser("inject", help="live frames into the program attached to an interface")
     i.add_argument("--iface", required=True, help="interface whose attached XDP program gets the frames")
-    i.add_argument("--count", type=int, required=True,  # its range: injector.inject
-                   help="frames to inject")
-    i.add_argument("--batch", type=int, default=64,
-                   help="frames per BPF_PROG_TEST_RUN batch; the devmap queues are flushed after each batch")
-    i.add_argument("--size", type=int, default=64, help="frame size in bytes")
-    i.add_argument("--flows", type=int, default=1, help="distinct UDP flows (source ports) the frames cycle through")
-    i.add_argument("--first-flow", type=int, default=0, help="first flow id (UDP source port 1024+id)")
-    i.add_argument("--cpu", type=int, help="CPU to inject on (default: the first allowed)")
-    i.add_argument("--wire", action="store_true",
-                   help="send the frames from the ingress's veth peer (AF_PACKET), so the driver's NAPI poll runs "
-                        "the program, instead of BPF_PROG_TEST_RUN")
-    i.add_argument("--rate", type=number(0, 1e8, "frames/s"), help="--wire: frames per second (default: as fast as possible)")
-    i.add_argument("--burst", type=int, help="--wire: send this many frames at once, the bursts paced to --rate")
+    catalog_options(i, catalog.INJECT)
     s = sub.add_parser("summary", help="totals of a trace file")
     s.add_argument("file", help="trace file (.xst)")
     s.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -324,6 +280,35 @@ def parser() -> argparse.ArgumentParser:
                    add_help=False)
     sub.add_parser("gui", help="the desktop app (default)", add_help=False)
     return p
+
+
+def catalog_options(p: argparse.ArgumentParser, params: tuple, positional: str = "") -> None:
+    """Options from the catalog (backend/agent/catalog.py): its help, default and choices. Values
+    are only converted here; their limits are checked with the request (session_config,
+    inject_args), by the code the agent runs too."""
+    from backend.agent import catalog
+    for param in params:
+        if not param.cli:
+            continue
+        help = param.help + (f" ({catalog.number_text(param.min)} to {catalog.number_text(param.max)})" if param.type in ("int", "float")
+                             and param.min is not None and "between" not in param.help else "")
+        if param.name == positional:
+            p.add_argument(param.name, choices=param.choices, help=param.help)
+        elif param.type == "bool":
+            p.add_argument(param.flag, action="store_true", help=help)
+        else:
+            p.add_argument(param.flag, type=_converter(param), default=param.default, choices=param.choices,
+                           required=param.required, help=help or param.name)
+
+
+def _converter(param):
+    def convert(text: str):
+        try:
+            return param.parse(text)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+    convert.__name__ = param.type
+    return convert
 
 
 def remote_args(p: argparse.ArgumentParser) -> None:

@@ -202,26 +202,15 @@ def connect(host: str | None, xdpscope: str | None, on_event: Callable[[dict], N
 
 
 # -- commands through an agent -------------------------------------------------------------
-def attach_request(spec, a) -> dict:
-    """The attach request for a ProgramSpec (None: watch) and record's options. A user's C file
-    travels as text: the agent never opens a path its client names."""
-    req: dict[str, Any] = {"iface": a.iface, "mode": a.mode, "hz": a.hz, "run_time": a.run_time,
-                           "trace_redirects": a.trace_redirects, "force": a.force,
-                           "prepare_targets": a.prepare_targets}
-    if spec is None:
-        return {**req, "program": "watch"}
-    if spec.name == "user":
-        req.update(program="user", source=spec.source, source_name=spec.source_name)
-    else:
-        req["program"] = spec.name
-    return {**req, "targets": spec.targets, "policy": spec.policy, "mix": spec.mix}
-
-
 class _Sink:
-    """Where sample events go: the metrics (if any), then the trace."""
+    """Where events go while recording: samples to the metrics (if any), then the trace; faults
+    into the trace's meta and stderr, as the local `record` does; `detached` ends the recording
+    (the agent detached by itself: the ingress vanished)."""
 
     def __init__(self, writer, exporter) -> None:
         self.writer, self.exporter, self.count = writer, exporter, 0
+        self.faults: list[dict] = []
+        self.detached: str | None = None   # the agent's reason, once it detached
 
     def take(self, msg: dict) -> None:
         ev = msg.get("event")
@@ -231,7 +220,14 @@ class _Sink:
                 self.exporter.sample(s)
             self.writer.write(s)
             self.count += 1
-        elif ev == "log":
+        elif ev == "fault":
+            self.faults.append({k: v for k, v in msg.items() if k != "event"})
+            self.writer.set_meta("faults", self.faults)
+            if not (msg.get("role") == "ingress" and msg.get("what") == "vanished"):  # that one ends it: said last
+                print(f"xdpscope: {msg.get('message', '')}", file=sys.stderr, flush=True)
+        elif ev == "detached":
+            self.detached = str(msg.get("reason", "detached"))
+        elif ev == "log" and msg.get("message") not in {f.get("message") for f in self.faults}:
             print(f"xdpscope: agent {msg.get('level', 'info')}: {msg.get('message', '')}", file=sys.stderr)
 
     def drain(self, events: queue.Queue) -> None:
@@ -242,9 +238,10 @@ class _Sink:
                 return
 
 
-def record(a, spec) -> int:
-    """`record` through an agent (here or --remote): attach, write every sample event to the trace
-    until --duration or SIGINT/SIGTERM, detach (its response follows the last sample), stop."""
+def record(a, request: dict) -> int:
+    """`record` through an agent (here or --remote): attach the request (main.record_request),
+    write every sample event to the trace until --duration, SIGINT/SIGTERM or the agent's own
+    detach (the ingress vanished), detach (its response follows the last sample), stop."""
     from backend.data.trace import TraceWriter
     events: queue.Queue[dict] = queue.Queue()
     stop = threading.Event()
@@ -258,7 +255,7 @@ def record(a, spec) -> int:
             exporter.close()
         raise
     try:
-        meta = conn.call("attach", **attach_request(spec, a))
+        meta = conn.call("attach", **request)
         if a.remote:
             meta["remote"] = a.remote
         if meta.get("mode_note"):
@@ -272,12 +269,14 @@ def record(a, spec) -> int:
                 timer = threading.Timer(a.duration, stop.set)
                 timer.daemon = True
                 timer.start()
-            while not stop.is_set() and conn.alive:
+            while not stop.is_set() and conn.alive and sink.detached is None:
                 try:
                     sink.take(events.get(timeout=0.2))
                 except queue.Empty:
                     pass
             sink.drain(events)
+            if sink.detached is not None:   # the session ended there: its samples are all in
+                raise XdpscopeError(f"{sink.detached}; {a.output} holds the samples until then")
             if not conn.alive:
                 raise XdpscopeError(f"{conn.failure()}: {sink.count} samples kept in {a.output}")
             conn.call("detach")  # answered after the session's last sample event

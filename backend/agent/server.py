@@ -19,24 +19,21 @@ import threading
 import time
 from typing import IO, Any, Callable
 
-from backend.kernel import host, injector, nic, programs
-from backend.kernel.compile import MAX_SOURCE
+from backend.agent import catalog
+from backend.agent import session as session_mod
+from backend.agent.catalog import BadRequest
+from backend.agent.session import VERSION, Session, session_config
 from backend.errors import XdpscopeError
-from backend.agent.session import VERSION, Session, SessionConfig
+from backend.kernel import host, nic
 
 PROTOCOL = 1
 MAX_LINE = 1 << 20          # bytes of one request line, its newline included
 MAX_DEPTH = 16              # nesting of arrays and objects in a request
 MAX_ID = 2**53              # |id| of a numeric id (exact in every JSON implementation)
 MAX_ID_LEN = 128            # characters of a string id
-IFNAME = re.compile(r"[^\s/:\x00]{1,15}")   # what the kernel takes as an interface name (IFNAMSIZ - 1)
 JOIN_S = 5.0                # s to wait for a sampler or an injection to notice a detach
 
 _EOF, _DEAD, _TOO_LONG = object(), object(), object()
-
-
-class BadRequest(XdpscopeError):
-    pass
 
 
 # --- request parsing ---------------------------------------------------------------------------
@@ -99,104 +96,30 @@ def request_id(req: dict) -> str | int | None:
                      f"or an integer within ±2**53")
 
 
-# --- argument checks (a wrong type is an error, never coerced) ---------------------------------
-def _kind(v: Any) -> str:
-    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "a list",
-            dict: "an object", type(None): "null"}.get(type(v), type(v).__name__)
+# --- argument checks (a wrong type is an error, never coerced): the catalog's ---------------------
+def _iface(value: Any, label: str) -> str:
+    return session_mod._text("iface", value, label)
 
 
-def s_str(max_len: int = 64, choices: tuple[str, ...] = (), pattern: re.Pattern | None = None):
-    def check(name: str, v: Any) -> str:
-        if not isinstance(v, str):
-            raise BadRequest(f"{name} must be a string, not {_kind(v)}")
-        if len(v) > max_len:
-            raise BadRequest(f"{name} is longer than {max_len} characters")
-        if choices and v not in choices:
-            raise BadRequest(f"{name} must be one of {', '.join(choices)}")
-        if pattern is not None and not pattern.fullmatch(v):
-            raise BadRequest(f"{name} {v[:32]!r} is not a valid value")
-        return v
-    return check
+def _bool(value: Any, label: str) -> bool:
+    return catalog.Param(label, "bool").check(value, label)
 
 
-def s_bool(name: str, v: Any) -> bool:
-    if not isinstance(v, bool):
-        raise BadRequest(f"{name} must be true or false, not {_kind(v)}")
-    return v
-
-
-def s_int(lo: int, hi: int, nullable: bool = False):
-    def check(name: str, v: Any) -> int | None:
-        if v is None and nullable:
-            return None
-        if isinstance(v, bool) or not isinstance(v, int):
-            raise BadRequest(f"{name} must be an integer, not {_kind(v)}")
-        if not lo <= v <= hi:
-            raise BadRequest(f"{name} must be between {lo} and {hi}")
-        return v
-    return check
-
-
-def s_num(lo: float, hi: float):
-    def check(name: str, v: Any) -> float:
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
-            raise BadRequest(f"{name} must be a number, not {_kind(v)}")
-        if not lo <= v <= hi:  # finite: NaN and inf never parse (parse_line)
-            raise BadRequest(f"{name} must be between {lo:g} and {hi:g}")
-        return float(v)
-    return check
-
-
-def s_names(max_items: int, item):
-    def check(name: str, v: Any) -> list[str]:
-        if not isinstance(v, list):
-            raise BadRequest(f"{name} must be a list, not {_kind(v)}")
-        if len(v) > max_items:
-            raise BadRequest(f"{name}: at most {max_items} items")
-        return [item(f"{name}[{i}]", x) for i, x in enumerate(v)]
-    return check
-
-
-def s_mix(name: str, v: Any) -> dict[str, int]:
-    if not isinstance(v, dict):
-        raise BadRequest(f"{name} must be an object of verdict: percent, not {_kind(v)}")
-    if len(v) > 5:
-        raise BadRequest(f"{name}: at most 5 verdicts")
-    return {s_str(16)(f"{name} key", k).upper(): s_int(0, 100)(f"{name}[{k[:16]}]", x) for k, x in v.items()}
-
-
-IFACE = s_str(15, pattern=IFNAME)
-SCHEMAS: dict[str, dict[str, Callable]] = {
-    "hello": {}, "doctor": {}, "interfaces": {}, "programs": {}, "detach": {}, "stop": {},
-    "programs_running": {"stats": s_bool},
-    "attach": {"iface": IFACE, "program": s_str(4096), "source": s_str(MAX_SOURCE), "source_name": s_str(255),
-               "targets": s_names(programs.MAX_TARGETS, IFACE), "policy": s_str(8, tuple(programs.POLICIES)),
-               "mix": s_mix, "mode": s_str(8, ("auto", "native", "generic")), "hz": s_num(1, 100),
-               "run_time": s_bool, "trace_redirects": s_bool, "force": s_bool, "prepare_targets": s_bool},
-    "inject": {"iface": IFACE, "count": s_int(1, 2**31 - 1), "batch": s_int(1, injector.MAX_BATCH),
-               "size": s_int(injector.MIN_FRAME, injector.MAX_FRAME), "flows": s_int(1, injector.MAX_FLOWS),
-               "cpu": s_int(0, 4095, nullable=True), "wire": s_bool, "rate": s_num(0, 1e8), "burst": s_int(0, 1024)},
-    "lab": {"action": s_str(8, ("up", "down", "status")), "targets": s_int(1, 32), "prefix": s_str(6)},
+SCHEMAS: dict[str, Callable[[dict], dict]] = {
+    **dict.fromkeys(("hello", "doctor", "interfaces", "programs", "catalog", "detach", "stop"),
+                    lambda req: catalog.checked((), req)),
+    "programs_running": lambda req: catalog.checked((), req, extra={"stats": _bool}),
+    "attach": lambda req: {"config": session_config(req)},
+    "inject": lambda req: catalog.inject_args(req, iface_check=_iface),
+    "lab": lambda req: catalog.checked(catalog.LAB, req),
 }
-REQUIRED = {"attach": ("iface", "program"), "inject": ("iface", "count")}
 
 
 def check_args(cmd: str, req: dict) -> dict:
-    schema = SCHEMAS[cmd]
-    args = {}
-    for key, value in req.items():
-        if key in ("id", "cmd"):
-            continue
-        if key not in schema:
-            raise BadRequest(f"{cmd}: unknown argument {key[:32]!r}")
-        try:
-            args[key] = schema[key](key, value)
-        except BadRequest as e:
-            raise BadRequest(f"{cmd}: {e}") from None
-    missing = [k for k in REQUIRED.get(cmd, ()) if k not in args]
-    if missing:
-        raise BadRequest(f"{cmd}: missing {', '.join(missing)}")
-    return args
+    try:
+        return SCHEMAS[cmd](req)
+    except BadRequest as e:
+        raise BadRequest(f"{cmd}: {e}") from None
 
 
 # --- the agent ---------------------------------------------------------------------------------
@@ -263,7 +186,12 @@ class Agent:
         return [doctor.interface_report(i) for i in nic.interfaces()]
 
     def cmd_programs(self, args: dict):
-        return [{"name": n, "description": d} for n, d in programs.BUILTINS.items()]
+        """The built-in programs (the catalog's "programs" has them all, with their parameters)."""
+        return [{"name": p.name, "description": p.help, "params": [x.to_dict() for x in p.params]}
+                for p in catalog.PROGRAMS if p.name != "user"]
+
+    def cmd_catalog(self, args: dict):
+        return catalog.answer()
 
     def cmd_programs_running(self, args: dict):
         """The XDP programs loaded on this machine with the kernel's run counters (bpftop's numbers:
@@ -305,31 +233,7 @@ class Agent:
     def cmd_attach(self, args: dict):
         if self.session is not None:
             raise XdpscopeError("already attached: detach first")
-        if args.get("force"):
-            raise XdpscopeError("force is not accepted by the agent: its clients may not attach to or redirect "
-                                "to the uplink (run `xdpscope record --force` as root on that machine)")
-        program = args["program"]
-        if program != "user" and ("source" in args or "source_name" in args):
-            raise BadRequest("attach: source and source_name go with program \"user\"")
-        if program == "watch":
-            spec = None
-        elif program == "user":
-            if "source" not in args:
-                raise BadRequest("attach: program \"user\" needs source (the C text)")
-            spec = programs.ProgramSpec(name="user", source=args["source"],
-                                        source_name=programs.display_name(args.get("source_name") or "program.c"))
-        elif program.endswith(".c") or "/" in program:
-            raise BadRequest("attach: the agent opens no file a client names: send program \"user\" "
-                             "with source (the C text) and source_name")
-        else:
-            spec = programs.ProgramSpec(name=program)
-        if spec is not None:
-            spec.targets = args.get("targets", [])
-            spec.policy = args.get("policy", "rr")
-            spec.mix = args.get("mix", {})
-        cfg = SessionConfig(args["iface"], spec, args.get("mode", "auto"), args.get("hz", 10.0),
-                            args.get("run_time", False), args.get("trace_redirects", False), False,
-                            args.get("prepare_targets", False))
+        cfg = args["config"]   # checked by session_config (SCHEMAS)
         session = Session(cfg)
         meta = session.start()   # closes all it made when it fails
         session.on_fault = self._fault
@@ -381,25 +285,12 @@ class Agent:
             t.join(timeout=JOIN_S)
 
     def cmd_inject(self, args: dict):
-        cancel = self._injects.get(threading.current_thread())
-        if args.get("wire"):  # from the ingress's veth peer, through its driver (backend/kernel/wire.py)
-            from backend.kernel import wire
-            return wire.send(args["iface"], args["count"], args.get("rate", 0.0), args.get("size", 64),
-                             args.get("flows", 1), args.get("cpu"), max(args.get("batch", 64), 1), cancel=cancel,
-                             burst=args.get("burst", 0)).to_dict()
-        return injector.inject(args["iface"], args["count"], args.get("batch", 64), args.get("size", 64),
-                               args.get("flows", 1), args.get("cpu"), cancel=cancel).to_dict()
+        from backend.agent.inject import run
+        return run(args, self._injects.get(threading.current_thread())).to_dict()
 
     def cmd_lab(self, args: dict):
-        from backend.labs import veth as lab
-        host.require_root("lab")
-        prefix, action = args.get("prefix", "xs"), args.get("action", "status")
-        if action == "up":
-            return lab.up(prefix, args.get("targets", 3)).to_dict()
-        if action == "down":
-            return {"removed": lab.down(prefix)}
-        st = lab.status(prefix)
-        return st.to_dict() if st else None
+        from backend.labs import veth
+        return veth.command(args.get("action", "status"), args.get("prefix", "xs"), args.get("targets", 3))
 
     # --- dispatch -------------------------------------------------------------------------
     SLOW = {"inject", "lab"}   # run in a thread: samples keep streaming meanwhile
@@ -412,7 +303,7 @@ class Agent:
             rid = request_id(req)
             cmd = req.get("cmd")
             if not isinstance(cmd, str):
-                raise BadRequest(f"bad request: cmd must be a string, not {_kind(cmd)}")
+                raise BadRequest(f"bad request: cmd must be a string, not {catalog._kind(cmd)}")
             if cmd not in SCHEMAS:
                 raise BadRequest(f"unknown command {cmd[:32]!r}")
             args = check_args(cmd, req)

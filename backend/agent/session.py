@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import platform
+import re
+import shlex
 import socket
 import threading
 import time
@@ -11,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from backend.agent import catalog
+from backend.agent.catalog import BadRequest
 from backend.kernel import attach, bpfsys, diagnose, host, nic, probes, programs
 from backend.kernel.collector import MAX_HZ, MIN_HZ, Collector, DeviceWatch, Fault
 from backend.errors import XdpscopeError
@@ -29,6 +33,118 @@ class SessionConfig:
     trace_redirects: bool = False
     force: bool = False
     prepare_targets: bool = False   # XDP_PASS natively on each redirect target (virtio_net needs it)
+
+
+IFNAME = re.compile(r"[^\s/:\x00]{1,15}")   # what the kernel takes as an interface name (IFNAMSIZ - 1)
+FORCE_REFUSED = ("force is not accepted by the agent: its clients may not attach to or redirect to the uplink "
+                 "(run `xdpscope record --force` as root on that machine)")
+
+
+def session_config(request: dict, cli: bool = False) -> SessionConfig:
+    """The one way from a request to a SessionConfig, for the agent's `attach` and the command
+    line's `record` alike (main.py turns its options into the same dict). Every value is checked
+    against the catalog, never coerced; BadRequest names the argument (`--hz` when cli). The C
+    text of a user program arrives as text: nothing here opens a path."""
+    label = (lambda n: "--" + n.replace("_", "-")) if cli else (lambda n: n)
+    options = {p.name: p for p in catalog.SESSION} | catalog.program_params()   # force: false only, below
+    args: dict = {}
+    for key, value in request.items():
+        if key in ("id", "cmd"):
+            continue
+        if key in ("iface", "program", "source", "source_name"):
+            args[key] = _text(key, value, label(key))
+        elif key == "targets":
+            args[key] = _targets(value, label(key))
+        elif key == "mix":
+            args[key] = _mix(value, label(key))
+        elif key == "cflags":
+            args[key] = _cflags(value, label(key))
+        elif key in options:
+            args[key] = options[key].check(value, label(key))
+        else:
+            raise BadRequest(f"unknown argument {str(key)[:32]!r}")
+    missing = [k for k in ("iface", "program") if k not in args]
+    if missing:
+        raise BadRequest(f"missing {', '.join(missing)}")
+    if args.get("force") and not cli:
+        raise XdpscopeError(FORCE_REFUSED)
+    spec = _program_spec(args)
+    s = {p.name: args.get(p.name, p.default) for p in catalog.SESSION}
+    return SessionConfig(args["iface"], spec, s["mode"], s["hz"], s["run_time"], s["trace_redirects"], s["force"],
+                         s["prepare_targets"])
+
+
+def _program_spec(args: dict) -> programs.ProgramSpec | None:
+    program = args["program"]
+    if program != "user" and ("source" in args or "source_name" in args):
+        raise BadRequest("source and source_name go with program \"user\"")
+    if program == "watch":
+        return None
+    if program == "user":
+        if "source" not in args:
+            raise BadRequest("program \"user\" needs source (the C text)")
+        spec = programs.ProgramSpec(name="user", source=args["source"],
+                                    source_name=programs.display_name(args.get("source_name") or "program.c"))
+    elif program.endswith(".c") or "/" in program:
+        raise BadRequest("the agent opens no file a client names: send program \"user\" "
+                         "with source (the C text) and source_name")
+    else:
+        spec = programs.ProgramSpec(name=program)
+    spec.targets = args.get("targets", [])
+    spec.policy = args.get("policy", catalog.POLICY.default)
+    spec.mix = args.get("mix", {})
+    for name in ("cflags", "function", "devmap"):   # a user program's own options
+        if args.get(name):
+            setattr(spec, name, args[name])
+    programs.validate(spec)
+    return spec
+
+
+_LIMITS = {"program": 4096, "source": catalog.MAX_SOURCE, "source_name": 255}
+
+
+def _text(key: str, value, label: str) -> str:
+    if not isinstance(value, str):
+        raise BadRequest(f"{label} must be a string, not {catalog._kind(value)}")
+    most = _LIMITS.get(key, 15)
+    if len(value) > most:
+        raise BadRequest(f"{label} is longer than {most} characters")
+    if key == "iface" and not IFNAME.fullmatch(value):
+        raise BadRequest(f"{label} {value[:32]!r} is not a valid value")
+    return value
+
+
+def _targets(value, label: str) -> list[str]:
+    if not isinstance(value, list):
+        raise BadRequest(f"{label} must be a list, not {catalog._kind(value)}")
+    if len(value) > catalog.MAX_TARGETS:
+        raise BadRequest(f"{label}: at most {catalog.MAX_TARGETS} items")
+    return [_text("iface", v, f"{label}[{i}]") for i, v in enumerate(value)]
+
+
+def _mix(value, label: str) -> dict[str, int]:
+    """{"PASS": 40, ...}, or the command line's PASS=40,... text."""
+    if isinstance(value, str):
+        return catalog.parse_mix(value, label)
+    if not isinstance(value, dict):
+        raise BadRequest(f"{label} must be an object of verdict: percent, not {catalog._kind(value)}")
+    if len(value) > len(catalog.VERDICTS):
+        raise BadRequest(f"{label}: at most {len(catalog.VERDICTS)} verdicts")
+    pct = catalog.Param("pct", "int", min=0, max=100)
+    return {k[:16].upper(): pct.check(v, f"{label}[{k[:16]}]") for k, v in value.items()}
+
+
+def _cflags(value, label: str) -> list[str]:
+    """One string split like a shell (as --cflags takes it), or a list of strings."""
+    if isinstance(value, str):
+        catalog.param(catalog.USER, "cflags").check(value, label)
+        try:
+            return shlex.split(value)
+        except ValueError as e:
+            raise BadRequest(f"{label}: {e}") from None
+    if not isinstance(value, list) or len(value) > 256 or not all(isinstance(f, str) and len(f) <= 4096 for f in value):
+        raise BadRequest(f"{label} must be a string (or a list of at most 256 strings)")
+    return value
 
 
 class Session:

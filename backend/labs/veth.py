@@ -190,3 +190,14 @@ def _build(lab: Lab) -> None:
     with IPRoute() as ipr:
         for root, _ in lab.pairs():
             ipr.link("set", index=ipr.link_lookup(ifname=root)[0], state="up")
+
+
+def command(action: str, prefix: str = "xs", targets: int = 3) -> dict | None:
+    """`lab up|down|status` for the command line and the agent alike: the answer as JSON data."""
+    _check(prefix)
+    if action == "up":
+        return up(prefix, targets).to_dict()
+    if action == "down":
+        return {"removed": down(prefix)}
+    st = status(prefix)
+    return st.to_dict() if st else None
