@@ -8,6 +8,7 @@ name now belongs to another device (deleted and made again)."""
 from __future__ import annotations
 
 import ctypes
+import re
 import fcntl
 import socket
 import threading
@@ -20,7 +21,9 @@ _lock = threading.Lock()      # the collector's thread and the agent's requests 
 
 
 def _interesting(name: str) -> bool:
-    return "xdp" in name or "kicks" in name
+    """XDP counters, kicks, and the rx queues' drops (veth counts there the redirects that
+    xdp_do_redirect refused: backend/data/driver.py)."""
+    return "xdp" in name or "kicks" in name or bool(re.fullmatch(r"rx_queue_\d+_drops", name))
 
 
 @dataclass
