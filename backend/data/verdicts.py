@@ -20,6 +20,7 @@ INEXACT = "inexact: "
 # (driver, kernel major.minor) whose counter semantics a test measured against a program's own
 # truth map (tests/test_watch_truth.py); anything else is derived the same way but called inexact.
 MEASURED = {("veth", "6.18")}
+GENERIC = ("generic", "xdpgeneric", "skb", "xdpskb")   # the spellings of generic mode (netlink's among them)
 
 
 def release_of(kernel: str) -> str:
@@ -36,7 +37,7 @@ def method(watching: bool, mode: str, driver: str, kernel: str, fexit: bool = Fa
     if fexit:
         return FEXIT
     release = release_of(kernel)
-    if mode == "generic":
+    if mode in GENERIC:
         return (f"{INEXACT}generic XDP runs before the driver, which counts nothing of it, and fexit is "
                 "not available here: the verdicts are unknown, the kernel's run count gives the total")
     if driver not in _driver.SEMANTICS:
