@@ -217,7 +217,8 @@ def _logical_lines(text: str) -> list[tuple[int, str]]:
 
 
 def _refuse(display: str, line: int, why: str) -> XdpscopeError:
-    return XdpscopeError(f"{display}:{line}: {why} (see docs/security.md)")
+    """line 0: not a line of a file (a -D of --cflags)."""
+    return XdpscopeError(f"{display}{f':{line}' if line else ''}: {why} (see docs/security.md)")
 
 
 def _check_include(display: str, line: int, directive: str, operand: str) -> None:
@@ -256,7 +257,12 @@ def check_user_source(text: str, display: str) -> None:
         raise XdpscopeError(f"{display}: the program text is larger than {MAX_SOURCE // 1024} KiB")
     if "\0" in text:
         raise XdpscopeError(f"{display}: the program text contains NUL bytes (not C text)")
+    _check_lines(text, display)
+
+
+def _check_lines(text: str, display: str, numbered: bool = True) -> None:
     for line, logical in _logical_lines(text):
+        line = line if numbered else 0
         stripped = logical.lstrip(" \t\f\v")
         if stripped.startswith("#") or stripped.startswith("%:"):
             _check_directive(display, line, stripped[1 if stripped[0] == "#" else 2:])
@@ -269,6 +275,100 @@ def check_user_source(text: str, display: str) -> None:
                 raise _refuse(display, line, f"`{ident}` is not allowed in a program sent to the agent")
         if re.search(r"\.(incbin|include)\b", logical):
             raise _refuse(display, line, "assembler file directives (.incbin, .include) are not allowed")
+
+
+# --- a client's compiler flags (--cflags) ---------------------------------------------------------
+MAX_CFLAGS = 64                      # flags of one program
+MAX_CFLAG = 1024                     # characters of one flag
+_MACRO = re.compile(r"[A-Za-z_]\w*(?:\([\w\s,.]*\))?")   # NAME or NAME(args), as clang's -D takes it
+_WARNING = re.compile(r"-Wno-[a-z][a-z0-9-]*")           # warnings off: never a -Wp,/-Wl, pass-through
+_OWN_MACROS = ("XS_", "xs_", "xdp_main", "xdpscope")      # xdpscope's wrapper: a client may not redefine it
+
+
+def check_cflags(cflags: list[str], display: str) -> list[str]:
+    """The flags bcc's users give (-D, -U, -I, -w, -Wno-...), checked and normalized to one
+    token each (`-DNAME=VALUE`, `-I/real/dir`). A -D is checked as the `#define` clang makes of it
+    (the text checks above); an -I must be a directory beneath the header directories (so it
+    reads nothing the sandbox would not). Anything else (-include, -isystem, -Xclang, -Wp,...)
+    is refused: those open files or reach the compiler's internals."""
+    if not isinstance(cflags, list) or not all(isinstance(f, str) for f in cflags):
+        raise XdpscopeError(f"{display}: cflags must be a list of strings")
+    if len(cflags) > MAX_CFLAGS:
+        raise XdpscopeError(f"{display}: at most {MAX_CFLAGS} cflags")
+    out: list[str] = []
+    i = 0
+    while i < len(cflags):
+        flag = cflags[i]
+        if flag in ("-D", "-U", "-I"):                     # the value as the next word, as clang takes it
+            if i + 1 >= len(cflags):
+                raise XdpscopeError(f"--cflags: {flag} needs a value")
+            flag, i = flag + cflags[i + 1], i + 1
+        i += 1
+        if len(flag) > MAX_CFLAG or re.search(r"[\x00-\x1f\x7f]", flag):
+            raise XdpscopeError(f"--cflags: {flag[:40]!r}: too long or has control characters (a newline "
+                                "would add a line to the compiler's predefines)")
+        out.append(_check_cflag(flag, display))
+    return out
+
+
+def _check_cflag(flag: str, display: str) -> str:
+    if flag == "-w" or _WARNING.fullmatch(flag):
+        return flag
+    if flag.startswith(("-D", "-U")):
+        name, eq, value = flag[2:].partition("=")
+        if flag.startswith("-U") and (eq or not re.fullmatch(r"[A-Za-z_]\w*", name)):
+            raise XdpscopeError(f"--cflags {flag[:40]}: -U takes a macro NAME")
+        if not _MACRO.fullmatch(name):
+            raise XdpscopeError(f"--cflags {flag[:40]}: -D takes NAME, NAME=VALUE or NAME(args)=VALUE")
+        if name.startswith(_OWN_MACROS):
+            raise XdpscopeError(f"--cflags {flag[:40]}: {name.split('(')[0]} belongs to xdpscope's wrapper")
+        if value.endswith("\\"):                          # would splice the next predefine line
+            raise XdpscopeError(f"--cflags {flag[:40]}: a value may not end with a backslash")
+        if flag.startswith("-D"):                          # what clang's predefines hold for it
+            _check_lines(f"#define {name} {value if eq else '1'}\n", f"--cflags {flag[:40]}", numbered=False)
+        return flag
+    if flag.startswith("-I"):
+        return "-I" + _include_dir(flag[2:])
+    raise XdpscopeError(f"--cflags: {flag[:40]} is not allowed (only -D, -U, -I, -w and -Wno-...; "
+                        "see docs/security.md)")
+
+
+def _include_dir(path: str) -> str:
+    """An -I directory: absolute, beneath a header directory once its links are resolved (the
+    resolved path is what clang gets)."""
+    if not path.startswith("/"):
+        raise XdpscopeError(f"--cflags -I{path[:60]}: give an absolute directory")
+    real = os.path.realpath(path)
+    dirs = [os.path.realpath(d) for d in header_dirs()]
+    if not any(real == d or real.startswith(d.rstrip("/") + "/") for d in dirs):
+        raise XdpscopeError(f"--cflags -I{path[:60]}: only directories beneath the header directories "
+                            f"({', '.join(header_dirs())}) may be searched (see docs/security.md)")
+    if not os.path.isdir(real):
+        raise XdpscopeError(f"--cflags -I{path[:60]}: no such directory")
+    return real
+
+
+def _check_include_dirs_readable(cflags: list[str], display: str) -> None:
+    """Each -I directory as the sandboxed compiler sees it (Landlock, fsuid nobody): a directory it
+    cannot read would fail every include there with a confusing error; say so instead."""
+    dirs = [f[2:] for f in cflags if f.startswith("-I") and f[2:] != str(BPF_DIR)]
+    if not dirs:
+        return
+
+    def probe() -> str:
+        for d in dirs:
+            try:
+                os.listdir(d)
+            except OSError as e:
+                return f"{d}: {e.strerror}"
+        return ""
+    try:
+        why = _in_sandbox(probe)
+    except OSError as e:
+        raise XdpscopeError(f"{display}: cannot sandbox the compiler ({e}); refusing to compile") from None
+    if why:
+        raise XdpscopeError(f"--cflags -I{why.split(':')[0]}: the sandboxed compiler (user nobody) cannot "
+                            f"read it ({why.split(': ', 1)[1]})")
 
 
 # --- a client's source: the sandboxed compile and load -------------------------------------------
@@ -445,6 +545,15 @@ def _module_code(bpf, func: str) -> tuple[bytes, set[int]]:
     return ctypes.string_at(start, size), fds
 
 
+def _quote(line: str, row: int, col: int) -> list[str]:
+    """A line of the client's own text and a caret under clang's column (1-based, in bytes; tabs
+    kept so the caret lines up)."""
+    line = line.rstrip()[:200]
+    before = line.encode()[:max(0, col - 1)].decode(errors="ignore")
+    caret = re.sub(r"[^\t]", " ", before) + "^"
+    return [f"{row:5} | {line}", f"      | {caret}"] if col <= len(line.encode()) + 1 else [f"{row:5} | {line}"]
+
+
 def _user_diagnostics(text: str, source: str, display: str) -> str:
     """Only what refers to the client's own lines: `display:L:C: error: ...` and that line of its
     own text; nothing from included files, nothing of bcc's."""
@@ -458,7 +567,7 @@ def _user_diagnostics(text: str, source: str, display: str) -> str:
             row, col, kind, msg = int(m.group(1)), m.group(2), m.group(3), m.group(4)
             out.append(f"{display}:{row}:{col}: {kind}: {msg}")
             if 1 <= row <= len(own):
-                out.append(f"{row:5} | {own[row - 1].rstrip()[:200]}")
+                out += _quote(own[row - 1], row, int(col))
             continue
         m = re.match(rf"^In file included from {re.escape(USER_FILE)}:(\d+):", ln)
         if m and included_from is None:
@@ -492,6 +601,7 @@ def build_user(text: str, cflags: list[str], display: str, source: str, func: st
     module = _module_class()
     host.use_headers()
     bcc = host.import_bcc()
+    _check_include_dirs_readable(cflags, display)
     _trial_compile(text, cflags, display, source)
     tmp = tempfile.TemporaryFile(mode="w+b")
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import ctypes
 import re
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from backend.kernel import bpfsys
-from backend.kernel.compile import BPF_DIR, USER_FILE, build_user, check_user_source, compile_bpf, load_xdp, release
+from backend.kernel import bpfsys, user_maps
+from backend.kernel.compile import (BPF_DIR, USER_FILE, _logical_lines, build_user, check_cflags, check_user_source,
+                                    compile_bpf, load_xdp, release)
 from backend.errors import XdpscopeError
 from backend.data.sample import ACTIONS
 
@@ -24,7 +26,11 @@ POLICIES = {"rr": 0, "hash": 1, "cpu": 2}
 MAX_TARGETS = 64
 CPUMAP_QSIZE = 2048
 _LOCAL_INCLUDE = re.compile(r'^#include "([\w.]+)"$', re.M)
-_USER_FN = re.compile(r"^(?P<pre>[ \t]*)int[ \t]+(?P<name>\w+)[ \t]*\([ \t]*struct[ \t]+xdp_md[ \t]*\*", re.M)
+# a function definition: NAME(PARAMS) {  (its specifiers and return type stand before it)
+_FN_DEF = re.compile(r"\b([A-Za-z_]\w*)\s*\(([^(){};]*)\)\s*\{")
+_CTX_PARAM = re.compile(r"\s*(?:const\s+)?struct\s+([A-Za-z_]\w*)\s*\*\s*(?:const\s+)?(?:[A-Za-z_]\w*)?\s*")
+_WRAPPER_NAMES = ("xdp_main", "xs_prog")   # the entry point and its callee (bpf/entry.h, _wrap_user)
+DEVMAP_TYPES = {14: "devmap", 25: "devmap_hash"}   # enum bpf_map_type
 
 
 @dataclass
@@ -36,6 +42,9 @@ class ProgramSpec:
     source: str = ""                            # user program text
     source_name: str = ""                       # user program file name, for messages
     count: bool = True                          # False: no instrumentation (benchmark baseline)
+    cflags: list[str] = field(default_factory=list)    # user program: -D/-U/-I/-w, as bcc takes them
+    function: str = ""                          # user program: its XDP function, when it has several
+    devmap: str = ""                            # user program: its devmap, filled with targets
 
     def params(self) -> dict:
         """What the trace and the summary record about the program."""
@@ -44,6 +53,8 @@ class ProgramSpec:
             p["mix"] = self.mix
         if self.name == "user":
             p["source_name"] = self.source_name
+            p.update({k: v for k, v in (("cflags", self.cflags), ("function", self.function),
+                                        ("devmap", self.devmap)) if v})
         return p
 
 
@@ -53,6 +64,8 @@ class LoadedProgram:
     bpf: object          # bcc.BPF, kept alive: it owns the maps and the program fd
     fd: int
     target_ifindex: dict[str, int]
+    maps: list = field(default_factory=list)      # user program: its maps sampled as counters (user_maps.UserMap)
+    maps_skipped: dict[str, str] = field(default_factory=dict)   # map name -> why it is not sampled
 
     def cpumap_id(self) -> int:
         """Kernel id of the program's cpumap, 0 if it has none."""
@@ -60,6 +73,11 @@ class LoadedProgram:
 
     def counters(self):
         return self.bpf[b"xs_counters"] if self.spec.count else None
+
+    def counted_slots(self) -> int:
+        """Redirect targets the program counters count per slot: a user program never names the
+        slot it redirects to (its fan-out comes from the xdp_redirect probe)."""
+        return 0 if self.spec.name == "user" else len(self.spec.targets)
 
     def close(self) -> None:
         """Release the program, its maps and every fd bcc holds for them; safe to call twice."""
@@ -90,6 +108,81 @@ def validate(spec: ProgramSpec) -> None:
         if bad or any(v < 0 for v in spec.mix.values()) or sum(spec.mix.values()) != 100:
             raise XdpscopeError("--mix takes VERDICT=PERCENT pairs of ABORTED, DROP, PASS, TX, REDIRECT "
                                 "summing to 100, e.g. PASS=40,DROP=30,TX=10,REDIRECT=20")
+    if spec.name != "user" and (spec.cflags or spec.function or spec.devmap):
+        raise XdpscopeError("--cflags, --function and --devmap go with a program of your own (a .c file)")
+    if spec.name == "user":
+        spec.cflags = check_cflags(spec.cflags, spec.source_name or "program.c")
+        for what, value in (("--function", spec.function), ("--devmap", spec.devmap)):
+            if value and not re.fullmatch(r"[A-Za-z_]\w{0,63}", value):
+                raise XdpscopeError(f"{what} {value[:40]!r}: not a C identifier")
+        if spec.devmap and not spec.targets:
+            raise XdpscopeError(f"--devmap {spec.devmap} needs --targets (the interfaces to put in it)")
+
+
+def split_cflags(text: str) -> list[str]:
+    """--cflags '...': one string split like a shell (quotes, backslashes), as bcc users write
+    `cflags=[...]`: e.g. `-w -DRETURNCODE=XDP_DROP -DMAPTYPE='"percpu_array"'`."""
+    try:
+        return shlex.split(text or "")
+    except ValueError as e:
+        raise XdpscopeError(f"--cflags: {e}") from None
+
+
+def xdp_functions(text: str, cflags: list[str] = ()) -> list[str]:
+    """The functions bcc could load as XDP programs: defined at file level, not static, with one
+    parameter `struct xdp_md *` (the struct tag may be a macro of -D or #define, as bcc's
+    examples' `struct CTXTYPE`). In the order they stand in the text."""
+    macros = {m.group(1): m.group(2) for m in (re.fullmatch(r"-D([A-Za-z_]\w*)=([A-Za-z_]\w*)", f) for f in cflags) if m}
+    code_lines = []
+    for _, logical in _logical_lines(text):
+        m = re.match(r"\s*#\s*define\s+([A-Za-z_]\w*)\s+([A-Za-z_]\w*)\s*$", logical)
+        if m:
+            macros.setdefault(m.group(1), m.group(2))
+        if not logical.lstrip().startswith(("#", "%:")):
+            code_lines.append(re.sub(r'"(?:[^"\\\n]|\\.)*"|\'(?:[^\'\\\n]|\\.)*\'', '""', logical))
+    code = "\n".join(code_lines)
+    found = []
+    for m in _FN_DEF.finditer(code):
+        if _depth(code, m.start()) != 0:
+            continue
+        param = _CTX_PARAM.fullmatch(m.group(2))
+        tag = param and param.group(1)
+        for _ in range(8):                       # a macro naming a macro
+            tag = macros.get(tag, tag)
+        if tag != "xdp_md":
+            continue
+        head = _head(code, m.start())
+        if not re.search(r"\bstatic\b", head):
+            found.append(m.group(1))
+    return found
+
+
+def _depth(code: str, pos: int) -> int:
+    """Brace nesting at pos (literals already blanked)."""
+    return code.count("{", 0, pos) - code.count("}", 0, pos)
+
+
+def _head(code: str, pos: int) -> str:
+    """The declaration's specifiers before pos: back to the last `;` or `}` at file level."""
+    start = max(code.rfind(";", 0, pos), code.rfind("}", 0, pos)) + 1
+    return code[start:pos]
+
+
+def user_function(spec: ProgramSpec) -> str:
+    """The XDP function of a user program: --function, or the only candidate."""
+    name = spec.source_name or "program.c"
+    found = xdp_functions(spec.source, spec.cflags)
+    if spec.function:
+        if spec.function not in found:
+            listed = f"its XDP functions: {', '.join(found)}" if found else "it has no XDP function"
+            raise XdpscopeError(f"{name}: no XDP function {spec.function} "
+                                f"(`int {spec.function}(struct xdp_md *ctx)`, not static); {listed}")
+        return spec.function
+    if not found:
+        raise XdpscopeError(f"{name}: no XDP function: expected `int NAME(struct xdp_md *ctx)` (not static)")
+    if len(found) > 1:
+        raise XdpscopeError(f"{name}: {len(found)} XDP functions ({', '.join(found)}): choose one with --function NAME")
+    return found[0]
 
 
 def _inline(name: str) -> str:
@@ -102,24 +195,23 @@ def _inline(name: str) -> str:
 def source_of(spec: ProgramSpec) -> str:
     """Full C text: instrumentation header, the program, the counting entry point."""
     if spec.name == "user":
-        body = _wrap_user(spec.source, spec.source_name)
+        body = _wrap_user(spec.source, user_function(spec))
     else:
         body = _inline(f"{spec.name}.c")
     return "\n".join([_inline("xdpscope.h"), body, _inline("entry.h"), ""])
 
 
-def _wrap_user(text: str, name: str) -> str:
-    """Make the user's one XDP function an inline callee of ours, on the same line so the
-    compiler's line numbers still match the user's file. The file is named USER_FILE to the
-    compiler (name is for messages only: compile maps it back)."""
-    found = _USER_FN.findall(text)
-    if len(found) != 1:
-        raise XdpscopeError(f"{name}: expected exactly one XDP function `int f(struct xdp_md *ctx)`, "
-                            f"found {len(found)}")
-    text = _USER_FN.sub(r"\g<pre>static __always_inline int xs_user_fn(struct xdp_md *", text, count=1)
-    return (f'#line 1 "{USER_FILE}"\n{text}\n#line 1 "xdpscope-wrapper"\n'
+def _wrap_user(text: str, func: str) -> str:
+    """Make the user's XDP function an inline callee of ours without changing a byte of its text
+    (so clang's lines and columns are the user's): a static always-inline declaration before it
+    gives its definition internal linkage, so bcc neither loads it as a program of its own nor
+    keeps it out of line. The file is named USER_FILE to the compiler (compile maps it back)."""
+    if func in _WRAPPER_NAMES:
+        raise XdpscopeError(f"the XDP function may not be named {func} (xdpscope's entry point): rename it")
+    return (f"static __always_inline int {func}(struct xdp_md *ctx);\n"
+            f'#line 1 "{USER_FILE}"\n{text}\n#line 1 "xdpscope-wrapper"\n'
             "static __always_inline int xs_prog(struct xdp_md *ctx, u32 *slot)\n"
-            "{ return xs_user_fn(ctx); }")
+            f"{{ return {func}(ctx); }}")
 
 
 def cflags_of(spec: ProgramSpec) -> list[str]:
@@ -138,7 +230,7 @@ def load(spec: ProgramSpec, ifindex_of) -> LoadedProgram:
     if spec.name == "user":
         spec.source_name = display_name(spec.source_name)
         check_user_source(spec.source, spec.source_name)
-        bpf, fd = build_user(source_of(spec), cflags_of(spec), spec.source_name, spec.source)
+        bpf, fd = build_user(source_of(spec), [*cflags_of(spec), *spec.cflags], spec.source_name, spec.source)
     else:
         what = f"program '{spec.name}'"
         bpf = compile_bpf(source_of(spec), cflags_of(spec), what)
@@ -148,6 +240,8 @@ def load(spec: ProgramSpec, ifindex_of) -> LoadedProgram:
         if fd < 0:
             loaded.fd = load_xdp(bpf, "xdp_main", what)
         loaded.target_ifindex = _fill_maps(bpf, spec, ifindex_of)
+        if spec.name == "user":
+            loaded.maps, loaded.maps_skipped = user_maps.select(user_maps.describe(bpf), user_maps.possible_cpus())
     except BaseException:
         loaded.close()
         raise
@@ -167,6 +261,8 @@ def _fill_maps(bpf, spec: ProgramSpec, ifindex_of) -> dict[str, int]:
             except Exception as e:
                 raise XdpscopeError(f"cpumap: cannot use CPU {cpu}: {e}") from None
         return {}
+    if spec.name == "user":
+        return _fill_user_devmap(bpf, spec, ifindex_of) if spec.devmap else {}
     if spec.name in ("redirect", "mix") and spec.targets:
         table = bpf[b"xs_devmap"]
         resolved = {name: ifindex_of(name) for name in spec.targets}
@@ -177,3 +273,26 @@ def _fill_maps(bpf, spec: ProgramSpec, ifindex_of) -> dict[str, int]:
                 raise XdpscopeError(f"devmap: {name} cannot be a redirect target: {e}") from None
         return resolved
     return {}
+
+
+def _fill_user_devmap(bpf, spec: ProgramSpec, ifindex_of) -> dict[str, int]:
+    """--devmap NAME: the user's devmap gets the targets in its slots 0..n-1 (a devmap_hash: keyed
+    by ifindex), as the program's own loader would have filled it."""
+    found = {m.name: m for m in user_maps.describe(bpf)}
+    m = found.get(spec.devmap)
+    if m is None:
+        raise XdpscopeError(f"--devmap {spec.devmap}: {spec.source_name} has no map of that name "
+                            f"(its maps: {', '.join(sorted(found)) or 'none'})")
+    if m.type_id not in DEVMAP_TYPES:
+        raise XdpscopeError(f"--devmap {spec.devmap}: not a devmap (map type {m.type_id})")
+    if m.type_id == 14 and len(spec.targets) > m.max_entries:
+        raise XdpscopeError(f"--devmap {spec.devmap}: {len(spec.targets)} targets, it holds {m.max_entries}")
+    resolved = {name: ifindex_of(name) for name in spec.targets}
+    table = bpf[spec.devmap.encode()]
+    for slot, name in enumerate(spec.targets):
+        key = resolved[name] if m.type_id == 25 else slot
+        try:
+            table[table.Key(key)] = table.Leaf(resolved[name])
+        except Exception as e:
+            raise XdpscopeError(f"--devmap {spec.devmap}: {name} cannot be a redirect target: {e}") from None
+    return resolved
