@@ -65,7 +65,7 @@ def test_whole_trace_every_number(trace: Path) -> None:
         "format_version": 2, "iface": "xs-in", "program": "redirect", "mode": "generic", "driver": "veth",
         "hz": 8, "window": [None, None],
         "duration_s": 0.5, "samples": 3,
-        "actions": acts(1, 7, 4, 4, 48),
+        "actions": acts(1, 7, 4, 4, 48), "verdict_method": "program counters", "verdict_total": 64, "user_maps": {},
         "per_cpu_actions": [acts(1, 7, 3, 4, 26), acts(0, 0, 1, 0, 22)],
         "redirect_targets": {"xs-t0": 24, "xs-t1": 24, "xs-t2": 0},
         "redirect_errors": {"xs-t1": {"ENETDOWN": 3, "ENXIO": 3}},

@@ -17,6 +17,7 @@ from backend.agent import catalog
 from backend.agent.catalog import BadRequest
 from backend.kernel import attach, bpfsys, diagnose, host, nic, probes, programs
 from backend.kernel.collector import MAX_HZ, MIN_HZ, Collector, DeviceWatch, Fault
+from backend.data import verdicts
 from backend.errors import XdpscopeError
 from backend.data.sample import Sample
 
@@ -209,7 +210,8 @@ class Session:
             "native": diagnose.native_support(iface.name, iface.ifindex, iface.driver, iface.mtu),
             "requested_mode": cfg.mode, "hz": cfg.hz, "cpus": os.cpu_count(),
             "probes": self.collector.probes.available, "probes_enabled": self.collector.probes.enabled,
-            "verdicts_from": self.collector.verdicts_from, "headers": headers.note,
+            "verdicts_from": self.collector.verdicts_from, "verdict_method": self.collector.verdict_method,
+            "headers": headers.note,
             "run_time": cfg.run_time, "started": time.time(),
         }
         return self.meta
@@ -256,7 +258,11 @@ class Session:
             raise XdpscopeError(f"{iface.name}: its XDP program (id {prog_id}) is gone: {e.strerror}") from None
         info = bpfsys.prog_info(self._watched_fd)
         self._probes = prb = probes.load(iface.ifindex, trace_redirects=True)
-        self.collector = Collector(None, prb, self.cfg.run_time, iface.name, iface.driver, self._watched_fd)
+        method = verdicts.method(True, iface.xdp["mode"], iface.driver, platform.release())
+        if not verdicts.is_exact(method) and self._stats_fd < 0:   # the run count gives the total
+            self._stats_fd = bpfsys.enable_run_stats()
+        self.collector = Collector(None, prb, self._stats_fd >= 0, iface.name, iface.driver, self._watched_fd)
+        self.collector.verdict_method = method
         return {"program": f"watch: {info.name.decode(errors='replace') or '?'} (id {prog_id})",
                 "params": {"prog_id": prog_id, "prog_name": info.name.decode(errors="replace")},
                 "mode": iface.xdp["mode"], "mode_note": "", "source": "watch", "targets": []}

@@ -19,7 +19,7 @@ from backend.data.sample import ACTIONS, CPUMAP_BINS, FLUSH_BINS, NAPI_BINS, Sam
 Key = tuple  # (field, str | int, ...)
 # the Sample fields that hold counters, in the order leaves are listed
 FIELDS = ("actions", "targets", "flush", "devmap", "redirect_errors", "exceptions", "cpumap", "napi",
-          "driver", "run")
+          "driver", "run", "user_maps")
 
 # -- the shapes a leaf key may have (what a trace may name; anything else is refused or ignored) ------
 MAX_CPUS = 8192        # CONFIG_NR_CPUS tops out at 8192 (x86 MAXSMP)
@@ -48,6 +48,7 @@ SHAPES: dict[str, tuple[tuple, ...]] = {
              (NAME, frozenset({"hist"}), Index(NAPI_BINS))),
     "driver": ((NAME,),),
     "run": ((frozenset({"cnt", "ns"}),),),
+    "user_maps": ((NAME, NAME),),
 }
 MAX_DEPTH = 1 + max(len(shape) for shapes in SHAPES.values() for shape in shapes)
 KEEP, IGNORE = "keep", "ignore"

@@ -40,6 +40,8 @@ class Sample:
     driver: dict[str, int] = field(default_factory=dict)
     # kernel BPF run statistics deltas: {"cnt": runs, "ns": run time} when enabled
     run: dict[str, int] = field(default_factory=dict)
+    # a user program's own maps (backend/kernel/user_maps.py): map -> key -> change of the value
+    user_maps: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def action_totals(self) -> list[int]:
         """Per-verdict totals over all CPUs."""

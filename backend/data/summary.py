@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from backend.data import driver as _driver
+from backend.data import verdicts as _verdicts
 from backend.data.block import INT64_MAX, INT64_MIN, Key, nest
 from backend.errors import XdpscopeError
 from backend.data.sample import ACTIONS
@@ -128,6 +129,10 @@ def summarize(path: str | os.PathLike, t_from: float | None = None, t_to: float 
         "duration_s": duration,
         "samples": count,
         "actions": actions,
+        # how the verdicts were counted (backend/data/verdicts.py), and the frames the program ran on:
+        # its verdicts, or the kernel's run count where the method cannot tell the verdicts
+        "verdict_method": _verdicts.legacy(meta),
+        "verdict_total": _verdicts.total(_verdicts.legacy(meta), actions, run["cnt"]),
         "per_cpu_actions": [dict(zip(ACTIONS, cpu)) for cpu in per_cpu],
         "redirect_targets": targets,
         "redirect_errors": sums.get("redirect_errors", {}),
@@ -149,6 +154,7 @@ def summarize(path: str | os.PathLike, t_from: float | None = None, t_to: float 
         "cpumap": {k: _bins(v) if isinstance(v, list) else v for k, v in sums.get("cpumap", {}).items()},
         "napi": sums.get("napi", {}),
         "driver_counters": sums.get("driver", {}),
+        "user_maps": sums.get("user_maps", {}),   # a user program's own maps: map -> key -> total
         # verdicts as the driver's counters tell them (backend.data.driver.verdicts; None when the driver or
         # its counters are unknown), and driver minus program (BPF) count per verdict
         "driver_verdicts": driver_verdicts,

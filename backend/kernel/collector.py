@@ -9,9 +9,9 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Callable
 
-from backend.data import driver
+from backend.data import driver, verdicts
 from backend.data.sample import ACTIONS, FLUSH_BINS, NAPI_BINS, Sample
-from backend.kernel import bpfsys, driver_stats, nic
+from backend.kernel import bpfsys, driver_stats, nic, user_maps
 from backend.kernel.probes import Probes, Raw
 from backend.kernel.programs import LoadedProgram
 
@@ -110,6 +110,8 @@ class Collector:
             info = bpfsys.prog_info(self.prog_fd)
             raw[("run", "cnt")] = [info.run_cnt]
             raw[("run", "ns")] = [info.run_time_ns]
+        if self.program is not None:
+            raw.update({k: [v] for k, v in user_maps.read_all(self.program.maps).items()})
         if self.iface:
             for name, value in driver_stats.read_stats(self.iface).items():
                 raw[("driver", name)] = [value]
@@ -129,12 +131,14 @@ class Collector:
         self._last, self._last_t = raw, now
         return self.to_sample(delta, now - self.start, dt)
 
+    verdict_method = verdicts.PROGRAM_COUNTERS   # the session sets it when watching (backend/data/verdicts.py)
+
     @property
     def verdicts_from(self) -> str:
         if self.program is not None:
             return "program counters"
-        return f"driver counters ({self.driver_name}): {driver.EXPLAIN}" \
-            if self.driver_name in driver.VERDICT_COUNTERS else "none (the driver has no XDP counters)"
+        sem = driver.SEMANTICS.get(self.driver_name)
+        return f"{self.verdict_method}: {sem.explain}" if sem else self.verdict_method
 
     def target_name(self, slot: int) -> str:
         spec = self.program.spec
@@ -177,9 +181,10 @@ class Collector:
                 s.run[key[1]] = n
             elif kind == "driver":
                 s.driver[key[1]] = n
+            elif kind == "user_maps":
+                s.user_maps.setdefault(key[1], {})[key[2]] = n
         if self.program is None:  # watching: verdicts as the driver counts them (one row, not per CPU)
-            derived = driver.verdicts(self.driver_name, s.driver)
-            s.actions = [derived] if derived is not None else []
+            s.actions = verdicts.from_driver(self.verdict_method, self.driver_name, s.driver, s.exceptions)
         return s
 
     def run(self, hz: float, emit: Callable[[Sample], None], stop: threading.Event,
