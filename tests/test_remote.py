@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import time
 import urllib.request
@@ -241,3 +242,55 @@ def wait_for(cond, timeout: float = 30) -> None:
 
 def test_xdpscope_cli_is_this_checkout():
     assert XDPSCOPE[-1].endswith("main.py") and os.access(REMOTE_XDPSCOPE, os.X_OK)
+
+
+# -- record --remote: the options and events the agent has (issue 10: --force, detached, fault) --
+def test_remote_force_is_refused_before_connecting(tmp_path, monkeypatch):
+    """An agent never takes force (docs/security.md): --remote --force is one usage line, said
+    before ssh runs (XDPSCOPE_SSH names no program: it would fail differently if it ran)."""
+    monkeypatch.setenv("XDPSCOPE_SSH", "/nonexistent/ssh")
+    p = run_cli("record", "--iface", "x", "--program", "drop", "--force", "-o", str(tmp_path / "t.xst"),
+                "--remote", "vm1", check=False)
+    assert (p.returncode, p.stdout) == (2, "")
+    assert p.stderr == ("xdpscope: --force does not go with --remote: an agent never attaches to or redirects to "
+                        "its host's uplink (run `xdpscope record --force` as root on that machine)\n")
+    assert not (tmp_path / "t.xst").exists()
+
+
+@pytest.fixture
+def own_veth():
+    """A veth pair of this test's own (the shared lab's ingress must not vanish)."""
+    name = f"xsr{os.getpid() % 100000}"
+    subprocess.run(["ip", "link", "add", name, "type", "veth", "peer", "name", f"{name}p"], check=True)
+    for end in (name, f"{name}p"):
+        subprocess.run(["ip", "link", "set", end, "up"], check=True)
+    try:
+        yield name
+    finally:
+        subprocess.run(["ip", "link", "del", name], capture_output=True)
+
+
+@pytest.mark.kernel
+def test_remote_record_ends_when_its_ingress_vanishes(ssh_env, own_veth, tmp_path):
+    """The agent detaches by itself when the ingress is deleted: record --remote ends as the local
+    record does (one line, exit 1, the samples and the fault kept), instead of waiting on."""
+    out = tmp_path / "vanish.xst"
+    rec = Recorder(out, "--iface", own_veth, "--program", "drop", "--hz", "20",
+                   "--remote", "root@127.0.0.1", "--remote-xdpscope", REMOTE_XDPSCOPE)
+    try:
+        wait_for(lambda: trace_rows(out) >= 5)
+        subprocess.run(["ip", "link", "del", own_veth], check=True)
+        rc = rec.proc.wait(timeout=30)
+        err = rec.proc.stderr.read().strip().splitlines()
+    finally:
+        if rec.proc.poll() is None:
+            rec.proc.kill()
+            rec.proc.wait()
+    assert rc == 1
+    assert err[-1].startswith(f"xdpscope: {own_veth}: the interface vanished during the session (at t=")
+    assert err[-1].endswith(f"; {out} holds the samples until then")
+    s = json.loads(run_cli("summary", str(out), "--json").stdout)
+    assert s["samples"] >= 5 and s["meta"]["remote"] == "root@127.0.0.1"
+    with sqlite3.connect(out) as db:
+        faults = json.loads(db.execute("SELECT value FROM meta WHERE key = 'faults'").fetchone()[0])
+    assert [(f["device"], f["role"], f["what"]) for f in faults] == [(own_veth, "ingress", "vanished")]
