@@ -303,6 +303,7 @@ def render_html(rep: Report, img_src: Callable[[int], str], img_width: int | Non
     m("parameters", "params")
     m("redirect targets", "targets")
     m("verdicts counted by", "verdicts_from")
+    rows.append([label("verdict method"), d.cell(["verdict_method"], "text")])   # backend/data/verdicts.py
     m("probes enabled", "probes_enabled")
     m("BPF run-time stats", "run_time")
     m("collector rate (Hz)", "hz", "mean")

@@ -11,6 +11,9 @@ APT_PKGS=(python3-bpfcc python3-venv linux-headers-amd64 iproute2 libbpf1 ethtoo
           qemu-system-x86 linux-image-amd64 busybox-static)  # the last three: the vlab (QEMU guest)
 APT_PKGS+=(xdotool)  # GUI tests: real mouse wheel, hover and keys in an Xvfb window
 APT_PKGS+=(bpfcc-tools)  # bcc's shipped XDP examples (/usr/share/doc/bpfcc-tools/examples): tests/test_user_programs.py
+# a third-party libbpf program built as people build them (clang -target bpf, bpf/bpf_helpers.h,
+# asm/ headers) and attached by iproute2: tests/test_watch_truth.py
+APT_PKGS+=(clang libbpf-dev linux-libc-dev)
 APT_PKGS+=(openssh-server sudo prometheus)  # --remote runs `sudo -n xdpscope agent`; tests run their own sshd and Prometheus
 
 missing=()
