@@ -127,3 +127,16 @@ def test_inject_limits_depend_on_wire():
         catalog.inject_args({"count": 5, "size": 9000})
     assert catalog.inject_args({"count": 5}) == {"count": 5, "batch": 64, "size": 64, "flows": 1, "first_flow": 0,
                                                  "cpu": None, "wire": False, "rate": None, "burst": None}
+
+
+def test_old_traces_read_their_mode_as_native_generic(tmp_path):
+    from backend.data.sample import Sample
+    from backend.data.trace import TraceReader, TraceWriter
+    from tests.conftest import run_cli
+    path = tmp_path / "old.xst"
+    with TraceWriter(path, {"iface": "xs-in", "mode": "xdpgeneric", "requested_mode": "xdp"}) as w:
+        w.write(Sample(t=0.1, dt=0.1, actions=[[0, 0, 5, 0, 0]]))
+    with TraceReader(path) as r:
+        assert (r.meta["mode"], r.meta["requested_mode"]) == ("generic", "native")
+    s = json.loads(run_cli("summary", str(path), "--json").stdout)
+    assert s["mode"] == "generic" and s["meta"]["mode"] == "generic"

@@ -11,13 +11,13 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from backend.data import modes
+from backend.data.modes import mode_name
 from backend.errors import XdpscopeError
 
 VERDICTS = ("ABORTED", "DROP", "PASS", "TX", "REDIRECT")   # backend/data/sample.py ACTIONS, in order
 MODES = ("auto", "native", "generic")
-# older spellings (iproute2's `xdp`/`xdpgeneric`, traces and requests written before native/generic)
-MODE_ALIASES = {"xdp": "native", "xdpdrv": "native", "drv": "native",
-                "xdpgeneric": "generic", "xdpskb": "generic", "skb": "generic"}
+MODE_ALIASES = modes.ALIASES   # older spellings (iproute2's xdp/xdpgeneric, traces and requests written before)
 MAX_TARGETS = 64            # backend/kernel/programs.py
 MIN_FRAME, MAX_FRAME = 60, 3000   # backend/kernel/injector.py: a live frame fits one page with headroom
 MAX_FLOWS = 65535 - 1024    # injector.MAX_FLOWS: flows differ in the UDP source port, from 1024
@@ -36,11 +36,6 @@ class BadRequest(XdpscopeError):
 def _kind(v: Any) -> str:
     return {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "a list",
             dict: "an object", type(None): "null"}.get(type(v), type(v).__name__)
-
-
-def mode_name(mode: Any) -> Any:
-    """native | generic (| auto) for any spelling of an XDP mode; anything else as it is."""
-    return MODE_ALIASES.get(mode, mode) if isinstance(mode, str) else mode
 
 
 @dataclass(frozen=True)
@@ -159,6 +154,8 @@ SESSION: tuple[Param, ...] = (
           choices=MODES),
     Param("run_time", "bool", False, "kernel BPF run-time statistics (ns per run)"),
     Param("trace_redirects", "bool", False, "per-packet xdp_redirect probe (costly)"),
+    Param("all_devices", "bool", False, "NAPI polls and devmap flushes of every device in every namespace "
+          "(default: the session's devices: ingress, targets and their peers)"),
     Param("prepare_targets", "bool", False, "attach an XDP_PASS program natively to each redirect target for the "
           "session (virtio_net accepts redirected frames only then)"),
     Param("force", "bool", False, "allow non-pass programs on the default-route NIC (command line as root only: "

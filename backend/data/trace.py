@@ -30,6 +30,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from backend.data.block import FIELDS, IGNORE, MAX_CPUS, MAX_DEPTH, Block, Key, check_key, check_value, leaves
+from backend.data import modes
 from backend.errors import XdpscopeError
 from backend.data.sample import MAX_TARGETS, Sample
 
@@ -407,6 +408,7 @@ class TraceReader:
             raise XdpscopeError(f"{self.path}: trace format_version {version} is newer than this xdpscope "
                                 f"reads ({FORMAT_VERSION}); upgrade xdpscope")
         check_meta(self.path, self.meta)
+        self.meta = modes.normalize_meta(self.meta)   # xdp/xdpgeneric of older traces: native/generic
         self.version = version
         if version == 1:
             self._ids, self._slots, self._keys = np.zeros(0, np.int64), np.zeros(0, np.intp), []
