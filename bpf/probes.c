@@ -1,117 +1,142 @@
-/* xdpscope tracepoint probes. Each is compiled only when the running kernel has its tracepoint
- * (XS_TP_* defined by backend/probes.py). XS_IFINDEX filters to the observed interface (0 = all).
- * All maps are per-CPU: no atomics on the hot path, user space sums the CPUs. */
+/* xdpscope probes. Each is compiled only when the running kernel has its tracepoint (XS_TP_*
+ * defined by backend/kernel/probes.py); sizes and bins are -D constants from backend/data/schema.py.
+ * All counter maps are per-CPU: no atomics on the hot path, user space sums the CPUs.
+ *
+ * Devices are identified by (netns, ifindex), never by ifindex alone: every namespace reuses low
+ * ifindexes. The raw tracepoints give net_device pointers; the ifindex and the namespace's inode
+ * are read at the running kernel's BTF offsets (XS_OFF_*). The namespace of the collector is 0.
+ * xs_devs, filled by the collector, holds the session's devices and their roles: events of other
+ * devices are not counted (unless XS_ALL_DEVICES asks for every device's flushes and polls). */
 
-#ifndef XS_IFINDEX
-#define XS_IFINDEX 0
-#endif
-#define XS_MINE(ifindex) (XS_IFINDEX == 0 || (ifindex) == XS_IFINDEX)
+#define XS_ROLE_INGRESS 1   /* the program's events: exceptions, redirect errors, flushes from it */
+#define XS_ROLE_POLLED 2    /* NAPI polls counted: ingress, targets and their peers */
 
-/* Flush and NAPI stats are keyed by a kernel pointer (the target net_device, the napi_struct):
- * it comes with the event, so the hot path reads no kernel memory; the device's ifindex or name
- * is read once, when the key is first seen, into the value (of that CPU: user space takes the
- * non-empty one). Without raw tracepoints the keys are the ifindex and the napi pointer. */
-struct xs_dev_val { int ifindex; int pad; u64 sent; u64 drops; u64 flush[32]; };  /* flush[17]: > 16 */
-struct xs_err_key { int ifindex; int err; };
-struct xs_napi_val { char dev[16]; u64 polls; u64 work; u64 budget; u64 full; u64 hist[9]; };
+struct xs_dev { u32 ns; u32 ifindex; };
+struct xs_devtx_val { u64 sent; u64 drops; u64 flush[XS_FLUSH_SLOTS]; };
+struct xs_err_key { struct xs_dev to; int err; };
+struct xs_napi_val { u64 polls; u64 work; u64 budget; u64 full; u64 hist[XS_NAPI_BINS]; };
+struct xs_cpu_enq { u64 processed; u64 drops; u64 bulks; };
+struct xs_kthread { u64 processed; u64 drops; u64 sched; };
 
-BPF_PERCPU_HASH(xs_devtx, u64, struct xs_dev_val, 1024);  /* one lookup per flush */
-BPF_PERCPU_ARRAY(xs_from, u64, 1);   /* the observed device's pointer, once recognised */
-BPF_PERCPU_HASH(xs_rerr, struct xs_err_key, u64, 1024);
-BPF_PERCPU_ARRAY(xs_exc, u64, 6);          /* index = verdict, 5 = invalid */
-BPF_PERCPU_ARRAY(xs_cpumap_bulk, u64, 10); /* 0..8 bulk sizes, 9 = dropped frames */
-BPF_PERCPU_HASH(xs_napi, u64, struct xs_napi_val, 256);
-BPF_PERCPU_HASH(xs_redir, int, u64, 1024); /* per-packet xdp_redirect successes, by target */
+BPF_HASH(xs_devs, struct xs_dev, u32, XS_DEVS_ENTRIES);                 /* device -> roles */
+BPF_PERCPU_HASH(xs_devtx, struct xs_dev, struct xs_devtx_val, XS_DEVTX_ENTRIES);  /* by target */
+BPF_PERCPU_HASH(xs_rerr, struct xs_err_key, u64, XS_RERR_ENTRIES);
+BPF_PERCPU_ARRAY(xs_exc, u64, XS_EXC_SLOTS);          /* index = verdict, XS_EXC_INVALID = other */
+BPF_PERCPU_ARRAY(xs_cpumap, u64, XS_CPUMAP_SLOTS);    /* bulk sizes 0..8, then dropped frames */
+BPF_PERCPU_ARRAY(xs_cpu_enq, struct xs_cpu_enq, XS_NR_CPUS);  /* by target CPU */
+BPF_PERCPU_ARRAY(xs_kthread, struct xs_kthread, 1);   /* the CPU a cpumap kthread runs on */
+BPF_PERCPU_HASH(xs_napi, struct xs_dev, struct xs_napi_val, XS_NAPI_ENTRIES);
+BPF_PERCPU_HASH(xs_redir, struct xs_dev, u64, XS_REDIR_ENTRIES);  /* per-packet successes, by target */
 
-static __always_inline void xs_add_err(int ifindex, int err, u64 n)
+/* (netns, ifindex) of a net_device: three reads of kernel memory, no pointer kept (a freed
+ * net_device's address may come back as another device). */
+static __always_inline struct xs_dev xs_dev_of(const void *dev)
 {
-    struct xs_err_key k = {.ifindex = ifindex, .err = err};
+    struct xs_dev d = {};
+    void *net = 0;
+    if (!dev)
+        return d;
+    bpf_probe_read_kernel(&d.ifindex, sizeof(d.ifindex), dev + XS_OFF_NETDEV_IFINDEX);
+    bpf_probe_read_kernel(&net, sizeof(net), dev + XS_OFF_NETDEV_NET);
+    if (net)
+        bpf_probe_read_kernel(&d.ns, sizeof(d.ns), net + XS_OFF_NET_INUM);
+    if (d.ns == XS_OWN_NETNS)
+        d.ns = 0;
+    return d;
+}
+
+static __always_inline u32 xs_roles(struct xs_dev *d)
+{
+    u32 *r = xs_devs.lookup(d);
+    return r ? *r : 0;
+}
+
+static __always_inline void xs_add_err(struct xs_dev to, int err, u64 n)
+{
+    struct xs_err_key k = {.to = to, .err = err};
     u64 zero = 0, *v = xs_rerr.lookup_or_try_init(&k, &zero);
     if (v)
         *v += n;
 }
 
-/* One event per bulk-queue flush (bq_xmit_all): sent + drops is the flush size. */
-static __always_inline void xs_devmap_flush(struct xs_dev_val *d, int sent, int drops, int err)
+/* The target of a redirect, as the xdp_redirect tracepoints compute to_ifindex: a devmap entry's
+ * device, or bpf_redirect()'s ifindex (in the ingress's namespace); else none (0, 0). */
+static __always_inline struct xs_dev xs_redirect_target(struct xs_dev from, const void *tgt,
+                                                        u32 map_type, u32 map_id, u32 index)
 {
-    u32 size = sent + drops;
-    if (d) {
-        d->sent += sent;
-        d->drops += drops;
-        u32 bin = size > 16 ? 17 : size;
-        asm volatile("" : "+r"(bin));  /* keep clang from bound-checking a copy (verifier) */
-        d->flush[bin & 31]++;
+    struct xs_dev none = {};
+    if (map_type == BPF_MAP_TYPE_DEVMAP || map_type == BPF_MAP_TYPE_DEVMAP_HASH) {
+        void *dev = 0;
+        if (tgt)  /* struct bpf_dtab_netdev starts with its net_device pointer */
+            bpf_probe_read_kernel(&dev, sizeof(dev), tgt);
+        return xs_dev_of(dev);
     }
-    if (d && err && drops)
-        xs_add_err(d->ifindex, err, drops);
+    if (map_type == BPF_MAP_TYPE_UNSPEC && map_id == 0x7fffffff) {
+        struct xs_dev d = {.ns = from.ns, .ifindex = index};
+        return d;
+    }
+    return none;
 }
 
-/* Stats of a target seen for the first time. */
-static __always_inline struct xs_dev_val *xs_devtx_new(u64 key, int ifindex)
-{
-    struct xs_dev_val z = {.ifindex = ifindex};
-    xs_devtx.update(&key, &z);
-    return xs_devtx.lookup(&key);
-}
-
-#if defined(XS_TP_XDP_DEVMAP_XMIT) && defined(XS_RAW)
-/* Raw tracepoint: no trace record is built, so it costs far less per flush.
- * args: from_dev, to_dev, sent, drops, err; ifindex read at the running kernel's BTF offset. */
-static __always_inline int xs_ifindex_of(u64 dev)
-{
-    int ifindex = 0;
-    bpf_probe_read_kernel(&ifindex, sizeof(ifindex), (void *)dev + XS_OFF_NETDEV_IFINDEX);
-    return ifindex;
-}
-
+#ifdef XS_TP_XDP_DEVMAP_XMIT
+/* One event per bulk-queue flush (bq_xmit_all): sent + drops is the flush size.
+ * args: from_dev, to_dev, sent, drops, err. */
 RAW_TRACEPOINT_PROBE(xdp_devmap_xmit)
 {
-    u64 from = ctx->args[0], to = ctx->args[1];
-#if XS_IFINDEX
-    int k = 0;
-    u64 *mine = xs_from.lookup(&k);
-    if (!mine)
+    struct xs_dev from = xs_dev_of((void *)ctx->args[0]);
+#ifndef XS_ALL_DEVICES
+    if (!(xs_roles(&from) & XS_ROLE_INGRESS))
         return 0;
-    if (*mine != from) {  /* not yet recognised, or another device's flush */
-        if (xs_ifindex_of(from) != XS_IFINDEX)
-            return 0;
-        *mine = from;
-    }
 #endif
-    struct xs_dev_val *d = xs_devtx.lookup(&to);
-    if (!d)
-        d = xs_devtx_new(to, xs_ifindex_of(to));
-    xs_devmap_flush(d, (int)ctx->args[2], (int)ctx->args[3], (int)ctx->args[4]);
-    return 0;
-}
-#elif defined(XS_TP_XDP_DEVMAP_XMIT)
-TRACEPOINT_PROBE(xdp, xdp_devmap_xmit)
-{
-    if (!XS_MINE(args->from_ifindex))
-        return 0;
-    u64 to = args->to_ifindex;
-    struct xs_dev_val *d = xs_devtx.lookup(&to);
-    xs_devmap_flush(d ? d : xs_devtx_new(to, args->to_ifindex), args->sent, args->drops, args->err);
+    struct xs_dev to = xs_dev_of((void *)ctx->args[1]);
+    int sent = (int)ctx->args[2], drops = (int)ctx->args[3], err = (int)ctx->args[4];
+    struct xs_devtx_val *d = xs_devtx.lookup(&to);
+    if (!d) {
+        struct xs_devtx_val z = {};
+        u32 polled = XS_ROLE_POLLED;
+        xs_devtx.update(&to, &z);
+        d = xs_devtx.lookup(&to);
+        if (!d)
+            return 0;
+        xs_devs.lookup_or_try_init(&to, &polled);  /* a new target: count its polls from now */
+    }
+    u32 bin = sent + drops;
+    if (bin > XS_DEV_MAP_BULK_SIZE)
+        bin = XS_FLUSH_OVERSIZE;
+    asm volatile("" : "+r"(bin));  /* keep clang from bound-checking a copy (verifier) */
+    d->sent += sent;
+    d->drops += drops;
+    d->flush[bin & (XS_FLUSH_SLOTS - 1)]++;
+    if (err && drops)
+        xs_add_err(to, err, drops);
     return 0;
 }
 #endif
 
 #ifdef XS_TP_XDP_REDIRECT_ERR
-/* A redirect that failed before reaching a bulk queue (bad slot, device cannot take XDP, ...). */
-TRACEPOINT_PROBE(xdp, xdp_redirect_err)
+/* A redirect that failed before reaching a bulk queue (bad slot, device cannot take XDP, ...).
+ * args: dev, xdp, tgt, err, map_type, map_id, index. */
+RAW_TRACEPOINT_PROBE(xdp_redirect_err)
 {
-    if (XS_MINE(args->ifindex))
-        xs_add_err(args->to_ifindex, args->err, 1);
+    struct xs_dev from = xs_dev_of((void *)ctx->args[0]);
+    if (!(xs_roles(&from) & XS_ROLE_INGRESS))
+        return 0;
+    struct xs_dev to = xs_redirect_target(from, (void *)ctx->args[2], (u32)ctx->args[4],
+                                          (u32)ctx->args[5], (u32)ctx->args[6]);
+    xs_add_err(to, (int)ctx->args[3], 1);
     return 0;
 }
 #endif
 
 #ifdef XS_TP_XDP_EXCEPTION
-TRACEPOINT_PROBE(xdp, xdp_exception)
+/* args: dev, xdp, act */
+RAW_TRACEPOINT_PROBE(xdp_exception)
 {
-    if (!XS_MINE(args->ifindex))
+    struct xs_dev dev = xs_dev_of((void *)ctx->args[0]);
+    if (!(xs_roles(&dev) & XS_ROLE_INGRESS))
         return 0;
-    u32 k = args->act < 5 ? args->act : 5;
+    u32 act = (u32)ctx->args[2];
+    u32 k = act < XS_EXC_INVALID ? act : XS_EXC_INVALID;
     u64 *v = xs_exc.lookup(&k);
     if (v)
         (*v)++;
@@ -120,31 +145,74 @@ TRACEPOINT_PROBE(xdp, xdp_exception)
 #endif
 
 #ifdef XS_TP_XDP_CPUMAP_ENQUEUE
-TRACEPOINT_PROBE(xdp, xdp_cpumap_enqueue)
+/* One event per cpumap bulk flush: processed frames (drops included) went to CPU to_cpu.
+ * args: map_id, processed, drops, to_cpu. No device: filtered by the session's cpumap id. */
+RAW_TRACEPOINT_PROBE(xdp_cpumap_enqueue)
 {
 #ifdef XS_CPUMAP_ID
-    if (args->map_id != XS_CPUMAP_ID)  /* another program's cpumap */
+    if ((int)ctx->args[0] != XS_CPUMAP_ID)  /* another program's cpumap */
         return 0;
 #endif
-    u32 k = args->processed + args->drops;
-    if (k > 8)
-        k = 8;
-    u64 *v = xs_cpumap_bulk.lookup(&k);
+    u32 processed = (u32)ctx->args[1], drops = (u32)ctx->args[2], to_cpu = (u32)ctx->args[3];
+    u32 k = processed < XS_CPU_MAP_BULK_SIZE ? processed : XS_CPU_MAP_BULK_SIZE;
+    u64 *v = xs_cpumap.lookup(&k);
     if (v)
         (*v)++;
-    k = 9;
-    v = xs_cpumap_bulk.lookup(&k);
+    k = XS_CPUMAP_DROPS;
+    v = xs_cpumap.lookup(&k);
     if (v)
-        *v += args->drops;
+        *v += drops;
+    struct xs_cpu_enq *e = xs_cpu_enq.lookup(&to_cpu);
+    if (e) {
+        e->processed += processed;
+        e->drops += drops;
+        e->bulks++;
+    }
     return 0;
 }
 #endif
 
-/* Work done per NAPI poll against the budget, per device (log2 histogram of work). */
-static __always_inline void xs_napi_poll(struct xs_napi_val *v, int work, int budget)
+#ifdef XS_TP_XDP_CPUMAP_KTHREAD
+/* One event per round of a cpumap kthread (on the CPU it serves).
+ * args: map_id, processed, drops, sched, xdp_stats. */
+RAW_TRACEPOINT_PROBE(xdp_cpumap_kthread)
 {
-    if (!v)
-        return;
+#ifdef XS_CPUMAP_ID
+    if ((int)ctx->args[0] != XS_CPUMAP_ID)
+        return 0;
+#endif
+    u32 zero = 0;
+    struct xs_kthread *t = xs_kthread.lookup(&zero);
+    if (t) {
+        t->processed += (u32)ctx->args[1];
+        t->drops += (u32)ctx->args[2];
+        t->sched += (int)ctx->args[3] ? 1 : 0;
+    }
+    return 0;
+}
+#endif
+
+#ifdef XS_TP_NAPI_POLL
+/* Work done per NAPI poll against the budget, per device (log2 histogram of work).
+ * args: napi, work, budget; the device through napi->dev (none: the per-CPU backlog). */
+RAW_TRACEPOINT_PROBE(napi_poll)
+{
+    void *dev = 0;
+    bpf_probe_read_kernel(&dev, sizeof(dev), (void *)ctx->args[0] + XS_OFF_NAPI_DEV);
+    struct xs_dev d = xs_dev_of(dev);
+#ifndef XS_ALL_DEVICES
+    if (!(xs_roles(&d) & XS_ROLE_POLLED))
+        return 0;
+#endif
+    struct xs_napi_val *v = xs_napi.lookup(&d);
+    if (!v) {
+        struct xs_napi_val z = {};
+        xs_napi.update(&d, &z);
+        v = xs_napi.lookup(&d);
+        if (!v)
+            return 0;
+    }
+    int work = (int)ctx->args[1], budget = (int)ctx->args[2];
     v->polls++;
     v->work += work;
     v->budget += budget;
@@ -153,50 +221,23 @@ static __always_inline void xs_napi_poll(struct xs_napi_val *v, int work, int bu
     /* log2 bins 0, 1, 2-3, 4-7, ... 64-127, >=128 (no __builtin_clz: it crashes bcc's clang) */
     u32 bin = work <= 0 ? 0 : work < 2 ? 1 : work < 4 ? 2 : work < 8 ? 3 : work < 16 ? 4 :
               work < 32 ? 5 : work < 64 ? 6 : work < 128 ? 7 : 8;
-    v->hist[bin]++;
-}
-
-#if defined(XS_TP_NAPI_POLL) && defined(XS_RAW)
-/* args: napi, work, budget; the device name read through napi->dev at BTF offsets. */
-RAW_TRACEPOINT_PROBE(napi_poll)
-{
-    u64 napi = ctx->args[0];
-    struct xs_napi_val *v = xs_napi.lookup(&napi);
-    if (!v) {  /* first poll of this napi instance: read its device's name once */
-        struct xs_napi_val z = {};
-        void *dev = 0;
-        bpf_probe_read_kernel(&dev, sizeof(dev), (void *)napi + XS_OFF_NAPI_DEV);
-        if (dev)
-            bpf_probe_read_kernel_str(z.dev, sizeof(z.dev), dev + XS_OFF_NETDEV_NAME);
-        xs_napi.update(&napi, &z);
-        v = xs_napi.lookup(&napi);
-    }
-    xs_napi_poll(v, (int)ctx->args[1], (int)ctx->args[2]);
-    return 0;
-}
-#elif defined(XS_TP_NAPI_POLL)
-TRACEPOINT_PROBE(napi, napi_poll)
-{
-    u64 napi = (u64)args->napi;
-    struct xs_napi_val *v = xs_napi.lookup(&napi);
-    if (!v) {
-        struct xs_napi_val z = {};
-        bpf_probe_read_kernel_str(z.dev, sizeof(z.dev), (char *)args + (args->data_loc_dev_name & 0xFFFF));
-        xs_napi.update(&napi, &z);
-        v = xs_napi.lookup(&napi);
-    }
-    xs_napi_poll(v, args->work, args->budget);
+    asm volatile("" : "+r"(bin));
+    if (bin < XS_NAPI_BINS)
+        v->hist[bin]++;
     return 0;
 }
 #endif
 
 #ifdef XS_TP_XDP_REDIRECT
-/* Per packet: costly (~29% of live redirect throughput), only on request. */
-TRACEPOINT_PROBE(xdp, xdp_redirect)
+/* Per packet: costly (~29% of live redirect throughput), only on request.
+ * args: dev, xdp, tgt, err, map_type, map_id, index. */
+RAW_TRACEPOINT_PROBE(xdp_redirect)
 {
-    if (!XS_MINE(args->ifindex))
+    struct xs_dev from = xs_dev_of((void *)ctx->args[0]);
+    if (!(xs_roles(&from) & XS_ROLE_INGRESS))
         return 0;
-    int to = args->to_ifindex;
+    struct xs_dev to = xs_redirect_target(from, (void *)ctx->args[2], (u32)ctx->args[4],
+                                          (u32)ctx->args[5], (u32)ctx->args[6]);
     u64 zero = 0, *v = xs_redir.lookup_or_try_init(&to, &zero);
     if (v)
         (*v)++;

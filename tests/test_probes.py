@@ -23,7 +23,7 @@ def test_cpumap_bulks_of_eight(record, lab):
 
 def test_napi_work_on_target_peers_equals_frames_sent(record, lab):
     s = session(record, lab, "redirect", "--targets", ",".join(lab.targets[:2]), count=6400)
-    peers = {p: s["napi"][p] for p in lab.target_peers[:2]}
+    peers = {p: s["napi"][f"{p}@{lab.netns}"] for p in lab.target_peers[:2]}  # peers live in the lab netns
     assert {p: v["work"] for p, v in peers.items()} == {p: 3200 for p in peers}
     for v in peers.values():  # veth polls with a budget of 64; each poll lands in one work bin
         assert v["budget"] == 64 * v["polls"] and sum(v["hist"]) == v["polls"]

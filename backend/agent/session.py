@@ -34,6 +34,7 @@ class SessionConfig:
     trace_redirects: bool = False
     force: bool = False
     prepare_targets: bool = False   # XDP_PASS natively on each redirect target (virtio_net needs it)
+    all_devices: bool = False       # probes count every device's polls and flushes, not the session's
 
 
 IFNAME = re.compile(r"[^\s/:\x00]{1,15}")   # what the kernel takes as an interface name (IFNAMSIZ - 1)
@@ -72,7 +73,7 @@ def session_config(request: dict, cli: bool = False) -> SessionConfig:
     spec = _program_spec(args)
     s = {p.name: args.get(p.name, p.default) for p in catalog.SESSION}
     return SessionConfig(args["iface"], spec, s["mode"], s["hz"], s["run_time"], s["trace_redirects"], s["force"],
-                         s["prepare_targets"])
+                         s["prepare_targets"], s["all_devices"])
 
 
 def _program_spec(args: dict) -> programs.ProgramSpec | None:
@@ -219,7 +220,8 @@ class Session:
     def _attach(self, iface: nic.Interface, targets: list[nic.Interface]) -> dict:
         cfg = self.cfg
         self._loaded = loaded = programs.load(cfg.program, nic.ifindex_of)
-        self._probes = prb = probes.load(iface.ifindex, cfg.trace_redirects, cpumap_id=loaded.cpumap_id())
+        self._probes = prb = probes.load(iface.ifindex, cfg.trace_redirects, cpumap_id=loaded.cpumap_id(),
+                                         targets=[t.ifindex for t in targets], all_devices=cfg.all_devices)
         prepared = self._prepare_targets(targets) if cfg.prepare_targets else []
         self._attachment = attach.attach(loaded.fd, iface, cfg.mode)
         self.collector = Collector(loaded, prb, cfg.run_time, iface.name, iface.driver)
@@ -257,7 +259,7 @@ class Session:
         except OSError as e:
             raise XdpscopeError(f"{iface.name}: its XDP program (id {prog_id}) is gone: {e.strerror}") from None
         info = bpfsys.prog_info(self._watched_fd)
-        self._probes = prb = probes.load(iface.ifindex, trace_redirects=True)
+        self._probes = prb = probes.load(iface.ifindex, trace_redirects=True, all_devices=self.cfg.all_devices)
         method = verdicts.method(True, iface.xdp["mode"], iface.driver, platform.release())
         if not verdicts.is_exact(method) and self._stats_fd < 0:   # the run count gives the total
             self._stats_fd = bpfsys.enable_run_stats()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import errno
 import os
 
 BPF_XDP = 37                      # enum bpf_attach_type
@@ -140,3 +141,66 @@ def xdp_live_run(prog_fd: int, frame: bytes, repeat: int, batch: int, ingress_if
         data_size_in=len(frame), ctx_in=ctypes.addressof(ctx), ctx_size_in=ctypes.sizeof(ctx),
         repeat=repeat, flags=BPF_F_TEST_XDP_LIVE_FRAMES, batch_size=batch)
     _check(lib().bpf_prog_test_run_opts(prog_fd, ctypes.byref(opts)))
+
+
+class MapBatchOpts(ctypes.Structure):
+    _fields_ = [("sz", ctypes.c_size_t), ("elem_flags", ctypes.c_uint64), ("flags", ctypes.c_uint64)]
+
+
+def possible_cpus() -> int:
+    """CPUs a per-CPU map holds a value for (the kernel's num_possible_cpus)."""
+    n = lib().libbpf_num_possible_cpus()
+    return _check(n)
+
+
+class BatchReader:
+    """Reads a whole map with BPF_MAP_LOOKUP_BATCH (one syscall per `max_entries` elements) into
+    buffers allocated once: keys and values stay in `keys` / `values` (raw bytes) after read().
+    Per-CPU maps hold one value per possible CPU, each rounded up to 8 bytes."""
+
+    def __init__(self, fd: int, key_size: int, value_size: int, max_entries: int, per_cpu: bool):
+        self.fd = fd
+        self.key_size = key_size
+        self.stride = ((value_size + 7) // 8 * 8) * (possible_cpus() if per_cpu else 1)
+        self.max = max_entries
+        self.keys = ctypes.create_string_buffer(key_size * max_entries)
+        self.values = ctypes.create_string_buffer(self.stride * max_entries)
+        self._token = (ctypes.c_uint8 * max(8, key_size) * 2)()   # in/out batch positions
+        self._count = ctypes.c_uint32()
+        self._opts = MapBatchOpts(sz=ctypes.sizeof(MapBatchOpts))
+        f = lib().bpf_map_lookup_batch
+        f.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
+                      ctypes.POINTER(ctypes.c_uint32), ctypes.POINTER(MapBatchOpts)]
+        self._f = f
+
+    def read(self) -> int:
+        """Read every element; returns how many (their keys and values fill the buffers' fronts)."""
+        got, first = 0, True
+        tok_in, tok_out = ctypes.addressof(self._token[0]), ctypes.addressof(self._token[1])
+        base_k, base_v = ctypes.addressof(self.keys), ctypes.addressof(self.values)
+        while got < self.max:
+            self._count.value = self.max - got
+            ret = self._f(self.fd, None if first else tok_in, tok_out, base_k + got * self.key_size,
+                          base_v + got * self.stride, ctypes.byref(self._count), ctypes.byref(self._opts))
+            got += self._count.value
+            if ret == -errno.ENOENT:   # the end of the map
+                break
+            _check(ret)
+            ctypes.memmove(tok_in, tok_out, ctypes.sizeof(self._token[0]))
+            first = False
+        return got
+
+
+_MEMBARRIER = {"x86_64": 324, "aarch64": 283}
+MEMBARRIER_CMD_GLOBAL = 1
+
+
+def synchronize_rcu() -> bool:
+    """Wait for an RCU grace period (membarrier(MEMBARRIER_CMD_GLOBAL) is synchronize_rcu()):
+    every NAPI poll, XDP run and tracepoint under way when called has finished on return.
+    False if the kernel refuses (nohz_full, unknown architecture)."""
+    nr = _MEMBARRIER.get(os.uname().machine)
+    if nr is None:
+        return False
+    libc = ctypes.CDLL(None, use_errno=True)
+    return libc.syscall(nr, MEMBARRIER_CMD_GLOBAL, 0, 0) == 0

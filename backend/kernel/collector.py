@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass
 from typing import Callable
 
 from backend.data import driver, verdicts
-from backend.data.sample import ACTIONS, FLUSH_BINS, NAPI_BINS, Sample
+from backend.data.sample import ACTIONS, CPUMAP_BINS, FLUSH_BINS, NAPI_BINS, Sample
 from backend.kernel import bpfsys, driver_stats, nic, user_maps
 from backend.kernel.probes import Probes, Raw
 from backend.kernel.programs import LoadedProgram
@@ -95,26 +95,33 @@ class Collector:
         self.start = time.monotonic()
         self._last_t = self.start
         self._last: Raw = {}
+        # what raw keys name: DevId -> device name (probes.names resolves them in their
+        # namespace), target slot -> target name
+        self.names: dict = self.probes.names.names if self.probes is not None else {}
+        if program is not None:
+            self.names.update({slot: self.target_name(slot) for slot in range(len(program.spec.targets))})
 
     def read_raw(self) -> Raw:
+        """Every counter, cumulative, keyed as backend/data/schema.py says: (family, *parts) -> int."""
         raw: Raw = {}
         if self.program is not None and self.program.spec.count:
             per_cpu = self.program.counters()[0]
-            for a in range(len(ACTIONS)):
-                raw[("verdict", a)] = [c.verdict[a] for c in per_cpu]
-            for slot in range(len(self.program.spec.targets)):
-                raw[("target", slot)] = [c.target[slot] for c in per_cpu]
+            for cpu, c in enumerate(per_cpu):
+                for a in range(len(ACTIONS)):
+                    raw[("actions", cpu, a)] = c.verdict[a]
+                for slot in range(len(self.program.spec.targets)):
+                    raw[("targets", slot, cpu)] = c.target[slot]
         if self.probes is not None:
             self.probes.read(raw)
         if self.run_stats and self.prog_fd is not None:
             info = bpfsys.prog_info(self.prog_fd)
-            raw[("run", "cnt")] = [info.run_cnt]
-            raw[("run", "ns")] = [info.run_time_ns]
+            raw[("run", "cnt")] = info.run_cnt
+            raw[("run", "ns")] = info.run_time_ns
         if self.program is not None:
-            raw.update({k: [v] for k, v in user_maps.read_all(self.program.maps).items()})
+            raw.update(user_maps.read_all(self.program.maps))
         if self.iface:
             for name, value in driver_stats.read_stats(self.iface).items():
-                raw[("driver", name)] = [value]
+                raw[("driver", name)] = value
         return raw
 
     def baseline(self) -> None:
@@ -126,7 +133,8 @@ class Collector:
     def sample(self) -> Sample:
         raw = self.read_raw()
         now = time.monotonic()
-        delta = {k: [a - b for a, b in zip(v, self._last.get(k, [0] * len(v)))] for k, v in raw.items()}
+        last = self._last
+        delta = {k: v - last.get(k, 0) for k, v in raw.items()}
         dt = now - self._last_t
         self._last, self._last_t = raw, now
         return self.to_sample(delta, now - self.start, dt)
@@ -145,38 +153,40 @@ class Collector:
         return f"cpu{spec.targets[slot]}" if spec.name == "cpumap" else spec.targets[slot]
 
     def to_sample(self, delta: Raw, t: float, dt: float) -> Sample:
+        # interim decode of the schema's raw keys (backend/data/decode.py replaces it)
         s = Sample(t=round(t, 6), dt=round(dt, 6))
-        ncpu = max((len(v) for k, v in delta.items() if k[0] == "verdict"), default=0)
-        s.actions = [[delta[("verdict", a)][c] for a in range(len(ACTIONS))] for c in range(ncpu)]
-        for key, per_cpu in delta.items():
-            kind, n = key[0], sum(per_cpu)
-            if kind == "target":
-                s.targets[self.target_name(key[1])] = per_cpu
+        names = self.names
+        ncpu = 1 + max((k[1] for k in delta if k[0] == "actions"), default=-1)
+        s.actions = [[delta[("actions", c, a)] for a in range(len(ACTIONS))] for c in range(ncpu)]
+        for key, n in delta.items():
+            kind = key[0]
+            if kind == "targets":
+                s.targets.setdefault(names[key[1]], [0] * ncpu)[key[2]] = n
             elif n == 0:
                 continue  # sparse: only what happened
-            elif kind == "flush" and key[2] >= FLUSH_BINS:  # more than a bulk queue holds: impossible
-                s.devmap.setdefault(nic.name_of(key[1]), {"sent": 0, "drops": 0})["oversize_flushes"] = n
-            elif kind == "flush":                               # today, but never folded into bin 16
-                s.flush.setdefault(nic.name_of(key[1]), [0] * FLUSH_BINS)[key[2]] += n
-            elif kind == "devtx":
-                s.devmap.setdefault(nic.name_of(key[1]), {"sent": 0, "drops": 0})[key[2]] += n
-            elif kind == "rerr":
-                name = nic.name_of(key[1]) if key[1] else "?"
+            elif kind == "oversize_flushes":  # more than a bulk queue holds: impossible today
+                s.oversize_flushes[names[key[1]]] = n
+            elif kind == "flush":
+                s.flush.setdefault(names[key[1]], [0] * FLUSH_BINS)[key[2]] += n
+            elif kind == "devmap":
+                s.devmap.setdefault(names[key[1]], {"sent": 0, "drops": 0})[key[2]] += n
+            elif kind == "redirect_errors":
+                name = names[key[1]] if key[1] != (0, 0) else "?"
                 err = errno.errorcode.get(-key[2], str(key[2]))
                 s.redirect_errors.setdefault(name, {})[err] = n
-            elif kind == "exc":
+            elif kind == "exceptions":
                 s.exceptions[ACTIONS[key[1]] if key[1] < len(ACTIONS) else "INVALID"] = n
-            elif kind == "cpumap":
-                if key[1] == 9:
-                    s.cpumap["drops"] = n
-                else:
-                    s.cpumap.setdefault("bulk", [0] * 9)[key[1]] = n
+            elif kind == "cpumap_drops":
+                s.cpumap_drops = n
+            elif kind == "cpumap_bulk":
+                s.cpumap_bulk = s.cpumap_bulk or [0] * CPUMAP_BINS
+                s.cpumap_bulk[key[1]] = n
             elif kind == "napi":
-                s.napi.setdefault(key[1], {})[key[2]] = n
+                s.napi.setdefault(names[key[1]], {})[key[2]] = n
             elif kind == "napi_hist":
-                s.napi.setdefault(key[1], {}).setdefault("hist", [0] * NAPI_BINS)[key[2]] = n
-            elif kind == "redir":
-                s.targets.setdefault(nic.name_of(key[1]), [n])
+                s.napi_hist.setdefault(names[key[1]], [0] * NAPI_BINS)[key[2]] = n
+            elif kind == "redirect_tp":
+                s.targets.setdefault(names[key[1]], [n])
             elif kind == "run":
                 s.run[key[1]] = n
             elif kind == "driver":

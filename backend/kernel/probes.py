@@ -1,10 +1,17 @@
-"""Tracepoint probes (bpf/probes.c): compiled for the tracepoints this kernel has, read as raw
-cumulative per-CPU counters keyed by tuples (the collector turns them into deltas)."""
+"""Probes (bpf/probes.c): raw tracepoints compiled for the ones this kernel has, counting only the
+session's devices (by netns and ifindex, see nic.session_devices), read as raw cumulative counters
+keyed as backend/data/schema.py declares: (family, *parts) -> int, summed over CPUs (the cpumap
+kthread's stats stay per CPU: the CPU is the one it serves)."""
 from __future__ import annotations
 
+import ctypes
 from dataclasses import dataclass, field
 
-from backend.kernel import btf, host
+import numpy as np
+
+from backend.data import schema
+from backend.errors import XdpscopeError
+from backend.kernel import bpfsys, btf, host, nic
 from backend.kernel.compile import BPF_DIR, compile_bpf, release
 
 # tracepoint -> (macro, on by default)
@@ -13,14 +20,50 @@ TRACEPOINTS = {
     "xdp:xdp_redirect_err": ("XS_TP_XDP_REDIRECT_ERR", True),
     "xdp:xdp_exception": ("XS_TP_XDP_EXCEPTION", True),
     "xdp:xdp_cpumap_enqueue": ("XS_TP_XDP_CPUMAP_ENQUEUE", True),
+    "xdp:xdp_cpumap_kthread": ("XS_TP_XDP_CPUMAP_KTHREAD", True),
     "napi:napi_poll": ("XS_TP_NAPI_POLL", True),
     "xdp:xdp_redirect": ("XS_TP_XDP_REDIRECT", False),  # per packet: only on request
 }
+CPUMAP_TPS = {"xdp:xdp_cpumap_enqueue", "xdp:xdp_cpumap_kthread"}
+# map sizes that are not counter shapes (the schema has those)
+SIZES = {"XS_DEVS_ENTRIES": 256, "XS_DEVTX_ENTRIES": 1024, "XS_REDIR_ENTRIES": 1024}
 
-RAW_PROBES = {"xdp:xdp_devmap_xmit", "napi:napi_poll"}
+Raw = dict[tuple, int]   # (family, *parts) -> cumulative count
+DevId = nic.DevId
+NO_DEVICE = nic.NO_DEVICE
 
-Raw = dict[tuple, list[int]]   # counter key -> per-CPU cumulative values
-NO_DEVICE = "(no device)"      # the NAPI view's name for polls of a napi_struct with no net_device
+DEV = np.dtype([("ns", "<u4"), ("ifindex", "<u4")])
+NAPI_FIELDS = ("polls", "work", "budget", "full")
+CPU_ENQ_FIELDS = ("processed", "drops", "bulks")
+KTHREAD_FIELDS = ("processed", "drops", "sched")
+
+
+def offsets() -> dict[str, int] | None:
+    """Kernel struct offsets the probes read (from the running kernel's BTF), or None."""
+    net_ns, inum = btf.offset_of("net", "ns"), btf.offset_of("ns_common", "inum")
+    got = {"XS_OFF_NETDEV_IFINDEX": btf.offset_of("net_device", "ifindex"),
+           "XS_OFF_NETDEV_NET": btf.offset_of("net_device", "nd_net"),   # possible_net_t: .net first
+           "XS_OFF_NET_INUM": None if None in (net_ns, inum) else net_ns + inum,
+           "XS_OFF_NAPI_DEV": btf.offset_of("napi_struct", "dev")}
+    return None if None in got.values() else got
+
+
+class _Map:
+    """One BPF map read whole in a batch into buffers allocated once, seen as numpy arrays."""
+
+    def __init__(self, table, key: np.dtype, value: np.dtype, per_cpu: bool, ncpu: int):
+        self.reader = bpfsys.BatchReader(table.get_fd(), key.itemsize, value.itemsize,
+                                         table.max_entries, per_cpu)
+        n = table.max_entries
+        self.keys = np.frombuffer(self.reader.keys, dtype=key, count=n)
+        vals = np.frombuffer(self.reader.values, dtype=np.uint64).reshape(n, -1)
+        width = value.itemsize // 8
+        self.values = vals.reshape(n, ncpu if per_cpu else 1, -1)[:, :, :width]  # a view, no copy
+
+    def read(self) -> tuple[np.ndarray, np.ndarray]:
+        """(keys, values[entry, cpu, u64 word]) of every element, as views of the buffers."""
+        n = self.reader.read()
+        return self.keys[:n], self.values[:n]
 
 
 @dataclass
@@ -28,71 +71,133 @@ class Probes:
     bpf: object
     available: dict[str, bool]          # tracepoint -> present in this kernel
     enabled: list[str] = field(default_factory=list)
-    raw: bool = False                   # flush and NAPI probes are raw tracepoints (RAW_PROBES)
+    devices: dict[DevId, int] = field(default_factory=dict)   # the session's devices -> roles
+    all_devices: bool = False           # NAPI polls and devmap flushes of every device
+    note: str = ""                      # what is left out and why
+    names: nic.DeviceNames = field(default_factory=nic.DeviceNames)
+    _maps: dict[str, _Map] = field(default_factory=dict)
 
     def close(self) -> None:
         """Detach every probe and close its programs and maps; safe to call twice."""
         bpf, self.bpf = self.bpf, None
+        self._maps = {}
         release(bpf)
 
+    def set_devices(self, devices: dict[DevId, int]) -> None:
+        """The devices whose events count, with their roles (nic.ROLE_*)."""
+        table = self.bpf[b"xs_devs"]
+        for (ns, ifindex), roles in devices.items():
+            table[table.Key(ns, ifindex)] = ctypes.c_uint32(roles)
+        self.devices.update(devices)
+
+    def _map(self, name: str, key: np.dtype, value: np.dtype, per_cpu: bool = True) -> _Map:
+        m = self._maps.get(name)
+        if m is None:
+            m = self._maps[name] = _Map(self.bpf[name.encode()], key, value, per_cpu, bpfsys.possible_cpus())
+        return m
+
     def read(self, raw: Raw) -> None:
-        """Add every probe counter to raw (keys: see collector.to_sample)."""
-        # keyed by kernel pointer; the ifindex / name sits in the CPU copy that first saw the key
-        for per_cpu in self.bpf[b"xs_devtx"].values():
-            ifindex = max(v.ifindex for v in per_cpu)
-            _add(raw, ("devtx", ifindex, "sent"), [v.sent for v in per_cpu])
-            _add(raw, ("devtx", ifindex, "drops"), [v.drops for v in per_cpu])
-            for size in range(18):
-                _add(raw, ("flush", ifindex, size), [v.flush[size] for v in per_cpu])
-        for key, per_cpu in self.bpf[b"xs_rerr"].items():
-            raw[("rerr", key.ifindex, key.err)] = list(per_cpu)
-        _read_array(self.bpf[b"xs_exc"], "exc", raw)
-        _read_array(self.bpf[b"xs_cpumap_bulk"], "cpumap", raw)
-        for per_cpu in self.bpf[b"xs_napi"].values():
-            # a napi without a net_device (the per-CPU backlog that loopback and RPS traffic use)
-            # has no name: give it one, a trace column needs it
-            dev = max((v.dev for v in per_cpu), key=len).decode(errors="replace") or NO_DEVICE
-            for f in ("polls", "work", "budget", "full"):
-                _add(raw, ("napi", dev, f), [getattr(v, f) for v in per_cpu])
-            for b in range(9):
-                _add(raw, ("napi_hist", dev, b), [v.hist[b] for v in per_cpu])
-        for key, per_cpu in self.bpf[b"xs_redir"].items():
-            raw[("redir", key.value)] = list(per_cpu)
+        """Add every probe counter to raw: one batch read per map, sums over CPUs in numpy."""
+        u64 = np.dtype("<u8")
+        keys, vals = self._map("xs_devtx", DEV, np.dtype((u64, 2 + schema.define("XS_FLUSH_SLOTS")))).read()
+        sums = vals.sum(axis=1).tolist()
+        oversize = schema.define("XS_FLUSH_OVERSIZE")
+        for dev, v in zip(self._devs(keys), sums):
+            raw[("devmap", dev, "sent")], raw[("devmap", dev, "drops")] = v[0], v[1]
+            for size in range(oversize):
+                raw[("flush", dev, size)] = v[2 + size]
+            raw[("oversize_flushes", dev)] = v[2 + oversize]
+        err_key = np.dtype([("ns", "<u4"), ("ifindex", "<u4"), ("err", "<i4")])
+        keys, vals = self._map("xs_rerr", err_key, u64).read()
+        for dev, err, v in zip(self._devs(keys), keys["err"].tolist(), vals.sum(axis=(1, 2)).tolist()):
+            raw[("redirect_errors", dev, err)] = v
+        _, vals = self._map("xs_exc", np.dtype("<u4"), u64).read()
+        for act, v in enumerate(vals.sum(axis=(1, 2)).tolist()):
+            raw[("exceptions", act)] = v
+        self._read_cpumap(raw)
+        napi = np.dtype((u64, len(NAPI_FIELDS) + schema.define("XS_NAPI_BINS")))
+        keys, vals = self._map("xs_napi", DEV, napi).read()
+        for dev, v in zip(self._devs(keys), vals.sum(axis=1).tolist()):
+            for i, f in enumerate(NAPI_FIELDS):
+                raw[("napi", dev, f)] = v[i]
+            for b, n in enumerate(v[len(NAPI_FIELDS):]):
+                raw[("napi_hist", dev, b)] = n
+        if "xdp:xdp_redirect" in self.enabled:
+            keys, vals = self._map("xs_redir", DEV, u64).read()
+            for dev, v in zip(self._devs(keys), vals.sum(axis=(1, 2)).tolist()):
+                raw[("redirect_tp", dev)] = v
+
+    def _read_cpumap(self, raw: Raw) -> None:
+        u64 = np.dtype("<u8")
+        _, vals = self._map("xs_cpumap", np.dtype("<u4"), u64).read()
+        slots = vals.sum(axis=(1, 2)).tolist()
+        drops = schema.define("XS_CPUMAP_DROPS")
+        for size in range(drops):
+            raw[("cpumap_bulk", size)] = slots[size]
+        raw[("cpumap_drops",)] = slots[drops]
+        if "xdp:xdp_cpumap_enqueue" in self.enabled:
+            _, vals = self._map("xs_cpu_enq", np.dtype("<u4"), np.dtype((u64, 3))).read()
+            for cpu, v in enumerate(vals.sum(axis=1).tolist()):
+                if any(v):
+                    for f, n in zip(CPU_ENQ_FIELDS, v):
+                        raw[("cpumap_enqueue", cpu, f)] = n
+        if "xdp:xdp_cpumap_kthread" in self.enabled:
+            _, vals = self._map("xs_kthread", np.dtype("<u4"), np.dtype((u64, 3))).read()
+            for cpu, v in enumerate(vals[0].tolist()):
+                if any(v):
+                    for f, n in zip(KTHREAD_FIELDS, v):
+                        raw[("cpumap_kthread", cpu, f)] = n
+
+    def _devs(self, keys: np.ndarray) -> list[DevId]:
+        """DevIds of the keys; a target first seen (a program redirecting to a device it was not
+        told of) brings its veth peer into the session, so its polls count from now on."""
+        devs = list(zip(keys["ns"].tolist(), keys["ifindex"].tolist()))
+        for d in devs:
+            if d not in self.names.names:   # resolved once, in the device's namespace
+                self.names(d)
+        new = [d for d in devs if d not in self.devices and d != (0, 0)]
+        if new and not self.all_devices:
+            self.set_devices(self._with_peers(new))
+        return devs
+
+    def _with_peers(self, devs: list[DevId]) -> dict[DevId, int]:
+        out = {d: nic.ROLE_POLLED for d in devs}
+        own = [ifindex for ns, ifindex in devs if ns == 0]
+        if own:
+            for d, roles in nic.session_devices(own[0], own[1:]).items():
+                out[d] = out.get(d, 0) | (roles & nic.ROLE_POLLED)
+        return out
 
 
-def _add(raw: Raw, key: tuple, per_cpu: list[int]) -> None:
-    """Two kernel objects may name one device (a napi per queue): their counts add up."""
-    old = raw.get(key)
-    raw[key] = per_cpu if old is None else [a + b for a, b in zip(old, per_cpu)]
-
-
-def _read_array(table, name: str, raw: Raw) -> None:
-    for key, per_cpu in table.items():
-        raw[(name, key.value)] = list(per_cpu)
-
-
-def raw_flags() -> list[str]:
-    """Flush and NAPI probes run as raw tracepoints (no trace record is built: a fraction of
-    the cost) when the kernel's BTF gives the struct offsets they read; else as tracepoints."""
-    offsets = {"XS_OFF_NETDEV_IFINDEX": btf.offset_of("net_device", "ifindex"),
-               "XS_OFF_NETDEV_NAME": btf.offset_of("net_device", "name"),
-               "XS_OFF_NAPI_DEV": btf.offset_of("napi_struct", "dev")}
-    if None in offsets.values():
-        return []
-    return ["-DXS_RAW", *(f"-D{k}={v}" for k, v in offsets.items())]
-
-
-def load(ifindex: int, trace_redirects: bool = False, cpumap_id: int | None = None) -> Probes:
-    """Compile and attach the probes this kernel supports, filtered to one interface.
-    cpumap_id: count only that cpumap's enqueues (the event names no interface); 0 = none of ours,
-    so the probe is left out; None = all (watching a program that is not ours)."""
+def load(ifindex: int, trace_redirects: bool = False, cpumap_id: int | None = None,
+         targets: list[int] | None = None, all_devices: bool = False) -> Probes:
+    """Compile and attach the probes this kernel supports, counting the session's devices: the
+    ingress `ifindex`, the redirect `targets` (ifindexes) and their peers (all_devices: NAPI
+    polls and devmap flushes of every device of every namespace).
+    cpumap_id: count only that cpumap's events (they name no device); 0 = none of ours, so the
+    cpumap probes are left out; None = all (watching a program that is not ours)."""
     have = host.tracepoints()
     available = {tp: tp in have for tp in TRACEPOINTS}
+    offs = offsets()
     wanted = [tp for tp, (_, default) in TRACEPOINTS.items()
               if available[tp] and (default or trace_redirects)
-              and not (tp == "xdp:xdp_cpumap_enqueue" and cpumap_id == 0)]
-    raw = raw_flags() + ([f"-DXS_CPUMAP_ID={cpumap_id}"] if cpumap_id else [])
-    flags = [f"-DXS_IFINDEX={ifindex}", *(f"-D{TRACEPOINTS[tp][0]}" for tp in wanted), *raw]
+              and not (tp in CPUMAP_TPS and cpumap_id == 0)
+              and (offs is not None or tp in CPUMAP_TPS)]
+    note = "" if offs is not None else "no kernel BTF: the device probes (flushes, NAPI, errors) are left out"
+    flags = [*schema.cflags(), *(f"-D{k}={v}" for k, v in {**SIZES, **(offs or {})}.items()),
+             f"-DXS_NR_CPUS={bpfsys.possible_cpus()}", f"-DXS_OWN_NETNS={nic.own_netns()}",
+             *(f"-D{TRACEPOINTS[tp][0]}" for tp in wanted),
+             *([f"-DXS_CPUMAP_ID={cpumap_id}"] if cpumap_id else []),
+             *(["-DXS_ALL_DEVICES"] if all_devices else [])]
+    if offs is None:   # the C still needs the macros to compile
+        flags += [f"-D{k}=0" for k in ("XS_OFF_NETDEV_IFINDEX", "XS_OFF_NETDEV_NET", "XS_OFF_NET_INUM",
+                                       "XS_OFF_NAPI_DEV")]
     text = "#include <uapi/linux/bpf.h>\n" + (BPF_DIR / "probes.c").read_text()
-    bpf = compile_bpf(text, flags, "probes")  # its TRACEPOINT_PROBEs are attached by compile_bpf
-    return Probes(bpf, available, wanted, raw=bool(raw))
+    bpf = compile_bpf(text, flags, "probes")  # its RAW_TRACEPOINT_PROBEs are attached by compile_bpf
+    probes = Probes(bpf, available, wanted, all_devices=all_devices, note=note)
+    try:
+        probes.set_devices(nic.session_devices(ifindex, list(targets or [])))
+    except Exception as e:
+        probes.close()
+        raise XdpscopeError(f"probes: cannot list the session's devices: {e}") from e
+    return probes
