@@ -13,7 +13,7 @@ trap './xdpscope vlab down >/dev/null 2>&1 || true' EXIT
 ./xdpscope vlab up
 .venv/bin/python - "$out" <<'EOF'
 import shutil, sys, time
-from backend import vlab
+from backend.labs import vlab
 
 out = vlab.STATE_DIR / "virtio-sample.xst"
 duration = 32

@@ -1,4 +1,4 @@
-"""The engine on real virtio_net: a QEMU/TCG guest (backend/labs/vlab.py), one boot for this module.
+"""The engine on real virtio_net: a QEMU/TCG guest (backend/labs/vlab/), one boot for this module.
 
 Frames are written into vlabtap1 on the host and reach the guest's vnic1 through virtio_net's
 receive path (virtnet_poll -> receive_mergeable -> bpf_prog_run_xdp). `xdpscope record` runs
@@ -102,9 +102,7 @@ def test_doctor_predicts_the_native_attach_outcome(lab):
     assert cp.returncode == 0, cp.stderr
     report = {i["name"]: i for i in json.loads(cp.stdout)["interfaces"]}
     nics = [f"vnic{i}" for i in NIC_PRESETS]
-    cp = vlab.run([vlab.GUEST_PYTHON, str(vlab.ROOT / "vlab" / "guest_attach.py"), *nics], timeout=300)
-    assert cp.returncode == 0, cp.stderr
-    actual = json.loads(cp.stdout)
+    actual = vlab.attach_check(nics)   # through backend/kernel/bpfsys, as xdpscope attaches
     for nic in nics:
         native = report[nic]["native"]
         assert native["possible"] is actual[nic]["ok"], (nic, native, actual[nic])

@@ -1,25 +1,30 @@
-#!/usr/bin/env python3
-"""Guest-side check program for the vlab (runs in the QEMU guest under /usr/bin/python3 + bcc).
+"""The vlab's check programs, run in the guest under its system python (Debian's bcc) by
+checks.py: `python3 -m backend.labs.vlab.guest_checks xdp|attach ...`.
 
-  guest_xdp.py drop     --dev vnic1 --marker DIR
-  guest_xdp.py redirect --dev vnic1 --to vnic2 --to vnic3 --marker DIR [--no-target-prog]
-
-Compiles a small XDP program with bcc, attaches it natively (XDP_FLAGS_DRV_MODE) to --dev,
-writes DIR/attached (JSON: compile and attach times), waits until DIR/stop exists, then prints
-one JSON object: the program's own per-CPU counters summed, per target, and the driver's ethtool -S
-counters of every NIC involved (before/after deltas), and detaches.
-
-drop:      counts every frame (and the ones with ethertype 0x88b5) and returns XDP_DROP.
-redirect:  frames with ethertype 0x88b5 go round-robin (a per-CPU counter) through a devmap to
-           the --to NICs; anything else passes. The targets get an XDP_PASS program, which
-           virtio_net needs before it accepts ndo_xdp_xmit (without: -ENXIO, redirect errors).
+xdp: compiles a small XDP program of its own with bcc (an oracle apart from xdpscope's programs),
+  attaches it natively (XDP_FLAGS_DRV_MODE) to --dev, writes DIR/attached (JSON: compile and attach
+  times), waits until DIR/stop exists, then prints one JSON object: the program's own per-CPU
+  counters summed, per target, and the driver's ethtool -S counters of every NIC involved
+  (before/after deltas), and detaches.
+    drop:      counts every frame (and those with ethertype 0x88b5) and returns XDP_DROP.
+    redirect:  frames with ethertype 0x88b5 go round-robin (a per-CPU counter) through a devmap to
+               the --to NICs; anything else passes. The targets get an XDP_PASS program, which
+               virtio_net needs before it accepts ndo_xdp_xmit (without: -ENXIO, redirect errors).
+attach: tries an XDP attach on NICs the way xdpscope attaches (backend/kernel/bpfsys: a bpf_link
+  to a two-instruction XDP_PASS program, no compiler: bcc under TCG takes tens of seconds) and
+  prints {nic: {"ok": bool, "errno": "EOPNOTSUPP", "error": str}}.
 """
+from __future__ import annotations
+
 import argparse
+import errno
 import json
 import os
 import subprocess
 import sys
 import time
+
+from backend.kernel import bpfsys
 
 PROG = r"""
 #include <uapi/linux/if_ether.h>
@@ -60,7 +65,7 @@ int xdp_pass(struct xdp_md *ctx) { return XDP_PASS; }
 """
 
 
-def ethtool_stats(dev):
+def ethtool_stats(dev: str) -> dict:
     p = subprocess.run(["ethtool", "-S", dev], capture_output=True, text=True)
     out = {}
     for line in p.stdout.splitlines()[1:]:
@@ -73,7 +78,7 @@ def ethtool_stats(dev):
     return out
 
 
-def summed(stats):
+def summed(stats: dict) -> dict:
     """rx_queue_0_xdp_drops + rx_queue_1_xdp_drops ... -> rx_xdp_drops (and tx_ likewise)."""
     tot = {}
     for k, v in stats.items():
@@ -84,12 +89,12 @@ def summed(stats):
     return tot
 
 
-def delta(a, b):
+def delta(a: dict, b: dict) -> dict:
     return {k: b[k] - a.get(k, 0) for k in b if b[k] - a.get(k, 0)}
 
 
-def main():
-    ap = argparse.ArgumentParser()
+def xdp_main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(prog="guest_checks xdp")
     ap.add_argument("mode", choices=("drop", "redirect"))
     ap.add_argument("--dev", required=True)
     ap.add_argument("--to", action="append", default=[])
@@ -97,7 +102,7 @@ def main():
     ap.add_argument("--no-target-prog", action="store_true")
     ap.add_argument("--generic", action="store_true", help="attach in generic (skb) mode instead")
     ap.add_argument("--max-wait", type=float, default=600)
-    a = ap.parse_args()
+    a = ap.parse_args(argv)
 
     t0 = time.monotonic()
     from bcc import BPF
@@ -150,5 +155,45 @@ def main():
     return 0
 
 
+def attach_main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(prog="guest_checks attach")
+    ap.add_argument("nics", nargs="+", help="guest NICs to try")
+    ap.add_argument("--mode", choices=("native", "generic"), default="native", help="XDP attach mode")
+    ap.add_argument("--hold", type=float, default=0.0, help="seconds to keep the links before closing them")
+    a = ap.parse_args(argv)
+    flags = {"native": bpfsys.XDP_FLAGS_DRV_MODE, "generic": bpfsys.XDP_FLAGS_SKB_MODE}[a.mode]
+    prog = bpfsys.load_xdp_pass(b"xs_vlab_pass")
+    out, links = {}, []
+    try:
+        for nic in a.nics:
+            with open(f"/sys/class/net/{nic}/ifindex") as f:
+                ifindex = int(f.read())
+            try:
+                links.append(bpfsys.xdp_link_create(prog, ifindex, flags))
+                out[nic] = {"ok": True, "errno": "", "error": ""}
+            except OSError as e:   # 95 is both ENOTSUP and EOPNOTSUPP on Linux; the kernel says EOPNOTSUPP
+                name = "EOPNOTSUPP" if e.errno == errno.EOPNOTSUPP else errno.errorcode.get(e.errno, str(e.errno))
+                out[nic] = {"ok": False, "errno": name, "error": os.strerror(e.errno)}
+            if not a.hold:
+                for fd in links:
+                    os.close(fd)
+                links = []
+        time.sleep(a.hold if links else 0)
+    finally:
+        for fd in links:
+            os.close(fd)
+        os.close(prog)
+    json.dump(out, sys.stdout)
+    print()
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] not in ("xdp", "attach"):
+        print("usage: guest_checks xdp|attach ...", file=sys.stderr)
+        return 2
+    return (xdp_main if argv[0] == "xdp" else attach_main)(argv[1:])
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

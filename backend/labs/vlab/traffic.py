@@ -1,22 +1,69 @@
-#!/usr/bin/env python3
-"""xdpscope vlab host-side traffic helper. Runs INSIDE the lab's network namespace
-(`ip netns exec xdpscope-vlab python3 vlab/hostnet.py ...`), so it can only ever see the lab's taps.
+"""The vlab's frames from the host side. send() runs main() INSIDE the lab's network namespace
+(`ip netns exec xdpscope-vlab python -m backend.labs.vlab.traffic ...`), so it can only ever see
+the lab's taps.
 
 Writing a frame into a tap with an AF_PACKET socket makes tun queue it to QEMU, which puts it into
 the guest NIC's receive virtqueue: the guest sees it through virtnet_poll -> receive_mergeable,
 the driver's real receive path. Frames the guest transmits (e.g. XDP_REDIRECT to another NIC)
 come out of that NIC's tap and are counted here by AF_PACKET sockets bound to the tap.
-
-Stdlib only. Prints one JSON object on stdout.
 """
+from __future__ import annotations
+
 import argparse
 import json
-import os
 import select
 import socket
 import struct
+import subprocess
 import sys
 import time
+from pathlib import Path
+
+from backend.errors import XdpscopeError
+from backend.labs.vlab import host
+
+def send(nic: int, count: int, *, capture: list[int] = (), size: int = 64, pps: float = 0.0,
+         expect: int | None = None, settle: float = 3.0, dst: str | None = None,
+         state_dir: Path | None = None) -> dict:
+    """Write `count` frames into guest NIC `nic`'s tap (inside the lab namespace) and count the
+    frames that come out of the taps of the NICs in `capture` (e.g. XDP_REDIRECT targets).
+
+    Frames: dst = the guest NIC's MAC, ethertype 0x88b5, payload 'XDPSCOPE' + 64-bit sequence.
+    Returns main()'s JSON: sent, tap_tx_packets, tap_tx_dropped, captured {tap: n}, ..."""
+    lab = host.status(state_dir)
+    if not lab:
+        raise XdpscopeError("vlab: no lab is up (xdpscope vlab up)")
+    cmd = ["ip", "netns", "exec", host.NETNS, "env", f"PYTHONPATH={host.ROOT}", sys.executable, "-m",
+           "backend.labs.vlab.traffic", "--dev", host.TAP_FMT.format(nic), "--dst", dst or host.MAC_FMT.format(nic), "--count", str(count), "--size", str(size),
+           "--pps", str(pps), "--settle", str(settle)]
+    for c in capture:
+        cmd += ["--capture", host.TAP_FMT.format(c)]
+    if expect is not None:
+        cmd += ["--expect", str(expect)]
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    if p.returncode != 0:
+        raise XdpscopeError(f"vlab: sending frames failed: {p.stderr.strip()}")
+    return json.loads(p.stdout)
+
+
+
+def tap_stats(state_dir: Path | None = None) -> dict:
+    """Host-side counters of the lab's taps: {tap: {tx_packets, tx_dropped, rx_packets, ...}}.
+    A tap's tx is towards the guest: tx_packets counts frames QEMU has read (so it lags a fast
+    sender under TCG), tx_dropped frames tun dropped because its ring (txqueuelen) was full."""
+    p = host._ip("-n", host.NETNS, "-s", "-j", "link", "show", check=False)
+    out = {}
+    try:
+        for link in json.loads(p.stdout or "[]"):
+            name = link.get("ifname", "")
+            if name.startswith(host.TAP_FMT.format("")):
+                st = link.get("stats64", {})
+                out[name] = {f"{d}_{k}": st.get(d, {}).get(k, 0) for d in ("rx", "tx")
+                             for k in ("packets", "bytes", "dropped", "errors")}
+    except ValueError:
+        pass
+    return out
+
 
 ETH_P_ALL = 0x0003
 SOL_SOCKET = 1
@@ -25,11 +72,11 @@ SO_SNDBUFFORCE = 32
 MAGIC = b"XDPSCOPE"
 
 
-def mac_bytes(mac):
+def mac_bytes(mac: str) -> bytes:
     return bytes(int(x, 16) for x in mac.split(":"))
 
 
-def tap_stats(dev):
+def _tap_counters(dev: str) -> dict:
     out = {}
     for k in ("tx_packets", "tx_dropped", "rx_packets", "rx_dropped"):
         try:
@@ -40,8 +87,8 @@ def tap_stats(dev):
     return out
 
 
-def main():
-    ap = argparse.ArgumentParser()
+def main() -> int:
+    ap = argparse.ArgumentParser(description="frames into a lab tap, counted where they come out (in the lab netns)")
     ap.add_argument("--dev", required=True, help="tap to write frames into")
     ap.add_argument("--dst", required=True, help="destination MAC (the guest NIC's)")
     ap.add_argument("--src", default="02:00:00:5c:0e:ff")
@@ -87,7 +134,7 @@ def main():
                     other[dev] += 1
         return got
 
-    before = tap_stats(a.dev)
+    before = _tap_counters(a.dev)
     tx = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
     tx.setsockopt(SOL_SOCKET, SO_SNDBUFFORCE, 16 << 20)
     tx.bind((a.dev, 0))
@@ -123,7 +170,7 @@ def main():
             elif time.monotonic() - last > a.settle:
                 break
         drain(0)
-    after = tap_stats(a.dev)
+    after = _tap_counters(a.dev)
     json.dump({"sent": sent, "send_s": send_s, "dev": a.dev,  # tap_tx_*: when sending ended
                "tap_tx_packets": after["tx_packets"] - before["tx_packets"],
                "tap_tx_dropped": after["tx_dropped"] - before["tx_dropped"],
