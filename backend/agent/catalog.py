@@ -8,7 +8,7 @@ here without importing the kernel layer, so the command line stays quick to star
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from backend.data import modes
