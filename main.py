@@ -38,9 +38,7 @@ def record_request(a) -> dict:
         raise XdpscopeError("record needs --program (or --watch to observe an attached program)")
     req: dict = {"iface": a.iface, "program": "watch" if a.watch else a.program}
     if a.program and a.program.endswith(".c"):
-        from backend.agent.session import read_user_program
-        spec = read_user_program(a.program)
-        req.update(program="user", source=spec.source, source_name=spec.source_name)
+        req.update(program="user", source=read_program(a.program), source_name=os.path.basename(a.program))
     if a.targets:
         req["targets"] = [t for t in a.targets.split(",") if t]
     options = [*catalog.SESSION, *catalog.program_params().values()]
@@ -48,8 +46,19 @@ def record_request(a) -> dict:
     return req
 
 
+def read_program(path: str) -> str:
+    """The text of the user's C file (bounded: a .c path may name a device or a huge file)."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(64 * 1024 * 1024 + 1)
+        return data.decode("utf-8")
+    except OSError as e:
+        raise XdpscopeError(f"{path}: cannot read program: {e.strerror}") from None
+    except UnicodeDecodeError as e:
+        raise XdpscopeError(f"{path}: not a C source file (byte {e.start} is not UTF-8 text)") from None
+
+
 def cmd_record(a) -> int:
-    from backend.agent.session import Session, session_config
     from backend.data.trace import TraceWriter, check_output
     if os.path.exists(a.output) and not a.overwrite:
         raise XdpscopeError(f"{a.output} exists: choose another name or pass --overwrite")
@@ -61,10 +70,11 @@ def cmd_record(a) -> int:
         host.require_root("watching XDP" if a.watch else "attaching XDP programs")
     check_output(a.output)  # a directory, a read-only mount...: said before anything is attached
     request = record_request(a)
-    cfg = session_config(request, cli=True)   # what the agent runs on the request, checked here first
-    if a.remote:  # through the agent on that host; the trace is written here (backend/agent/client.py)
+    if a.remote:  # the agent there runs session_config on it; the trace is written here (backend/agent/client.py)
         from backend.agent import client
         return client.record(a, request)
+    from backend.agent.session import Session, session_config
+    cfg = session_config(request, cli=True)   # what the agent runs on its attach request
     session = Session(cfg)
     exporter = None
     if a.metrics:  # /metrics from the same samples as the trace (backend/agent/metrics.py)

@@ -10,7 +10,6 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable
 
 from backend.agent import catalog
@@ -305,16 +304,3 @@ class Session:
             if getattr(self, name) >= 0:
                 os.close(getattr(self, name))
                 setattr(self, name, -1)
-
-
-def read_user_program(path: str) -> programs.ProgramSpec:
-    p = Path(path)
-    try:
-        with open(p, "rb") as f:
-            data = f.read(64 * 1024 * 1024 + 1)  # bounded: a .c path may name a device or a huge file
-        text = data.decode("utf-8")
-    except OSError as e:
-        raise XdpscopeError(f"{path}: cannot read program: {e.strerror}") from None
-    except UnicodeDecodeError as e:
-        raise XdpscopeError(f"{path}: not a C source file (byte {e.start} is not UTF-8 text)") from None
-    return programs.ProgramSpec(name="user", source=text, source_name=programs.display_name(p.name))
