@@ -3,10 +3,12 @@ would) is observed, not replaced; verdicts from the driver's counters, fan-out f
 from __future__ import annotations
 
 import ctypes
+import platform
 import time
 
 import pytest
 
+from backend.data import verdicts
 from backend.kernel import host, nic
 from tests import wire
 from tests.test_engine import actions
@@ -56,6 +58,8 @@ def test_watch_observes_without_replacing(record, lab, foreign):
     assert s["redirect_targets"] == {lab.targets[0]: 200, lab.targets[1]: 200}
     assert sum(s["devmap"][t]["sent"] for t in lab.targets[:2]) == 400
     assert s["program"].startswith("watch: foreign")
+    release = verdicts.release_of(platform.release())
+    assert s["verdict_method"] == s["meta"]["verdict_method"] == f"driver counters (veth, {release})"
 
 
 def test_watch_needs_an_attached_program(lab, tmp_path):
