@@ -2,20 +2,30 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from backend.data.block import Block, leaves, nest
 from backend.data.sample import Sample
 from gui.testing import synthetic
 
+pytestmark = pytest.mark.unit
+
 
 def test_leaves_and_nest_are_inverse():
     s = synthetic(50, targets=3)
-    s.cpumap = {"bulk": [0, 1, 0, 0, 0, 0, 0, 0, 2], "drops": 0}
-    s.napi["eth0"]["hist"] = [0, 2, 0, 0, 0, 0, 0, 0, 0]
+    s.cpumap_bulk, s.cpumap_drops = [0, 1, 0, 0, 0, 0, 0, 0, 2], 0
+    s.napi_hist["eth0"] = [0, 2, 0, 0, 0, 0, 0, 0, 0]
+    s.oversize_flushes["xs-t2"] = 1
     pairs = leaves(s)
     assert (("actions", 1, 0), 1) in pairs and (("cpumap", "drops"), 0) in pairs  # zeros are kept
     assert (("napi", "eth0", "hist", 1), 2) in pairs and (("redirect_errors", "xs-nx", "ENXIO"), 0) in pairs
-    assert Sample(t=s.t, dt=s.dt, **nest(pairs)) == s
+    assert (("devmap", "xs-t2", "oversize_flushes"), 1) in pairs   # the trace key of its own family
+    assert Sample.from_leaves(s.t, s.dt, pairs) == s
+    # the JSON form nests by trace key, as every earlier xdpscope wrote samples
+    d = s.to_dict()
+    assert d["cpumap"] == {"bulk": [0, 1, 0, 0, 0, 0, 0, 0, 2], "drops": 0} and d["napi"]["eth0"]["hist"][1] == 2
+    assert d == {"t": s.t, "dt": s.dt, **nest(pairs)} and Sample.from_dict(d) == s
+    assert Sample(0, 0).cpumap_drops is None and ("cpumap", "drops") not in dict(leaves(Sample(0, 0)))  # unmeasured
 
 
 def test_block_round_trip_with_members_that_come_and_go():

@@ -382,7 +382,8 @@ def fuzz(tmp_path_factory):
     write_trace(sources["small2"], 60, targets=3)
     samples = [Sample(t=0.125 * (i + 1), dt=0.125, actions=[[0, 1, 2, 0, 3 * i], [i, 0, 0, 1, 0]],
                       targets={"xs-t0": [2 * i, i]}, flush={"xs-t0": [0] * 16 + [i]},
-                      napi={"xs-in": {"polls": 2, "work": i, "budget": 128, "full": 0, "hist": [0, i] + [0] * 7}})
+                      napi={"xs-in": {"polls": 2, "work": i, "budget": 128, "full": 0}},
+                      napi_hist={"xs-in": [0, i] + [0] * 7})
                for i in range(40)]
     write_v1(sources["small1"], samples, {"iface": "xs-in", "program": "redirect", "targets": ["xs-t0"], "hz": 8})
     base = {src: summary_in_process(path)[2] for src, path in sources.items()}

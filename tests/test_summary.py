@@ -28,8 +28,8 @@ S1 = Sample(t=0.125, dt=0.125, actions=[[1, 2, 3, 4, 10], [0, 0, 1, 0, 6]],
             flush={"xs-t0": hist(17, b8=1), "xs-t1": hist(17, b8=1)},
             devmap={"xs-t0": {"sent": 8, "drops": 0}, "xs-t1": {"sent": 7, "drops": 1}},
             redirect_errors={"xs-t1": {"ENXIO": 2}}, exceptions={"ABORTED": 1},
-            cpumap={"bulk": hist(9, b8=2), "drops": 1},
-            napi={"xs-in": {"polls": 3, "work": 30, "budget": 192, "full": 0, "hist": hist(9, b4=3)}},
+            cpumap_bulk=hist(9, b8=2), cpumap_drops=1,
+            napi={"xs-in": {"polls": 3, "work": 30, "budget": 192, "full": 0}}, napi_hist={"xs-in": hist(9, b4=3)},
             driver={"rx_xdp_packets": 27}, run={"cnt": 27, "ns": 2700})
 S2 = Sample(t=0.25, dt=0.125, actions=[[0, 0, 0, 0, 16], [0, 0, 0, 0, 16]],
             targets={"xs-t0": [8, 8], "xs-t1": [8, 8]},
@@ -37,8 +37,8 @@ S2 = Sample(t=0.25, dt=0.125, actions=[[0, 0, 0, 0, 16], [0, 0, 0, 0, 16]],
             devmap={"xs-t0": {"sent": 16, "drops": 0}, "xs-t1": {"sent": 16, "drops": 0}})
 S3 = Sample(t=0.5, dt=0.25, actions=[[0, 5, 0, 0, 0]],  # a sample may carry fewer CPUs
             redirect_errors={"xs-t1": {"ENXIO": 1, "ENETDOWN": 3}}, exceptions={"ABORTED": 2, "TX": 1},
-            cpumap={"bulk": hist(9, b1=1), "drops": 0},
-            napi={"xs-in": {"polls": 1, "work": 5, "budget": 64, "full": 0, "hist": hist(9, b3=1)}},
+            cpumap_bulk=hist(9, b1=1), cpumap_drops=0,
+            napi={"xs-in": {"polls": 1, "work": 5, "budget": 64, "full": 0}}, napi_hist={"xs-in": hist(9, b3=1)},
             driver={"rx_xdp_packets": 5, "rx_xdp_drops": 5}, run={"cnt": 5, "ns": 500})
 
 ZERO = dict.fromkeys(("ABORTED", "DROP", "PASS", "TX", "REDIRECT"), 0)
@@ -85,6 +85,18 @@ def test_whole_trace_every_number(trace: Path) -> None:
         # veth counts per queue (rx_queue_N_xdp_*): the virtio_net-style totals here match none of them
         "driver_verdicts": None, "driver_difference": None,
         "run": {"cnt": 32, "ns": 3200, "ns_per_run": 100.0},
+        # every schema family's exact totals, nested by trace key
+        "counters": {
+            "actions": [[1, 7, 3, 4, 26], [0, 0, 1, 0, 22]],
+            "targets": {"xs-t0": [14, 10], "xs-t1": [12, 12]},
+            "flush": {"xs-t0": hist(17, b8=1, b16=1), "xs-t1": hist(17, b8=1, b16=1)},
+            "devmap": {"xs-t0": {"sent": 24, "drops": 0}, "xs-t1": {"sent": 23, "drops": 1}},
+            "redirect_errors": {"xs-t1": {"ENETDOWN": 3, "ENXIO": 3}},
+            "exceptions": {"ABORTED": 3, "TX": 1},
+            "cpumap": {"bulk": hist(9, b1=1, b8=2), "drops": 1},
+            "napi": {"xs-in": {"polls": 4, "work": 35, "budget": 256, "full": 0, "hist": hist(9, b3=1, b4=3)}},
+            "driver": {"rx_xdp_drops": 5, "rx_xdp_packets": 32},
+            "run": {"cnt": 32, "ns": 3200}},
         "rates": {"peak_pps": acts(8.0, 20.0, 32.0, 32.0, 256.0),
                   "mean_pps": acts(2.0, 14.0, 8.0, 8.0, 96.0)},
     }

@@ -14,7 +14,7 @@ from typing import Callable
 
 from backend.agent import catalog
 from backend.agent.catalog import BadRequest
-from backend.kernel import attach, bpfsys, diagnose, host, nic, probes, programs
+from backend.kernel import attach, bpfsys, diagnose, driver_stats, host, nic, probes, programs
 from backend.kernel.collector import MAX_HZ, MIN_HZ, Collector, DeviceWatch, Fault
 from backend.data import verdicts
 from backend.errors import XdpscopeError
@@ -304,3 +304,4 @@ class Session:
             if getattr(self, name) >= 0:
                 os.close(getattr(self, name))
                 setattr(self, name, -1)
+        driver_stats.forget_all()   # the ethtool sockets the collector's reads keep open

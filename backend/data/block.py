@@ -1,98 +1,28 @@
 """Samples as columns: a Block holds n consecutive Samples as one int64 matrix, one column per leaf.
 
-A leaf is one counter of a Sample, named by its path (a key): ("actions", cpu, verdict),
-("targets", name, cpu), ("flush", name, size), ("devmap", name, "sent"), ("napi", dev, "polls"),
-("driver", name) ... Integers in a key are list indices, strings are dict keys. Traces store
-samples as leaves (docs/trace-format.md), and the GUI's history takes a whole window of them in a
-few numpy operations instead of one Python call per counter per sample.
+A leaf is one counter of a Sample, named by its trace key (backend/data/schema.py, Family.key):
+("actions", cpu, verdict), ("targets", name, cpu), ("flush", name, size), ("devmap", name, "sent"),
+("napi", dev, "polls"), ("driver", name) ... Integers in a key are list indices, strings are dict
+keys. Traces store samples as leaves (docs/trace-format.md), and the GUI's history takes a whole
+window of them in a few numpy operations instead of one Python call per counter per sample.
+Which keys exist, and which Sample field each belongs to, is the schema's: nothing here names a
+family.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Sequence, Iterator
 
 import numpy as np
 
+from backend.data import schema
+from backend.data.sample import Sample, nest  # noqa: F401  (nest: re-exported)
 from backend.errors import XdpscopeError
-from backend.data.sample import ACTIONS, CPUMAP_BINS, FLUSH_BINS, NAPI_BINS, Sample
 
 Key = tuple  # (field, str | int, ...)
-# the Sample fields that hold counters, in the order leaves are listed
-FIELDS = ("actions", "targets", "flush", "devmap", "redirect_errors", "exceptions", "cpumap", "napi",
-          "driver", "run", "user_maps")
-
-# -- the shapes a leaf key may have (what a trace may name; anything else is refused or ignored) ------
-MAX_CPUS = 8192        # CONFIG_NR_CPUS tops out at 8192 (x86 MAXSMP)
-MAX_NAME = 256         # characters of a name in a key (ifnames are 15; driver counter names are short)
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
-NAME = "name"          # a position holding any non-empty string of at most MAX_NAME characters
-
-
-@dataclass(frozen=True)
-class Index:
-    """A position holding a list index 0..n-1."""
-    n: int
-
-
-# per field, the shapes of its keys after the field name; a set is a position that holds one of
-# those strings
-SHAPES: dict[str, tuple[tuple, ...]] = {
-    "actions": ((Index(MAX_CPUS), Index(len(ACTIONS))),),
-    "targets": ((NAME, Index(MAX_CPUS)),),
-    "flush": ((NAME, Index(FLUSH_BINS)),),  # an oversize flush is counted in devmap, never here
-    "devmap": ((NAME, frozenset({"sent", "drops", "oversize_flushes"})),),
-    "redirect_errors": ((NAME, NAME),),
-    "exceptions": ((NAME,),),
-    "cpumap": ((frozenset({"bulk"}), Index(CPUMAP_BINS)), (frozenset({"drops"}),)),
-    "napi": ((NAME, frozenset({"polls", "work", "budget", "full"})),
-             (NAME, frozenset({"hist"}), Index(NAPI_BINS))),
-    "driver": ((NAME,),),
-    "run": ((frozenset({"cnt", "ns"}),),),
-    "user_maps": ((NAME, NAME),),
-}
-MAX_DEPTH = 1 + max(len(shape) for shapes in SHAPES.values() for shape in shapes)
-KEEP, IGNORE = "keep", "ignore"
-
-
-def _match(part: Any, want: Any) -> str | None:
-    """None if part fits the position, "newer" for a string a newer xdpscope may write there, else why not."""
-    if want == NAME:
-        if isinstance(part, str) and 0 < len(part) <= MAX_NAME:
-            return None
-        return f"{part!r} is not a name (1..{MAX_NAME} characters)"
-    if isinstance(want, Index):
-        if isinstance(part, int) and not isinstance(part, bool) and 0 <= part < want.n:
-            return None
-        return f"{part!r} is not an index 0..{want.n - 1}"
-    if part in want:
-        return None
-    return "newer" if isinstance(part, str) else f"{part!r} is not one of {sorted(want)}"
-
-
-def check_key(key: Key) -> str:
-    """KEEP for a leaf key of a known shape, IGNORE for one a newer xdpscope may write (an unknown
-    field, or an unknown member name where this one knows a fixed set: readers ignore what they do
-    not know), else raise ValueError saying what is wrong."""
-    if not key or not isinstance(key[0], str):
-        raise ValueError("not a path starting with a field name")
-    shapes = SHAPES.get(key[0])
-    if shapes is None:
-        return IGNORE
-    best: tuple[int, str] = (-1, "")
-    for shape in shapes:
-        rest = key[1:]
-        for depth, (part, want) in enumerate(zip(rest, shape)):
-            why = _match(part, want)
-            if why is not None:
-                break
-        else:
-            if len(rest) == len(shape):
-                return KEEP
-            depth, why = min(len(rest), len(shape)), f"{len(key)} parts, not {len(shape) + 1}"
-        best = max(best, (depth, why), key=lambda x: x[0])
-    if best[1] == "newer":
-        return IGNORE
-    raise ValueError(f"{list(key)}: {best[1]}")
+KEEP, IGNORE = schema.KEEP, schema.IGNORE
+check_key = schema.check_key
 
 
 def check_value(value: Any) -> int:
@@ -123,47 +53,9 @@ def checked_sums(values: np.ndarray, starts: np.ndarray | None = None) -> np.nda
     return sums
 
 
-def _flatten(x: Any, path: Key, out: list) -> None:
-    """Append (key, value) of every leaf under x to out (a plain loop: this runs per sample, live)."""
-    items = x.items() if isinstance(x, dict) else enumerate(x)
-    for k, v in items:
-        if isinstance(v, (dict, list)):
-            _flatten(v, path + (k,), out)
-        else:
-            out.append((path + (k,), v))
-
-
 def leaves(s: Sample) -> list[tuple[Key, Any]]:
-    """Every counter of the sample with its key, zeros included (a zero is data: it says "measured")."""
-    out: list[tuple[Key, Any]] = []
-    for name in FIELDS:
-        x = getattr(s, name)
-        if isinstance(x, (dict, list)):
-            _flatten(x, (name,), out)
-    return out
-
-
-def _lists(x: Any) -> Any:
-    """Nested dicts -> the Sample's shape: a dict whose keys are ints becomes a list (dense)."""
-    if not isinstance(x, dict):
-        return x
-    if x and all(isinstance(k, int) for k in x):
-        out: list = [0] * (max(x) + 1)
-        for k, v in x.items():
-            out[k] = _lists(v)
-        return out
-    return {k: _lists(v) for k, v in x.items()}
-
-
-def nest(items: Iterable[tuple[Key, Any]]) -> dict[str, Any]:
-    """(key, value) pairs -> {field: nested lists and dicts}, the inverse of leaves()."""
-    root: dict = {}
-    for key, value in items:
-        node = root
-        for part in key[:-1]:
-            node = node.setdefault(part, {})
-        node[key[-1]] = value
-    return {k: _lists(v) for k, v in root.items()}
+    """Every counter of the sample with its trace key, zeros included (a zero is data: it says "measured")."""
+    return s.leaves()
 
 
 @dataclass
@@ -210,8 +102,8 @@ class Block:
     def sample(self, i: int) -> Sample:
         cols = np.flatnonzero(self.present[i])
         vals = self.values[i, cols].tolist()
-        return Sample(t=float(self.t[i]), dt=float(self.dt[i]),
-                      **nest((self.keys[j], v) for j, v in zip(cols.tolist(), vals)))
+        return Sample.from_leaves(float(self.t[i]), float(self.dt[i]),
+                                  [(self.keys[j], v) for j, v in zip(cols.tolist(), vals)])
 
     def samples(self) -> Iterator[Sample]:
         return (self.sample(i) for i in range(len(self)))

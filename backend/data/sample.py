@@ -2,59 +2,162 @@
 
 A sample holds *deltas* of raw kernel counters over one collector interval, never rates:
 rates are delta / dt, totals are sums of deltas (never sums of rates).
+
+Its counter fields are the families of backend/data/schema.py, one field per family, named as
+the family, nested by the family's key positions (built here from the schema: adding a family
+adds its field):
+    actions[cpu][verdict]            targets[target][cpu]          flush[target][size 0..16]
+    devmap[target]["sent"|"drops"]   oversize_flushes[target]      redirect_errors[target][errno]
+    exceptions[verdict]              cpumap_bulk[size 0..8]        cpumap_drops (int; None: not measured)
+    napi[device]["polls"|...]        napi_hist[device][bin 0..8]   driver[counter]
+    run["cnt"|"ns"]                  user_maps[map][key]
+A family registered after import (schema.add) lives in `extra[name]`.
+
+Its JSON form (to_dict, the agent's wire and format_version 1 traces) nests the same leaves by
+their trace keys (schema Family.key), as every earlier xdpscope wrote it.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, field, make_dataclass
+from typing import Any, Iterable
 
-ACTIONS = ("ABORTED", "DROP", "PASS", "TX", "REDIRECT")  # index == XDP action value
-FLUSH_BINS = 17      # devmap flush sizes 0..16 (DEV_MAP_BULK_SIZE == 16): exact bins
-CPUMAP_BINS = 9      # cpumap bulk sizes 0..8 (CPU_MAP_BULK_SIZE == 8)
-NAPI_BINS = 9        # napi work per poll, log2 bins: 0, 1, 2-3, 4-7, ... 64-127, >=128
-MAX_TARGETS = 64     # redirect targets of one program (its devmap; backend/kernel/programs.py)
+from backend.data import schema
+from backend.data.schema import ACTIONS, MAX_TARGETS  # noqa: F401  (re-exported)
+
+FLUSH_BINS = schema.FLUSH.positions[-1].n            # devmap flush sizes 0..16: exact bins
+CPUMAP_BINS = schema.CPUMAP_BULK.positions[-1].n     # cpumap bulk sizes 0..8
+NAPI_BINS = schema.NAPI_HIST.positions[-1].n         # napi work per poll, log2 bins
+Leaf = tuple[tuple, int]  # (trace key, value)
 
 
-@dataclass
-class Sample:
-    """Counter deltas over one interval [t - dt, t]; t is seconds since the session start."""
+def _get(self: Any, name: str) -> Any:
+    """The value of a family's field (created empty for a family added at run time)."""
+    if name in self.__dataclass_fields__:
+        return getattr(self, name)
+    return self.extra.setdefault(name, schema.BY_NAME[name].empty())
 
-    t: float
-    dt: float
-    # actions[cpu][action]: verdicts returned by the program, per CPU (index = ACTIONS)
-    actions: list[list[int]] = field(default_factory=list)
-    # redirect fan-out: target name -> per-CPU frames the program redirected to it
-    targets: dict[str, list[int]] = field(default_factory=dict)
-    # devmap flushes: target name -> histogram, bin i = number of flushes that sent+dropped i frames
-    flush: dict[str, list[int]] = field(default_factory=dict)
-    # devmap transmit outcome: target name -> {"sent": frames, "drops": frames}
-    devmap: dict[str, dict[str, int]] = field(default_factory=dict)
-    # redirect errors: target name -> errno name -> frames that failed with it
-    redirect_errors: dict[str, dict[str, int]] = field(default_factory=dict)
-    # xdp_exception events: verdict name -> count
-    exceptions: dict[str, int] = field(default_factory=dict)
-    # cpumap enqueue bulk sizes: bin i = number of bulks of i frames; plus dropped frames
-    cpumap: dict[str, list[int] | int] = field(default_factory=dict)
-    # napi polls: device name -> {"polls", "work", "budget", "full", "hist": [NAPI_BINS]}
-    napi: dict[str, dict] = field(default_factory=dict)
-    # driver counters (ethtool -S) deltas: name -> value
-    driver: dict[str, int] = field(default_factory=dict)
-    # kernel BPF run statistics deltas: {"cnt": runs, "ns": run time} when enabled
-    run: dict[str, int] = field(default_factory=dict)
-    # a user program's own maps (backend/kernel/user_maps.py): map -> key -> change of the value
-    user_maps: dict[str, dict[str, int]] = field(default_factory=dict)
 
-    def action_totals(self) -> list[int]:
-        """Per-verdict totals over all CPUs."""
-        return [sum(cpu[a] for cpu in self.actions) for a in range(len(ACTIONS))]
+def _set(self: Any, name: str, value: Any) -> None:
+    if name in self.__dataclass_fields__:
+        setattr(self, name, value)
+    else:
+        self.extra[name] = value
 
-    def target_totals(self) -> dict[str, int]:
-        return {name: sum(per_cpu) for name, per_cpu in self.targets.items()}
 
-    def to_dict(self) -> dict:
-        """Compact JSON-ready form: empty members are left out."""
-        return {k: v for k, v in asdict(self).items() if v or k in ("t", "dt")}
+def _action_totals(self: Any) -> list[int]:
+    """Per-verdict totals over all CPUs."""
+    return [sum(cpu[a] for cpu in self.actions) for a in range(len(ACTIONS))]
 
-    @classmethod
-    def from_dict(cls, d: dict) -> "Sample":
-        known = {f for f in cls.__dataclass_fields__}
-        return cls(**{k: v for k, v in d.items() if k in known})
+
+def _target_totals(self: Any) -> dict[str, int]:
+    return {name: sum(per_cpu) for name, per_cpu in self.targets.items()}
+
+
+def _leaves(self: Any) -> list[Leaf]:
+    """Every counter of the sample with its trace key, zeros included (a zero is data: it says
+    "measured"), in schema order."""
+    out: list[Leaf] = []
+    for fam in schema.FAMILIES:
+        value = self.get(fam.name)
+        if not fam.positions:
+            if value is not None:   # None: not measured
+                out.append((fam.key, value))
+            continue
+        out.extend((fam.fill(parts), v) for parts, v in schema.walk(fam, value))
+    return out
+
+
+def _to_dict(self: Any) -> dict:
+    """Compact JSON-ready form: t, dt and the leaves nested by trace key (empty fields left out)."""
+    return {"t": self.t, "dt": self.dt, **nest(self.leaves())}
+
+
+def _from_leaves(cls: type, t: float, dt: float, pairs: Iterable[Leaf]) -> Any:
+    """The Sample whose leaves these are; keys of a newer xdpscope are left out, a malformed key
+    raises ValueError (schema.match)."""
+    s = cls(t=t, dt=dt)
+    touched: dict[str, schema.Family] = {}
+    for key, value in pairs:
+        got = schema.match(key)
+        if got is None:
+            continue
+        fam, parts = got
+        s.set(fam.name, schema.put(fam, s.get(fam.name), parts, value))
+        touched[fam.name] = fam
+    for name, fam in touched.items():
+        schema.finish(fam, s.get(name))
+    return s
+
+
+def _from_dict(cls: type, d: dict) -> Any:
+    """The inverse of to_dict (also reads an older xdpscope's sample dicts: the same nesting)."""
+    return cls.from_leaves(d.get("t", 0.0), d.get("dt", 0.0), json_leaves(d))
+
+
+def json_leaves(d: Any) -> list[Leaf]:
+    """The leaves of a sample nested by trace key (to_dict's form, format_version 1 rows); fields
+    of a newer xdpscope are left out. ValueError names a malformed path."""
+    if not isinstance(d, dict):
+        raise ValueError("not a JSON object")
+    out: list[Leaf] = []
+
+    def walk(path: tuple, node: Any) -> None:  # at most MAX_DEPTH deep
+        for k, v in (node.items() if isinstance(node, dict) else enumerate(node)):
+            key = path + (k,)
+            if isinstance(v, (dict, list)):
+                if len(key) >= schema.MAX_DEPTH:
+                    raise ValueError(f"{list(key)}: nested deeper than any counter")
+                walk(key, v)
+            else:
+                out.append((key, v))
+
+    for name in schema.FIELDS:
+        x = d.get(name)
+        if x is None:
+            continue
+        if isinstance(x, (dict, list)):
+            walk((name,), x)
+        else:
+            out.append(((name,), x))
+    return out
+
+
+def nest(items: Iterable[Leaf]) -> dict[str, Any]:
+    """(key, value) pairs -> {field: nested lists and dicts} (dicts whose keys are all ints become
+    lists, dense): the inverse of flattening by trace key."""
+    root: dict = {}
+    for key, value in items:
+        node = root
+        for part in key[:-1]:
+            node = node.setdefault(part, {})
+        node[key[-1]] = value
+    return {k: _lists(v) for k, v in root.items()}
+
+
+def _lists(x: Any) -> Any:
+    if not isinstance(x, dict):
+        return x
+    if x and all(isinstance(k, int) for k in x):
+        out: list = [0] * (max(x) + 1)
+        for k, v in x.items():
+            out[k] = _lists(v)
+        return out
+    return {k: _lists(v) for k, v in x.items()}
+
+
+def _make_sample() -> type:
+    fields: list[tuple] = [("t", float), ("dt", float)]
+    for fam in schema.FAMILIES:
+        fields.append((fam.name, Any, field(default_factory=fam.empty)))
+    fields.append(("extra", dict, field(default_factory=dict)))   # families added after import
+    ns = {"get": _get, "set": _set, "action_totals": _action_totals, "target_totals": _target_totals,
+          "leaves": _leaves, "to_dict": _to_dict, "from_leaves": classmethod(_from_leaves),
+          "from_dict": classmethod(_from_dict),
+          "__doc__": "Counter deltas over one interval [t - dt, t]; t is seconds since the session start. "
+                     "One field per schema family (see the module's docstring)."}
+    return make_dataclass("Sample", fields, namespace=ns)
+
+
+Sample = _make_sample()
+Sample.__module__ = __name__
+_ = asdict  # dataclasses.asdict works on a Sample as on any dataclass

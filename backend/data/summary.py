@@ -7,13 +7,14 @@ from __future__ import annotations
 import math
 import operator
 import os
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
 
 from backend.data import driver as _driver
 from backend.data import verdicts as _verdicts
-from backend.data.block import INT64_MAX, INT64_MIN, Key, nest
+from backend.data import schema
+from backend.data.block import INT64_MAX, INT64_MIN, Block, Key, nest
 from backend.errors import XdpscopeError
 from backend.data.sample import ACTIONS
 from backend.data.trace import TraceReader
@@ -73,23 +74,31 @@ def _median(hist: list[int]) -> float | None:
 def summarize(path: str | os.PathLike, t_from: float | None = None, t_to: float | None = None) -> dict:
     """Totals and rates over the samples with t_from <= t <= t_to (the whole trace by default)."""
     with TraceReader(path) as reader:
-        meta = reader.meta
-        count, dts = 0, []
-        totals: dict[Key, int] = {}  # leaf key -> sum over the window (keys any sample had)
-        peak = dict.fromkeys(ACTIONS, 0.0)
-        span: list[float] | None = None
-        for b in reader.blocks(t_from, t_to):  # columns, a chunk at a time: no per-sample Python
-            count += len(b)
-            dts.append(b.dt)
-            span = [float(b.t[0] - b.dt[0]) if span is None else span[0], float(b.t[-1])]
-            for k, v in b.totals().items():
-                totals[k] = totals.get(k, 0) + v
-            rate = b.dt > 0
-            for i, a in enumerate(ACTIONS):
-                cols = [j for j, k in enumerate(b.keys) if k[0] == "actions" and len(k) == 3 and k[2] == i]
-                if cols and rate.any():  # this verdict's columns only: no copy of the whole block
-                    per_sample = b.values[:, cols].sum(axis=1, dtype=np.float64)[rate] / b.dt[rate]
-                    peak[a] = max(peak[a], float(per_sample.max()))
+        return summarize_blocks(reader.blocks(t_from, t_to), reader.meta, t_from, t_to, where=str(path))
+
+
+def summarize_blocks(blocks: Iterable[Block], meta: dict, t_from: float | None = None,
+                     t_to: float | None = None, where: str = "samples") -> dict:
+    """summarize() of any Blocks (a trace's window, a live session's history) with their meta."""
+    path = where
+    count, dts = 0, []
+    totals: dict[Key, int] = {}  # leaf key -> sum over the window (keys any sample had)
+    peak = dict.fromkeys(ACTIONS, 0.0)
+    span: list[float] | None = None
+    for b in blocks:  # columns, a chunk at a time: no per-sample Python
+        if not len(b):
+            continue
+        count += len(b)
+        dts.append(b.dt)
+        span = [float(b.t[0] - b.dt[0]) if span is None else span[0], float(b.t[-1])]
+        for k, v in b.totals().items():
+            totals[k] = totals.get(k, 0) + v
+        rate = b.dt > 0
+        if rate.any():
+            for verdict, cols in _verdict_columns(b.keys).items():  # no copy of the whole block
+                per_sample = b.values[:, cols].sum(axis=1, dtype=np.float64)[rate] / b.dt[rate]
+                a = ACTIONS[verdict]
+                peak[a] = max(peak[a], float(per_sample.max()))
     _check_int64(path, totals)
     sums = nest(totals.items())  # the whole window as one sample's fields
     per_cpu: list[list[int]] = sums.get("actions", [])
@@ -161,11 +170,24 @@ def summarize(path: str | os.PathLike, t_from: float | None = None, t_to: float 
         "driver_difference": ({a: n - actions[a] for a, n in driver_verdicts.items()}
                               if driver_verdicts is not None else None),
         "run": run,
+        # every family's totals by trace key (backend/data/schema.py): a family added to the schema
+        # is summed here with no code
+        "counters": {f: sums[f] for f in schema.FIELDS if f in sums},
         "rates": {"peak_pps": peak,
                   "mean_pps": {a: n / duration if duration > 0 else 0.0 for a, n in actions.items()}},
     }
     _check_int64(path, {k: v for k, v in out.items() if k != "meta"})  # sums of totals too (all CPUs ...)
     return _sorted(out)
+
+
+def _verdict_columns(keys: list[Key]) -> dict[int, list[int]]:
+    """Block columns of each verdict (any CPU) of the schema's verdict family."""
+    out: dict[int, list[int]] = {}
+    for j, k in enumerate(keys):
+        got = schema.match(k)
+        if got is not None and got[0] is schema.ACTIONS_F:
+            out.setdefault(got[1][1], []).append(j)
+    return out
 
 
 def _check_int64(path: str | os.PathLike, x: Any, where: str = "") -> None:

@@ -29,7 +29,10 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from backend.data.block import FIELDS, IGNORE, MAX_CPUS, MAX_DEPTH, Block, Key, check_key, check_value, leaves
+from backend.data import schema
+from backend.data.block import Block, Key, check_value
+from backend.data.sample import json_leaves as _nested_leaves
+from backend.data.schema import IGNORE, MAX_CPUS, check_key
 from backend.data import modes
 from backend.errors import XdpscopeError
 from backend.data.sample import MAX_TARGETS, Sample
@@ -164,7 +167,11 @@ class TraceWriter:
         """The sample's leaves as RECORDs, and the columns it is the first to have (written in the
         sample's own transaction, so no row is ever committed without its names)."""
         cols, values, new = [], [], {}
-        for key, value in leaves(sample):
+        try:
+            pairs = sample.leaves()
+        except ValueError as e:
+            raise XdpscopeError(f"{self.path}: sample t={sample.t}: {e}") from None
+        for key, value in pairs:
             try:
                 check_value(value)
             except ValueError as e:
@@ -446,7 +453,7 @@ class TraceReader:
                 k = parse_json(key)
                 if not isinstance(k, list) or not k or not isinstance(k[0], str):
                     raise ValueError("not a non-empty JSON array starting with a field name")
-                if len(k) > MAX_DEPTH or any(not isinstance(p, (str, int)) or isinstance(p, bool) for p in k):
+                if len(k) > schema.MAX_DEPTH or any(not isinstance(p, (str, int)) or isinstance(p, bool) for p in k):
                     raise ValueError(f"{k!r} is not a path of names and indexes")
                 keep = check_key(tuple(k)) != IGNORE
                 if tuple(k) in seen_keys:
@@ -657,28 +664,11 @@ class TraceReader:
 def json_leaves(d: Any) -> list[tuple[Key, int]]:
     """The leaves of a format_version 1 row (a Sample.to_dict() without t and dt), each key of a known
     shape and each value an integer within int64; fields and members of a newer xdpscope are left out."""
-    if not isinstance(d, dict):
-        raise ValueError("not a JSON object")
     out: list[tuple[Key, int]] = []
-
-    def walk(path: Key, node: Any) -> None:  # at most MAX_DEPTH deep
-        for k, v in (node.items() if isinstance(node, dict) else enumerate(node)):
-            key = path + (k,)
-            if isinstance(v, (dict, list)):
-                if len(key) >= MAX_DEPTH:
-                    raise ValueError(f"{list(key)}: nested deeper than any counter")
-                walk(key, v)
-            elif check_key(key) != IGNORE:
-                try:
-                    out.append((key, check_value(v)))
-                except ValueError as e:
-                    raise ValueError(f"counter {list(key)} {e}") from None
-
-    for name in FIELDS:
-        x = d.get(name)
-        if x is None:
-            continue
-        if not isinstance(x, (dict, list)):
-            raise ValueError(f"{name}: {x!r} is not a list or object")
-        walk((name,), x)
+    for key, v in _nested_leaves(d):
+        if check_key(key) != IGNORE:
+            try:
+                out.append((key, check_value(v)))
+            except ValueError as e:
+                raise ValueError(f"counter {list(key)} {e}") from None
     return out

@@ -2,7 +2,6 @@
 into Samples of deltas. dt is measured with the monotonic clock at each read (never assumed)."""
 from __future__ import annotations
 
-import errno
 import socket
 import threading
 import time
@@ -10,13 +9,16 @@ from dataclasses import asdict, dataclass
 from typing import Callable
 
 from backend.data import driver, verdicts
-from backend.data.sample import ACTIONS, CPUMAP_BINS, FLUSH_BINS, NAPI_BINS, Sample
-from backend.kernel import bpfsys, driver_stats, nic, user_maps
+from backend.data.decode import decode
+from backend.data.sample import ACTIONS, Sample
+from backend.kernel import bpfsys, driver_stats, user_maps
 from backend.kernel.probes import Probes, Raw
 from backend.kernel.programs import LoadedProgram
 
 MIN_HZ, MAX_HZ = 1, 100
 WATCH_PERIOD = 0.5   # s between checks that the session's interfaces still exist and are up
+SETTLE_ROUNDS = 8    # grace periods the last read waits at most for the counters to hold still
+SETTLE_FALLBACK_S = 0.02   # without membarrier: a pause instead of a grace period
 
 
 @dataclass
@@ -78,6 +80,20 @@ class DeviceWatch:
                 self.state[ifindex] = new
                 faults.append(Fault(t, name, ifindex, role, new))
         return faults
+
+
+class _Names:
+    """decode's names, resolved when first asked: target slots from the program, DevIds by the
+    probes (in the device's own namespace)."""
+
+    def __init__(self, c: "Collector") -> None:
+        self.c = c
+
+    def get(self, key: object, default: str | None = None) -> str | None:
+        name = self.c.names.get(key)
+        if name is None and isinstance(key, tuple) and self.c.probes is not None:
+            name = self.c.probes.names(key)
+        return name if name is not None else default
 
 
 class Collector:
@@ -153,54 +169,32 @@ class Collector:
         return f"cpu{spec.targets[slot]}" if spec.name == "cpumap" else spec.targets[slot]
 
     def to_sample(self, delta: Raw, t: float, dt: float) -> Sample:
-        # interim decode of the schema's raw keys (backend/data/decode.py replaces it)
-        s = Sample(t=round(t, 6), dt=round(dt, 6))
-        names = self.names
-        ncpu = 1 + max((k[1] for k in delta if k[0] == "actions"), default=-1)
-        s.actions = [[delta[("actions", c, a)] for a in range(len(ACTIONS))] for c in range(ncpu)]
-        for key, n in delta.items():
-            kind = key[0]
-            if kind == "targets":
-                s.targets.setdefault(names[key[1]], [0] * ncpu)[key[2]] = n
-            elif n == 0:
-                continue  # sparse: only what happened
-            elif kind == "oversize_flushes":  # more than a bulk queue holds: impossible today
-                s.oversize_flushes[names[key[1]]] = n
-            elif kind == "flush":
-                s.flush.setdefault(names[key[1]], [0] * FLUSH_BINS)[key[2]] += n
-            elif kind == "devmap":
-                s.devmap.setdefault(names[key[1]], {"sent": 0, "drops": 0})[key[2]] += n
-            elif kind == "redirect_errors":
-                name = names[key[1]] if key[1] != (0, 0) else "?"
-                err = errno.errorcode.get(-key[2], str(key[2]))
-                s.redirect_errors.setdefault(name, {})[err] = n
-            elif kind == "exceptions":
-                s.exceptions[ACTIONS[key[1]] if key[1] < len(ACTIONS) else "INVALID"] = n
-            elif kind == "cpumap_drops":
-                s.cpumap_drops = n
-            elif kind == "cpumap_bulk":
-                s.cpumap_bulk = s.cpumap_bulk or [0] * CPUMAP_BINS
-                s.cpumap_bulk[key[1]] = n
-            elif kind == "napi":
-                s.napi.setdefault(names[key[1]], {})[key[2]] = n
-            elif kind == "napi_hist":
-                s.napi_hist.setdefault(names[key[1]], [0] * NAPI_BINS)[key[2]] = n
-            elif kind == "redirect_tp":
-                s.targets.setdefault(names[key[1]], [n])
-            elif kind == "run":
-                s.run[key[1]] = n
-            elif kind == "driver":
-                s.driver[key[1]] = n
-            elif kind == "user_maps":
-                s.user_maps.setdefault(key[1], {})[key[2]] = n
-        if self.program is None:  # watching: verdicts as the driver counts them (one row, not per CPU)
+        """The pure decode (backend/data/decode.py) of the deltas; watching, the verdicts as the
+        driver counts them (one row, not per CPU)."""
+        s = decode(delta, _Names(self), t, dt)
+        if self.program is None:
             s.actions = verdicts.from_driver(self.verdict_method, self.driver_name, s.driver, s.exceptions)
         return s
 
+    def settle(self) -> None:
+        """Wait until the frames under way are in the counters: after an RCU grace period, every
+        NAPI poll (program run, flush, tracepoints) that had begun has finished, and the polls it
+        scheduled (a redirect target's peer, a cpumap kthread) may have begun: repeat until a read
+        is unchanged across a grace period (bounded: under steady traffic it never is)."""
+        prev = None
+        for _ in range(SETTLE_ROUNDS):
+            if not bpfsys.synchronize_rcu():
+                time.sleep(SETTLE_FALLBACK_S)
+            raw = self.read_raw()
+            if raw == prev:
+                return
+            prev = raw
+
     def run(self, hz: float, emit: Callable[[Sample], None], stop: threading.Event,
-            watch: Callable[[float], bool] | None = None) -> None:
+            watch: Callable[[float], bool] | None = None, before_last: Callable[[], None] | None = None) -> None:
         """Sample at hz until stop is set (or watch(t), called every WATCH_PERIOD, says the session
-        cannot go on); deadlines on the monotonic clock so rates don't drift."""
+        cannot go on); deadlines on the monotonic clock so rates don't drift. The last sample is
+        read after before_last() (the session detaches its program there) and settle()."""
         period = 1.0 / hz
         deadline = time.monotonic() + period
         next_watch = time.monotonic() + WATCH_PERIOD
@@ -214,4 +208,7 @@ class Collector:
             deadline += period
             if deadline < time.monotonic():  # fell behind (suspend, load): don't burst to catch up
                 deadline = time.monotonic() + period
+        if before_last is not None:
+            before_last()
+        self.settle()
         emit(self.sample())  # the last partial interval, so totals are complete

@@ -1,0 +1,103 @@
+"""decode: raw kernel counter deltas -> a Sample. Pure: no root, no bcc, no clock.
+
+The kernel layer (backend/kernel/collector.py: read_raw) reads every counter as a CUMULATIVE
+count keyed `(family, *parts)`, parts in the order of the family's key positions
+(backend/data/schema.py); the collector subtracts two reads and calls decode(). What a raw part
+holds at a Name position is the position's `raw` kind:
+    "device"  a DevId (netns id, ifindex)  -> names[dev] (unknown: "ifN" / "ifN@netns"; (0, 0):
+              the position's `none`, the kernel named no device)
+    "target"  a target slot (int) or a DevId -> names[slot] / names[dev]
+    "errno"   a negative errno               -> its symbolic name ("ENXIO")
+    "verdict" an XDP action value            -> "PASS", ... ("INVALID" outside 0..4)
+    "name"    the name itself (a str)
+Index and Members positions hold their values as they are. RAW_ALIASES name a family from
+another source (the per-packet xdp_redirect tracepoint: "redirect_tp").
+
+Sparseness (schema Family.sparse) decides which zeros are kept: None all, ENTRY an entry (the
+values under the first position; of a one-position family, all of it) only if one of them is not
+0, LEAF only leaves that are not 0.
+"""
+from __future__ import annotations
+
+import errno
+from typing import Any, Hashable, Mapping
+
+from backend.data import schema
+from backend.data.sample import Sample
+from backend.data.schema import ACTIONS, ENTRY, LEAF, Index, Members, Name
+
+RawDelta = Mapping[tuple, int]   # (family, *parts) -> count over the interval
+Names = Mapping[Hashable, str]   # DevId -> device name, target slot -> target name
+
+
+def decode(raw_delta: RawDelta, names: Names, t: float, dt: float) -> Sample:
+    """The Sample of these deltas over [t - dt, t] (t rounded to microseconds, as traces keep it)."""
+    s = Sample(t=round(t, 6), dt=round(dt, 6))
+    entries: dict[tuple, list[tuple[tuple, int]]] = {}   # (family, sparse, entry) -> leaves
+    for key, n in raw_delta.items():
+        fam, sparse = _family(key)
+        aliased = key[0] != fam.name   # an alias may leave out trailing positions (a CPU)
+        if not (len(key) - 1 == len(fam.positions) or aliased and 0 < len(key) - 1 < len(fam.positions)):
+            raise ValueError(f"raw key {key!r}: {len(fam.positions)} parts expected ({fam.name})")
+        parts = tuple(_part(p, pos, names, key) for p, pos in zip(key[1:], fam.positions))
+        if sparse == LEAF and not n:
+            continue
+        entry = parts[:1] if sparse == ENTRY and len(fam.positions) > 1 else ()
+        entries.setdefault((aliased, fam.name, sparse, entry), []).append((parts, n))
+    touched = {}
+    for (aliased, name, sparse, _), leaves in sorted(entries.items(), key=lambda e: e[0][0]):
+        if sparse == ENTRY and not any(n for _, n in leaves):
+            continue
+        fam = schema.BY_NAME[name]   # aliases last: the family's own counters of an entry win
+        value = s.get(name)
+        for parts, n in leaves:
+            if aliased and parts[0] in value:
+                continue
+            if aliased and len(parts) < len(fam.positions):   # the alias has no CPU: one, summed
+                parts = parts + (0,) * (len(fam.positions) - len(parts))
+            value = schema.put(fam, value, parts, n)
+        s.set(name, value)
+        touched[name] = fam
+    for name, fam in touched.items():
+        schema.finish(fam, s.get(name))
+    return s
+
+
+def _family(key: tuple) -> tuple[schema.Family, str | None]:
+    if not key or not isinstance(key[0], str):
+        raise ValueError(f"raw key {key!r}: not (family, *parts)")
+    fam = schema.BY_NAME.get(key[0])
+    if fam is not None:
+        return fam, fam.sparse
+    alias = schema.RAW_ALIASES.get(key[0])
+    if alias is None:
+        raise ValueError(f"raw key {key!r}: no family {key[0]!r} in backend/data/schema.py")
+    return alias
+
+
+def _part(p: Any, pos: Any, names: Names, key: tuple) -> Any:
+    """A raw part as the Sample holds it at this position."""
+    if isinstance(pos, Name):
+        if isinstance(p, tuple):                                    # a DevId
+            return pos.none if p == (0, 0) else names.get(p) or device_name(p)
+        if pos.raw == "errno" and isinstance(p, int):
+            return errno.errorcode.get(-p, str(p))
+        if pos.raw == "verdict" and isinstance(p, int):
+            return ACTIONS[p] if 0 <= p < len(ACTIONS) else "INVALID"
+        if pos.raw == "target" and isinstance(p, int):
+            return names.get(p) or str(p)
+        if isinstance(p, str) and p:
+            return p
+    elif isinstance(pos, Index):
+        if isinstance(p, int) and 0 <= p < pos.n:
+            return p
+    elif isinstance(pos, Members):
+        if p in pos.names:
+            return p
+    raise ValueError(f"raw key {key!r}: {p!r} does not fit {pos}")
+
+
+def device_name(dev: tuple) -> str:
+    """The name of a device nobody named: its ifindex (and netns id if not the collector's)."""
+    ns, ifindex = dev
+    return f"if{ifindex}" if not ns else f"if{ifindex}@{ns}"
