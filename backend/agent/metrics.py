@@ -67,6 +67,9 @@ class Totals:
             acc = self.devmap.setdefault(t, {"sent": 0, "drops": 0})
             for k, n in d.items():
                 acc[k] = acc.get(k, 0) + n
+        for t, n in s.oversize_flushes.items():   # its own schema family since the schema redesign
+            acc = self.devmap.setdefault(t, {"sent": 0, "drops": 0})
+            acc["oversize_flushes"] = acc.get("oversize_flushes", 0) + n
         for t, errs in s.redirect_errors.items():
             for err, n in errs.items():
                 self.redirect_errors[(t, err)] = self.redirect_errors.get((t, err), 0) + n
