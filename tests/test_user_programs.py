@@ -130,6 +130,27 @@ def test_bccs_xdp_redirect_map_with_its_devmap(record, lab, tmp_path):
     assert s["devmap"][target] == {"sent": 500, "drops": 0}
 
 
+@pytest.mark.kernel
+def test_bccs_other_xdp_examples_run_unedited(record, lab, tmp_path):
+    """xdp_macswap_count sends every frame back (TX) and counts it per protocol; xdp_redirect_cpu,
+    whose cpumap only its own script fills, returns ABORTED for every frame (bpf_redirect_map's
+    default on an empty slot), as it would under bcc."""
+    runs = [("xdp_macswap_count", dict(ret="XDP_TX", ctxtype="xdp_md"), "TX", "dropcnt", "17"),
+            ("xdp_redirect_cpu", dict(max_cpu=os.cpu_count()), "ABORTED", "rxcnt", "0")]
+    for name, script_vars, verdict, counts, key in runs:
+        text, cflags = shipped(name, **script_vars)
+        src = tmp_path / f"{name}.c"
+        src.write_text(text)
+        rec = record("--iface", lab.ingress, "--program", str(src), f"--cflags={shlex.join(cflags)}", "--hz", "20",
+                     name=f"{name}.xst")
+        _send(lab, [(_frame(0x0800, 17), 400)])
+        time.sleep(0.3)
+        assert rec.stop() == 0
+        s = rec.summary()
+        assert s["actions"] == actions(**{verdict: 400}), name
+        assert s["user_maps"][counts] == {key: 400}, name
+
+
 def _compile_error(tmp_path, text: str, *extra: str) -> str:
     src = tmp_path / "mine.c"
     src.write_text(text)
