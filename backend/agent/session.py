@@ -271,7 +271,7 @@ class Session:
     def run(self, emit: Callable[[Sample], None]) -> None:
         """Stream samples until stop(), or until the ingress vanishes (end_reason says so);
         blocks the calling thread."""
-        self.collector.run(self.cfg.hz, emit, self._stop, watch=self._check_devices)
+        self.collector.run(self.cfg.hz, emit, self._stop, watch=self._check_devices, before_last=self.detach)
 
     def _check_devices(self, t: float) -> bool:
         """Report interfaces that vanished or changed state; True when the session cannot go on."""
@@ -288,14 +288,19 @@ class Session:
     def stop(self) -> None:
         self._stop.set()
 
-    def close(self) -> None:
-        """Detach (closing the links) and release everything; safe to call twice."""
+    def detach(self) -> None:
+        """Take our programs off the interfaces (closing the links); the probes stay, for the
+        last read. Safe to call twice."""
         if self._attachment is not None:
             self._attachment.close()
             self._attachment = None
         for link in self._target_links:
             link.close()
         self._target_links = []
+
+    def close(self) -> None:
+        """Detach and release everything; safe to call twice."""
+        self.detach()
         for obj in ("_probes", "_loaded"):
             if getattr(self, obj) is not None:
                 getattr(self, obj).close()
