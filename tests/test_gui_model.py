@@ -87,7 +87,7 @@ def _mixed(i: int):
     """Synthetic samples with members that come and go: cpumap, driver counters, a third target."""
     s = synthetic(i, 0.1, targets=2 + (i > 700))
     if i % 7 == 0:
-        s.cpumap = {"bulk": [0, i % 5, 0, 0, 0, 0, 0, 0, 1], "drops": i % 3}
+        s.cpumap_bulk, s.cpumap_drops = [0, i % 5, 0, 0, 0, 0, 0, 0, 1], i % 3
     if i > 300:
         s.driver = {"rx_xdp_drops": i, "tx_xdp_xmit": 2 * i}
     return s
@@ -150,8 +150,8 @@ def test_history_columns_are_the_sample_counters():
     np.testing.assert_array_equal(h.actions[sl], [s.action_totals() for s in held])
     np.testing.assert_array_equal(h.cpu_actions[sl], [s.actions for s in held])
     np.testing.assert_array_equal(h.flush[sl], [np.sum(list(s.flush.values()), axis=0) for s in held])
-    np.testing.assert_array_equal(h.cpumap[sl], [s.cpumap.get("bulk", [0] * 9) for s in held])
-    np.testing.assert_array_equal(h.cpumap_drops[sl], [s.cpumap.get("drops", 0) for s in held])
+    np.testing.assert_array_equal(h.cpumap[sl], [s.cpumap_bulk or [0] * 9 for s in held])
+    np.testing.assert_array_equal(h.cpumap_drops[sl], [s.cpumap_drops or 0 for s in held])
     np.testing.assert_array_equal(h.run[sl], [[s.run["cnt"], s.run["ns"]] for s in held])
     for j, f in enumerate(("polls", "work", "budget", "full")):
         np.testing.assert_array_equal(h.napi[sl, j], [sum(d[f] for d in s.napi.values()) for s in held])
