@@ -21,6 +21,19 @@ def test_cpumap_bulks_of_eight(record, lab):
     assert bulk == {"8": 800}
 
 
+def test_cpumap_fanout_per_cpu_and_kthreads(record, lab):
+    """xdp_cpumap_enqueue per target CPU: every frame sent reaches its CPU's queue, in bulks of 8;
+    what the queue took (processed - drops) is exactly what that CPU's kthread processed."""
+    n = 6400
+    s = session(record, lab, "cpumap", "--targets", "0,1", count=n)
+    enq, kthread = s["counters"]["cpumap_enqueue"], s["counters"]["cpumap_kthread"]
+    assert [e["processed"] for e in enq] == [n // 2, n // 2]
+    assert [e["bulks"] for e in enq] == [n // 2 // 8, n // 2 // 8]
+    assert sum(e["drops"] for e in enq) == s["cpumap"].get("drops", 0)
+    assert [k["processed"] for k in kthread] == [e["processed"] - e["drops"] for e in enq]
+    assert [k["drops"] for k in kthread] == [0, 0] and all(k["sched"] >= 1 for k in kthread)
+
+
 def test_napi_work_on_target_peers_equals_frames_sent(record, lab):
     s = session(record, lab, "redirect", "--targets", ",".join(lab.targets[:2]), count=6400)
     peers = {p: s["napi"][f"{p}@{lab.netns}"] for p in lab.target_peers[:2]}  # peers live in the lab netns
