@@ -206,6 +206,9 @@ def format_text(s: dict) -> str:
     """A short human-readable form of summarize()'s result."""
     lines = [f"{s['iface']}  {s['program']}  {s.get('mode', '')}  {s['duration_s']:.1f} s, {s['samples']} samples"]
     lines.append("verdicts: " + ", ".join(f"{k} {v}" for k, v in s["actions"].items()))
+    lines.append(f"verdict method: {s['verdict_method']} ({s['verdict_total']} frames)")
+    for name, keys in s.get("user_maps", {}).items():
+        lines.append(f"map {name}: " + ", ".join(f"[{k}] {v}" for k, v in keys.items()))
     if s["redirect_targets"]:
         lines.append("redirects: " + ", ".join(f"{k} {v}" for k, v in s["redirect_targets"].items()))
     if s["flush_batches"]:
