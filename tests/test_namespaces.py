@@ -139,3 +139,25 @@ def test_a_foreign_namespace_with_the_same_ifindexes_is_not_counted(record, lab,
         stats = {n_: ip.get_links(ip.link_lookup(ifname=n_)[0])[0].get_attr("IFLA_STATS64")
                  for n_ in (t0, t1)}
     assert sum(st["tx_packets"] for st in stats.values()) == m - m // 10
+
+
+def test_all_devices_shows_every_namespace_apart(record, lab, foreign):
+    """--all-devices: the foreign namespace's polls and flushes are shown too, each device under
+    its own namespace, never merged into the session's devices of the same name and ifindex."""
+    n, m = 3200, 3000
+    t0, t1 = lab.targets[:2]
+    rec = record("--iface", lab.ingress, "--program", "redirect", "--targets", f"{t0},{t1}", "--hz", "20",
+                 "--all-devices")
+    send_foreign(foreign, lab.ingress_peer, m)
+    wire.send(lab, n)
+    assert rec.stop() == 0
+    s = rec.summary()
+    work = {d: v["work"] for d, v in s["napi"].items()}
+    assert work[lab.ingress] == n and work[f"{lab.ingress}@{foreign}"] == m
+    for p in lab.target_peers[:2]:
+        assert work[f"{p}@{lab.netns}"] == n // 2
+    redirected = m - m // 10   # the foreign program's ABORTED are not redirected
+    assert work[f"{lab.target_peers[0]}@{foreign}"] + work[f"{lab.target_peers[1]}@{foreign}"] == redirected
+    flushed = {t: _frames(h) for t, h in s["flush_batches_by_target"].items()}
+    assert flushed == {t0: n // 2, t1: n // 2, f"{t0}@{foreign}": m // 2, f"{t1}@{foreign}": redirected - m // 2}
+    assert s["exceptions"] == {}   # the program's events stay the ingress's, even with all devices
