@@ -118,12 +118,6 @@ class AgentClient(QObject):
         # context p: the timer dies with the process object, never touching a deleted QProcess
         QTimer.singleShot(timeout_ms, p, lambda: p.state() != QProcess.ProcessState.NotRunning and p.kill())
 
-    def kill(self) -> None:
-        if self.running:
-            self._stopping = True
-            self.proc.kill()
-            self.proc.waitForFinished(1000)
-
     # -- requests --------------------------------------------------------------------------
     def request(self, cmd: str, callback: Callback | None = None, **args: Any) -> int | None:
         """Send a command; callback(ok, result_or_error) runs when its response arrives."""

@@ -113,9 +113,9 @@ def main(argv: list[str]) -> int:
 
 def _stop_agent(win) -> None:
     """On quit: ask the agent to detach and exit, and wait briefly so it is not killed mid-detach."""
-    if win.live is not None and win.live.client.running:
-        win.live.client.stop()
-        win.live.client.proc.waitForFinished(3000)
+    if win.session is not None and win.session.client.running:
+        win.session.client.stop()
+        win.session.client.proc.waitForFinished(3000)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from .render import (MAX_SIZE, MIN_SIZE, check_size, panel_image, panel_svg, ren
 
 if TYPE_CHECKING:
     from .main_window import MainWindow
+    from .sources import Source
 
 
 
@@ -43,14 +44,13 @@ def _size_boxes(w: int | None = None, h: int | None = None) -> tuple[QSpinBox, Q
 
 def plot_context(win: "MainWindow", view: View) -> str:
     """The caption of a plot exported alone: what, where, from which trace, over which time."""
-    from .replay import ReplaySource
     m = view.meta or {}
     parts = [f"{m.get('program', '?')} on {m.get('iface', '?')}" + (f" ({m['driver']})" if m.get("driver") else "")]
     if m.get("host"):
         parts.append(f"host {m['host']}")
     src = win.source
-    if isinstance(src, ReplaySource):
-        parts.append(f"trace {src.path.name}")
+    if src is not None and src.caps.seekable:
+        parts.append(f"trace {src.name}")
     elif getattr(win.recorder, "active", False) and win.recorder.path is not None:
         parts.append(f"live, recording to {win.recorder.path.name}")
     else:
@@ -162,16 +162,17 @@ def export(win: "MainWindow", target: str, fmt: str, w: int, h: int, path: str |
 class ReportDialog(QDialog):
     """A report (HTML, PDF or PNG) of the session shown: whole, the visible window, or a range."""
 
-    def __init__(self, win: "MainWindow", trace: Path, window: tuple[float, float] | None = None) -> None:
+    def __init__(self, win: "MainWindow", src: "Source | str | os.PathLike",
+                 window: tuple[float, float] | None = None) -> None:
         super().__init__(win)
-        self.win, self.trace = win, trace
+        self.win, self.src = win, src
         self.setWindowTitle("Report")
-        from backend.data.trace import TraceReader
-        with TraceReader(trace) as r:
-            t = r.times()
+        from .report import samples_of
+        with samples_of(src) as smp:
+            t, self.name = smp.times, Path(smp.name).name
             first, last = (float(t[0]), float(t[-1])) if len(t) else (0.0, 0.0)
         lay = QVBoxLayout(self)
-        lay.addWidget(QLabel(f"Report of {trace.name} ({first:.2f} … {last:.2f} s)"))
+        lay.addWidget(QLabel(f"Report of {self.name} ({first:.2f} … {last:.2f} s)"))
         self.whole = QRadioButton("whole session")
         self.visible = QRadioButton("visible window")
         self.custom = QRadioButton("from … to (s since session start)")
@@ -213,14 +214,14 @@ class ReportDialog(QDialog):
     def _go(self) -> None:
         from .report import write_report
         path, _ = QFileDialog.getSaveFileName(
-            self, "Save report", str(Path(self.win.last_dir()) / f"{self.trace.stem}-report.html"),
+            self, "Save report", str(Path(self.win.last_dir()) / f"{Path(self.name).stem.replace(' ', '-')}-report.html"),
             "HTML (*.html);;PDF (*.pdf);;PNG, one tall image (*.png)")
         if not path:
             return
         t_from, t_to = self.window()
         QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
         try:
-            write_report(self.trace, path, t_from, t_to, (self.width_box.value(), self.height_box.value()))
+            write_report(self.src, path, t_from, t_to, (self.width_box.value(), self.height_box.value()))
         except XdpscopeError as e:
             QMessageBox.warning(self, "Report", str(e))
             return
@@ -230,20 +231,18 @@ class ReportDialog(QDialog):
         self.accept()
 
 
-def session_trace(win: "MainWindow") -> Path:
-    """The trace file behind the shown session: the replayed file, or the live recording."""
-    from .replay import ReplaySource
-    if isinstance(win.source, ReplaySource):
-        return win.source.path
-    if win.recorder.path is not None and win.recorder.path.exists():
-        return win.recorder.path
-    raise XdpscopeError("a report is made from a trace: record the live session first (File → Record), "
-                        "or open a trace")
+def report_source(win: "MainWindow") -> "Source":
+    """The source shown, if it has samples to report: a trace, or a live session (recorded or not)."""
+    src = win.source
+    if src is None or not len(src.sample_times()):
+        raise XdpscopeError("nothing to report yet: open a trace (File → Open), or attach a program and let "
+                            "it run for a moment")
+    return src
 
 
 def open_report_dialog(win: "MainWindow", window: tuple[float, float] | None = None) -> None:
     try:
-        ReportDialog(win, session_trace(win), window).exec()
+        ReportDialog(win, report_source(win), window).exec()
     except XdpscopeError as e:
         QMessageBox.information(win, "Report", str(e))
 

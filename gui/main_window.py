@@ -27,13 +27,15 @@ from .input_guard import InputGuard
 from .layout import DockLayout
 from .meta_panel import MetaPanel
 from .path_view import PathPanel
-from .model import Marker
 from .plots import ErrorsPanel, FanoutPanel, FlushPanel, NapiPanel, Panel, QueuesPanel, VerdictPanel, make_view
 from .programs_table import ProgramsTable
 from .recorder import Recorder, default_name
 from .si import byte_size
-from .replay import ReplayBar, ReplaySource
-from .sources import LiveSource, Source
+from .replay import ReplayBar
+from .session import Session
+from .sources import Source
+from .sources.live import LiveSource
+from .sources.replay import ReplaySource
 from .sources_panel import SourcesPanel
 
 FRAME_MS = 33           # ~30 FPS; a frame with nothing new costs one comparison per panel
@@ -56,8 +58,8 @@ class MainWindow(QMainWindow):
         self.remote: remote.Target | None = None   # File → Connect to host… (connect_remote)
         self.remote_agent_args: list[str] = []     # e.g. --metrics for the remote agent
         self.host_info: dict = {}                   # host, kernel (hello), driver, iface (attach)
-        self.live: LiveSource | None = None
-        self.replay: ReplaySource | None = None
+        self.session: Session | None = None  # the agent and its session (gui/session.py); its source: self.live
+        self.replay: ReplaySource | None = None  # the last trace opened
         self.source: Source | None = None
         self.recorder = Recorder(self)
         self.last_error = ""
@@ -111,12 +113,12 @@ class MainWindow(QMainWindow):
 
         sp = self.sources_panel
         sp.sig_start_agent.connect(self.start_agent)
-        sp.sig_stop_agent.connect(lambda: self.live and self.live.stop())
+        sp.sig_stop_agent.connect(lambda: self.session and self.session.stop())
         sp.sig_attach.connect(self._attach_clicked)
-        sp.sig_detach.connect(lambda: self.live and self.live.detach())
-        sp.sig_inject.connect(lambda args, loop: self.live and self.live.inject(args, loop))
-        sp.sig_stop_inject.connect(lambda: self.live and self.live.stop_inject())
-        sp.sig_lab.connect(lambda action: self.live and self.live.lab_action(action))
+        sp.sig_detach.connect(lambda: self.session and self.session.detach())
+        sp.sig_inject.connect(lambda args, loop: self.session and self.session.inject(args, loop))
+        sp.sig_stop_inject.connect(lambda: self.session and self.session.stop_inject())
+        sp.sig_lab.connect(lambda action: self.session and self.session.lab_action(action))
         self.recorder.sig_started.connect(lambda p: self.log_line(f"recording to {p}"))
         self.recorder.sig_stopped.connect(self._recorded)
         self.recorder.sig_failed.connect(self._record_failed)
@@ -173,7 +175,7 @@ class MainWindow(QMainWindow):
                              toolTip="The default arrangement of the docks for this window size"))
         am = self.menuBar().addMenu("&Agent")
         am.addAction(QAction("&Start agent", self, triggered=self.start_agent))
-        am.addAction(QAction("S&top agent", self, triggered=lambda: self.live and self.live.stop()))
+        am.addAction(QAction("S&top agent", self, triggered=lambda: self.session and self.session.stop()))
         am.addAction(QAction("Run the &lab demo", self, triggered=self.run_default_live))
 
         tb = QToolBar("Main")
@@ -207,10 +209,9 @@ class MainWindow(QMainWindow):
         tb.addWidget(self.smooth_box)
         # Space: play/pause from any focus but a text field (gui/input_guard.py), not a shortcut that a
         # spin box or a button would take first
-        QShortcut(QKeySequence(Qt.Key.Key_Right), self, activated=lambda: self.replay and self.replay.step(1))
-        QShortcut(QKeySequence(Qt.Key.Key_Left), self, activated=lambda: self.replay and self.replay.step(-1))
-        QShortcut(QKeySequence(Qt.Key.Key_Home), self, activated=lambda: self.replay and self.replay.to_start())
-        QShortcut(QKeySequence(Qt.Key.Key_End), self, activated=lambda: self.replay and self.replay.to_end())
+        for key, move in ((Qt.Key.Key_Right, lambda s: s.step(1)), (Qt.Key.Key_Left, lambda s: s.step(-1)),
+                          (Qt.Key.Key_Home, lambda s: s.to_start()), (Qt.Key.Key_End, lambda s: s.to_end())):
+            QShortcut(QKeySequence(key), self, activated=lambda move=move: self.seekable() and move(self.seekable()))
 
     # -- settings --------------------------------------------------------------------------
     def _restore(self) -> None:
@@ -246,13 +247,17 @@ class MainWindow(QMainWindow):
         return int(self.smooth_box.currentData() or 1)
 
     def region(self) -> tuple[float, float] | None:
-        """The replay's A-B range, shaded on the time plots when it is not the whole trace (or loops)."""
-        bar, src = self.replay_bar, self.source
-        if not isinstance(src, ReplaySource) or not len(src.times):
-            return None
-        a, b = sorted((bar.loop_a.value(), bar.loop_b.value()))
-        whole = a <= src.t_first + 1e-9 and b >= src.t_last - 1e-9
-        return (a, b) if b > a and (bar.loop.isChecked() or not whole) else None
+        """The transport's A-B range, shaded on the time plots when it is not the whole trace (or loops)."""
+        return self.source.transport.region() if self.source is not None else None
+
+    def seekable(self) -> Source | None:
+        """The shown source if it has a timeline to move on (a trace), else None."""
+        return self.source if self.source is not None and self.source.caps.seekable else None
+
+    @property
+    def live(self) -> LiveSource | None:
+        """The live session's source (None before the agent was started)."""
+        return self.session.source if self.session is not None else None
 
     def save_settings(self) -> None:
         s = self.settings
@@ -294,9 +299,8 @@ class MainWindow(QMainWindow):
         self.source = src
         src.model.sig_meta.connect(self.meta_panel.set_meta)
         self.meta_panel.set_meta(src.model.meta)
-        is_replay = isinstance(src, ReplaySource)
-        self.replay_bar.set_source(src if is_replay else None)
-        self.pause_action.setEnabled(not is_replay)
+        self.replay_bar.set_source(src)  # enabled for a seekable source
+        self.pause_action.setEnabled(not src.caps.seekable)
         self.live_action.setEnabled(self.live is not None and src is not self.live)
         for p in self.panels:
             p.new_session()  # no readout or line style of the last session stays
@@ -306,18 +310,7 @@ class MainWindow(QMainWindow):
 
     def _show_source(self) -> None:
         """The status bar's source line, from the source's state (the agent's answers for live)."""
-        src = self.source
-        if src is None:
-            self.source_label.setText("no source")
-        elif isinstance(src, ReplaySource):
-            self.source_label.setText(f"replay: {src.path}  ({len(src.times):,} samples, "
-                                      f"{src.t_last - src.t_first:.1f} s)")
-        elif getattr(src, "attached", False):
-            m = src.meta
-            self.source_label.setText(f"live: {m.get('program', '')} on {m.get('iface', '')}"
-                                      + (f" → {', '.join(map(str, m['targets']))}" if m.get("targets") else ""))
-        else:
-            self.source_label.setText(f"live: not attached (agent {getattr(src, 'state', '?')})")
+        self.source_label.setText(self.source.describe() if self.source is not None else "no source")
 
     def open_trace(self, path: str | os.PathLike) -> bool:
         """Replay a trace; on a bad file say why (status bar and log), keep the current source."""
@@ -333,8 +326,6 @@ class MainWindow(QMainWindow):
             self.replay.deleteLater()
         self.replay = src
         src.sig_status.connect(self._replay_error)
-        stored = src.model.meta.get("markers")  # the recording's timeline markers (gui/recorder.py)
-        src.model.markers = [m for m in map(Marker.from_dict, stored if isinstance(stored, list) else []) if m]
         self.settings.setValue("last_dir", str(Path(path).resolve().parent))
         self.add_recent(path)
         self.set_source(src)
@@ -346,27 +337,28 @@ class MainWindow(QMainWindow):
         if path:
             self.open_trace(path)
 
-    def ensure_live(self) -> LiveSource:
-        if self.live is None:
+    def ensure_session(self) -> Session:
+        if self.session is None:
             client = AgentClient(self.agent_commands, target=self.remote) if self.agent_commands is not None \
                 else AgentClient()
-            live = LiveSource(client, parent=self)
+            session = Session(client, parent=self)
             client.sig_ready.connect(lambda _: self._hello())
             sp = self.sources_panel
-            live.sig_agent.connect(self._agent_state)
-            live.sig_interfaces.connect(sp.set_interfaces)
-            live.sig_programs.connect(sp.set_programs)
-            live.sig_lab.connect(sp.set_lab)
-            live.sig_attached.connect(self._attached)
-            live.sig_switched.connect(self._switched)
-            live.sig_detached.connect(self._detached)
-            live.model.sig_marker.connect(self.recorder.mark)
-            live.sig_error.connect(self._live_error)
-            live.sig_status.connect(lambda m: self.statusBar().showMessage(m, 8000))
-            live.sig_sample.connect(self.recorder.write)
-            live.client.sig_stderr.connect(lambda line: self.log_line(f"agent: {line}"))
-            self.live = live
-        return self.live
+            session.sig_agent.connect(self._agent_state)
+            session.sig_interfaces.connect(sp.set_interfaces)
+            session.sig_programs.connect(sp.set_programs)
+            session.sig_catalog.connect(sp.set_catalog)
+            session.sig_lab.connect(sp.set_lab)
+            session.sig_attached.connect(self._attached)
+            session.sig_switched.connect(self._switched)
+            session.sig_detached.connect(self._detached)
+            session.model.sig_marker.connect(self.recorder.mark)
+            session.sig_error.connect(self._live_error)
+            session.sig_status.connect(lambda m: self.statusBar().showMessage(m, 8000))
+            session.source.sig_sample.connect(self.recorder.write)
+            session.client.sig_stderr.connect(lambda line: self.log_line(f"agent: {line}"))
+            self.session = session
+        return self.session
 
     # -- the agent's host: here or over ssh ---------------------------------------------------
     def connect_dialog(self) -> None:
@@ -388,9 +380,9 @@ class MainWindow(QMainWindow):
         self._drop_live()
         self.remote, self.agent_commands = target, [command]
         remember(self.settings, target)
-        live = self.ensure_live()
-        self.set_source(live)
-        live.start()
+        session = self.ensure_session()
+        self.set_source(session.source)
+        session.start()
         self.log_line(f"connecting to {target.host}")
         return True
 
@@ -407,13 +399,14 @@ class MainWindow(QMainWindow):
         self.start_agent()
 
     def _drop_live(self) -> None:
-        """Forget the current live source; its agent is asked to stop (or is already gone)."""
-        old, self.live = self.live, None
+        """Forget the current session and its source; its agent is asked to stop (or is already gone)."""
+        old, self.session = self.session, None
         self.host_info = {}
         if old is None:
             return
         self.record_action.setChecked(False)
         old.blockSignals(True)  # its last words (stopped, died) are not the new source's
+        old.source.blockSignals(True)
         old.client.blockSignals(True)
         proc = old.client.proc if old.client.running else None
         old.stop()
@@ -421,7 +414,7 @@ class MainWindow(QMainWindow):
             proc.finished.connect(old.deleteLater)
         else:
             old.deleteLater()
-        if self.source is old:
+        if self.source is old.source:
             self.source = None
         self.live_action.setEnabled(False)
 
@@ -430,11 +423,11 @@ class MainWindow(QMainWindow):
             if ok and isinstance(info, dict):
                 self.host_info.update(host=info.get("host", ""), kernel=info.get("kernel", ""))
                 self._show_host()
-        if self.live is not None:
-            self.live.client.request("hello", got)
+        if self.session is not None:
+            self.session.client.request("hello", got)
 
     def _show_host(self) -> None:
-        lost = self.live is not None and self.live.client.lost
+        lost = self.session is not None and self.session.client.lost
         title, status = describe(self.host_info, self.remote.host if self.remote else None, lost)
         self.setWindowTitle(title)
         self.host_label.setText(status)
@@ -442,15 +435,15 @@ class MainWindow(QMainWindow):
         self.reconnect_button.setVisible(lost)
 
     def start_agent(self) -> None:
-        live = self.ensure_live()
-        if not live.client.running:
-            live.start()
+        session = self.ensure_session()
+        if not session.client.running:
+            session.start()
 
     def run_default_live(self) -> None:
         """Lab up, redirect attached, inject loop: live plots with no further input."""
-        live = self.ensure_live()
-        self.set_source(live)
-        live.run_default()
+        session = self.ensure_session()
+        self.set_source(session.source)
+        session.run_default()
 
     def show_live(self) -> None:
         if self.live is not None:
@@ -461,26 +454,26 @@ class MainWindow(QMainWindow):
             self._show_host()
         self.sources_panel.set_agent_state(state, message)
         self.log_line(f"agent {state}" + (f": {message}" if message else ""))
-        ready = state in ("ready", "unprivileged") and self.live is not None
-        self.programs.set_request(self.live.client.request if ready else None)
+        ready = state in ("ready", "unprivileged") and self.session is not None
+        self.programs.set_request(self.session.client.request if ready else None)
         if ready:  # the agent machine's CPUs (cpumap targets are CPU ids); an older agent may not say
-            self.live.client.request("programs_running", lambda ok, r: ok and isinstance(r, dict)
+            self.session.client.request("programs_running", lambda ok, r: ok and isinstance(r, dict)
                                      and self.sources_panel.set_cpus(r.get("cpus")), stats=False)
         if state in ("dead", "stopped"):
             self.sources_panel.set_attached(False)
             self.record_action.setChecked(False)
-            if self.source is self.live:
+            if self.source is not None and self.source is self.live:
                 self.source_label.setText(f"live: agent {state}" + (f" — {message}" if message else ""))
 
     def _attach_clicked(self, args: dict) -> None:
         """Attach, or while a program runs switch to the new one in place (the timeline goes on)."""
-        if self.live is None:
+        if self.session is None:
             return
-        if self.live.attached:
+        if self.session.attached:
             self.log_line(f"switching to {args.get('program', '?')} on {args.get('iface', '?')}")
-            self.live.switch(args)
+            self.session.switch(args)
         else:
-            self.live.attach(args)
+            self.session.attach(args)
 
     def _switched(self, meta: dict) -> None:
         if self.recorder.active:  # a trace holds one program: its recording ends here
@@ -496,14 +489,14 @@ class MainWindow(QMainWindow):
         self.sources_panel.set_attached(True, meta)
         self.sources_panel.set_cpus(meta.get("cpus") if isinstance(meta.get("cpus"), int) else None)
         self.log_line(f"attached: {meta.get('program', '?')} on {meta.get('iface', '?')}")
-        if self.source is self.live or self.source is None:
+        if self.source is None or self.source is self.live:
             self.set_source(self.live)
 
     def _detached(self, reason: str) -> None:
         self.sources_panel.set_attached(False)
         self.record_action.setChecked(False)
         self.log_line(f"detached: {reason}")
-        if self.source is self.live:
+        if self.source is not None and self.source is self.live:
             self._show_source()
 
     def _replay_error(self, message: str) -> None:
@@ -533,7 +526,7 @@ class MainWindow(QMainWindow):
             self.record_action.setChecked(False)
             return
         try:
-            self.recorder.start(path, self.live.meta)
+            self.recorder.start(path, self.session.meta)
         except XdpscopeError as e:
             self.log_line(f"cannot record: {e}")
             self.statusBar().showMessage(f"cannot record: {e}", 10_000)
@@ -574,13 +567,13 @@ class MainWindow(QMainWindow):
 
     # -- view ------------------------------------------------------------------------------
     def toggle_play(self) -> None:
-        if isinstance(self.source, ReplaySource):
-            self.source.toggle()
+        if self.seekable():
+            self.seekable().toggle()
         elif self.source is not None:
             self.pause_action.toggle()
 
     def _pause_toggled(self, on: bool) -> None:
-        if self.source is not None and not isinstance(self.source, ReplaySource):
+        if self.source is not None and not self.source.caps.seekable:
             self.source.model.set_paused(on)
 
     def _window_changed(self, seconds: int) -> None:
@@ -622,8 +615,8 @@ class MainWindow(QMainWindow):
         self.input_guard.remove()
         self.save_settings()
         self.recorder.stop()
-        if self.live is not None:
-            self.live.stop()
+        if self.session is not None:
+            self.session.stop()
         if self.replay is not None:
             self.replay.close()
         super().closeEvent(e)

@@ -12,6 +12,9 @@ from backend.data.block import Block
 from backend.data.history import DEFAULT_CAPACITY, NAPI_FIELDS, Bins, History, Keyed, Sparse  # noqa: F401
 from backend.data.sample import Sample
 
+from .transport import Transport
+
+
 @dataclass(frozen=True)
 class Marker:
     """A moment of the session on the timeline: attach, switch, detach, inject, record, error."""
@@ -41,11 +44,10 @@ class Marker:
 
 
 class AppModel(QObject):
-    """One source's history and view state; `version` changes whenever the data does."""
+    """One source's history, metadata, markers and transport (the playhead every view follows);
+    `version` changes whenever the data does."""
 
-    sig_reset = Signal()          # history cleared (new session, seek)
     sig_meta = Signal(dict)       # session metadata changed
-    sig_paused = Signal(bool)
     sig_marker = Signal(object)   # a Marker was added
 
     def __init__(self, capacity: int = DEFAULT_CAPACITY, parent: QObject | None = None) -> None:
@@ -54,9 +56,7 @@ class AppModel(QObject):
         self.history = History(capacity)
         self.meta: dict = {}
         self.version = 0
-        self.paused = False
-        self.frozen_end: float | None = None  # view end while paused (live)
-        self.cursor: float | None = None      # view end set by a replay (playhead)
+        self.transport = Transport(self)
         self.markers: list[Marker] = []
         self.t_offset = 0.0  # added to incoming sample times: a program switched in place continues the timeline
 
@@ -70,7 +70,6 @@ class AppModel(QObject):
             self.meta = dict(meta)
             self.sig_meta.emit(self.meta)
         self.version += 1
-        self.sig_reset.emit()
 
     def set_meta(self, meta: dict) -> None:
         self.meta = dict(meta)
@@ -101,17 +100,12 @@ class AppModel(QObject):
         return float(h.t[h.end - 1]) if len(h) else 0.0
 
     def view_end(self) -> float:
-        """Right edge of the visible window: the playhead, the pause instant, or the newest sample."""
-        if self.cursor is not None:
-            return self.cursor
-        if self.paused and self.frozen_end is not None:
-            return self.frozen_end
-        return self.latest_t()
+        """Right edge of the visible window: the transport's position, or the newest sample."""
+        p = self.transport.position
+        return self.latest_t() if p is None else p
 
     def set_paused(self, paused: bool) -> None:
-        if paused == self.paused:
-            return
-        self.paused = paused
-        self.frozen_end = self.latest_t() if paused else None
-        self.version += 1
-        self.sig_paused.emit(paused)
+        """Live pause: the view stays at the newest sample's time while data keeps arriving."""
+        if self.transport.set_playing(not paused):
+            self.transport.move(self.latest_t() if paused else None)
+            self.version += 1

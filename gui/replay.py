@@ -1,198 +1,20 @@
-"""Replay of a trace file: a playhead over the trace's sample times, and the bar that drives it.
-
-Nothing is loaded up front but the times (one numpy array from the reader): a seek loads only
-the samples of the visible window (one Block: a few numpy operations for the whole window),
-playback appends the samples the playhead passes.
-"""
+"""The replay bar: timeline slider, play/pause, step, speed presets, jumps and the A-B range of a
+seekable source (gui/sources/replay.py). It follows the source's transport (gui/transport.py),
+as the plots do, and moves it only through the source."""
 from __future__ import annotations
 
-import os
-from pathlib import Path
+from typing import Any
 
 import numpy as np
-from PySide6.QtCore import QElapsedTimer, QObject, Qt, Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QHBoxLayout, QLabel, QSlider, QStyle, QToolButton,
                                QWidget)
 
-from backend.data.block import Block
-from backend.errors import XdpscopeError
-from backend.data.trace import TraceReader
-
-from .sources import Source
-
-SPEED_MIN, SPEED_MAX = 0.1, 100.0
-SPEEDS = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 100.0)  # the speed presets
+from .sources.replay import ReplaySource  # noqa: F401  (its old import path: gui.replay.ReplaySource)
+from .transport import SPEED_MAX, SPEED_MIN, SPEEDS
 _SP = QStyle.StandardPixmap
 ICONS = {"⏮": _SP.SP_MediaSkipBackward, "◀|": _SP.SP_MediaSeekBackward, "▶": _SP.SP_MediaPlay,
          "⏸": _SP.SP_MediaPause, "|▶": _SP.SP_MediaSeekForward, "⏭": _SP.SP_MediaSkipForward}
-
-
-class ReplaySource(Source):
-    kind = "replay"
-    sig_position = Signal(float)   # playhead moved (seconds since session start)
-    sig_playing = Signal(bool)
-
-    def __init__(self, path: str | os.PathLike, window: float = 30.0, parent: QObject | None = None) -> None:
-        super().__init__(parent)
-        self.path = Path(path)
-        self.reader = TraceReader(self.path)  # raises XdpscopeError with a one-line message
-        self.times = self.reader.times()
-        self.window = float(window)
-        self.speed = 1.0
-        self.playing = False
-        self.loop_enabled = False
-        self.loop_range: tuple[float, float] | None = None
-        self.position = 0.0
-        self._next = 0  # index of the first trace sample not yet in the model
-        self._clock = QElapsedTimer()
-        try:
-            self._open()
-        except XdpscopeError:
-            self.reader.close()  # the open failed: nothing stays open behind the error
-            raise
-
-    def _open(self) -> None:
-        """Meta, duration and the first window; XdpscopeError (one line) if the trace is unreadable."""
-        meta = dict(self.reader.meta)
-        meta.update({"file": str(self.path), "samples": len(self.times),
-                     "duration_s": round(self.reader.duration(), 3)})  # reads a row: may fail on a damaged file
-        self.model.set_meta(meta)
-        self._opening = True  # an unreadable first window fails the open (XdpscopeError)
-        try:
-            if len(self.times):
-                self.seek(min(self.t_first + self.window, self.t_last))
-        finally:
-            self._opening = False
-
-    # -- trace geometry --------------------------------------------------------------------
-    @property
-    def t_first(self) -> float:
-        return float(self.times[0]) if len(self.times) else 0.0
-
-    @property
-    def t_last(self) -> float:
-        return float(self.times[-1]) if len(self.times) else 0.0
-
-    def index(self) -> int:
-        """Index of the last sample at or before the playhead (-1 before the first)."""
-        return int(np.searchsorted(self.times, self.position, side="right")) - 1
-
-    # -- moving the playhead ---------------------------------------------------------------
-    def _load(self, i0: int, i1: int) -> Block | None:
-        """Samples [i0, i1) of the trace; None (said on sig_status, playback paused) if a row there
-        is unreadable: the trace was damaged after it was opened, or in a part not read before."""
-        try:
-            return self.reader.block(i0, i1)
-        except XdpscopeError as e:
-            if self._opening:
-                raise
-            self.set_playing(False)
-            self.sig_status.emit(str(e))
-            return None
-
-    def seek(self, t: float) -> None:
-        """Jump: reload exactly the window that ends at t (on an unreadable row: stay)."""
-        t = float(np.clip(t, self.t_first, self.t_last))
-        i0 = int(np.searchsorted(self.times, t - self.window, side="right"))
-        i1 = int(np.searchsorted(self.times, t, side="right"))
-        block = self._load(i0, i1)
-        if block is None:
-            return
-        self.model.reset()
-        self.model.extend(block)
-        self._next = i1
-        self._move(t)
-
-    def advance(self, t: float) -> None:
-        """Move forward by appending the samples passed; a jump back or past a window reloads."""
-        t = float(np.clip(t, self.t_first, self.t_last))
-        if t < self.position or t - self.position > self.window:
-            self.seek(t)
-            return
-        j = int(np.searchsorted(self.times, t, side="right"))
-        if j > self._next:
-            block = self._load(self._next, j)
-            if block is None:
-                return
-            self.model.extend(block)
-            self._next = j
-        self._move(t)
-
-    def _move(self, t: float) -> None:
-        self.position = t
-        self.model.cursor = t
-        self.sig_position.emit(t)
-
-    def step(self, n: int) -> None:
-        """Step n samples forward (n < 0: back); pauses playback."""
-        self.set_playing(False)
-        if not len(self.times):
-            return
-        j = int(np.clip(self.index() + n, 0, len(self.times) - 1))
-        self.advance(float(self.times[j]))
-
-    def to_start(self) -> None:
-        self.seek(self.t_first)
-
-    def to_end(self) -> None:
-        self.seek(self.t_last)
-
-    def set_window(self, seconds: float) -> None:
-        self.window = float(seconds)
-        if len(self.times):
-            self.seek(self.position)
-
-    # -- playback --------------------------------------------------------------------------
-    def set_speed(self, speed: float) -> None:
-        self.speed = float(np.clip(speed, SPEED_MIN, SPEED_MAX))
-
-    def set_loop(self, enabled: bool, a: float | None = None, b: float | None = None) -> None:
-        self.loop_enabled = enabled
-        if a is not None and b is not None:
-            self.loop_range = (min(a, b), max(a, b))
-
-    def set_playing(self, playing: bool) -> None:
-        if playing and self.position >= self.t_last and not self._looping():
-            self.seek(self.t_first)  # play at the end restarts
-        if playing == self.playing:
-            return
-        self.playing = playing
-        self._clock.start()
-        self.model.paused = not playing
-        self.sig_playing.emit(playing)
-
-    def toggle(self) -> None:
-        self.set_playing(not self.playing)
-
-    def _looping(self) -> bool:
-        return self.loop_enabled and self.loop_range is not None and self.loop_range[1] > self.loop_range[0]
-
-    def tick(self) -> None:
-        if not self.playing:
-            return
-        elapsed = self._clock.restart() / 1000.0
-        self.play_for(elapsed)
-
-    def play_for(self, seconds: float) -> None:
-        """Advance the playhead by `seconds` of wall time at the current speed (the timer's step)."""
-        t = self.position + seconds * self.speed
-        if self._looping():
-            a, b = self.loop_range
-            if self.position < a or self.position > b:
-                self.seek(a)
-                return
-            if t > b:
-                self.seek(a + (t - b) % (b - a))
-                return
-        if t >= self.t_last:
-            self.advance(self.t_last)
-            self.set_playing(False)
-            return
-        self.advance(t)
-
-    def close(self) -> None:
-        self.playing = False
-        self.reader.close()
 
 
 class SpeedBox(QComboBox):
@@ -222,13 +44,13 @@ class SpeedBox(QComboBox):
 
 
 class ReplayBar(QWidget):
-    """Timeline slider, play/pause, step, speed, jumps and a loop range for a ReplaySource."""
+    """Timeline slider, play/pause, step, speed, jumps and a loop range for a seekable source."""
 
     sig_report = Signal(float, float)  # "report this range": the A-B range, seconds since session start
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.source: ReplaySource | None = None
+        self.source: Any = None  # a source whose caps.seekable (gui/sources/replay.py)
         lay = QHBoxLayout(self)
         lay.setContentsMargins(4, 2, 4, 2)
 
@@ -282,29 +104,34 @@ class ReplayBar(QWidget):
         box.valueChanged.connect(self._loop_changed)
         return box
 
-    def set_source(self, source: ReplaySource | None) -> None:
+    def set_source(self, source: Any) -> None:
+        """Drive this source (None, or one that is not seekable: the bar is disabled)."""
         if self.source is not None:
-            for sig, slot in ((self.source.sig_position, self._position), (self.source.sig_playing, self._playing)):
+            tr = self.source.transport
+            for sig, slot in ((tr.sig_position, self._position), (tr.sig_playing, self._playing)):
                 sig.disconnect(slot)
+        source = source if source is not None and source.caps.seekable else None
         self.source = source
         self.setEnabled(source is not None and len(source.times) > 0)
         if source is None:
             return
-        source.sig_position.connect(self._position)
-        source.sig_playing.connect(self._playing)
+        tr = source.transport
+        tr.sig_position.connect(self._position)
+        tr.sig_playing.connect(self._playing)
         n = len(source.times)
         self.slider.blockSignals(True)
         self.slider.setRange(0, max(n - 1, 0))
         self.slider.blockSignals(False)
-        for box, v in ((self.loop_a, source.t_first), (self.loop_b, source.t_last)):
+        a, b = tr.loop or (source.t_first, source.t_last)
+        for box, v in ((self.loop_a, a), (self.loop_b, b)):
             box.blockSignals(True)
             box.setRange(source.t_first, source.t_last)
             box.setValue(v)
             box.blockSignals(False)
-        source.set_speed(self.speed.value())
+        source.set_speed(self.speed.value())  # the bar's speed and loop choice carry over to a new trace
         self._loop_changed()
         self._position(source.position)
-        self._playing(source.playing)
+        self._playing(tr.playing)
 
     def _slid(self, value: int) -> None:
         if self.source is not None and len(self.source.times):

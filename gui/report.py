@@ -1,14 +1,18 @@
-"""Reports of a trace (or of a time window of it): HTML, PDF or one tall PNG, rendered headless.
+"""Reports of a session or of a time window of it (a trace file, a replay, a live session before it
+is recorded, an A-B range): HTML, PDF or one tall PNG, rendered headless. One code path for every
+source: its Blocks are read once, into the summary and into the model the plots draw.
 
-The plots are the app's own panels (gui/plots.py) drawn offscreen from the trace through the
-app's model (gui/model.py), so they look like the app. Every number in the tables is a value of
-backend.data.summary.summarize(path, t_from, t_to) — the numbers `xdpscope summary --json` prints —
+The plots are the app's own panels (gui/plots/) drawn offscreen through the app's model
+(gui/model.py), so they look like the app. Every number in the tables is a value of
+backend.data.summary.summarize_blocks() of the window — for a trace, the numbers
+`xdpscope summary --json` prints —
 and each numeric cell names the summary value it shows in a `data-key` attribute (a JSON path),
 so a test can compare the visible text with the summary.
 """
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime
 import html
 import json
@@ -16,14 +20,16 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
 from backend.data.driver import EXPLAIN as DRIVER_EXPLAIN
 from backend.errors import XdpscopeError
 from backend.data.sample import ACTIONS
-from backend.data.summary import summarize
+from backend.data.block import Block
+from backend.data.series import queue_columns
+from backend.data.summary import summarize_blocks
 from backend.data.trace import TraceReader
 
 from backend.data.findings import findings, rate_text
@@ -44,7 +50,7 @@ class Plot:
 
 @dataclass
 class Report:
-    trace: Path
+    name: str           # the trace's file name, or "live session"
     window: tuple[float | None, float | None]
     summary: dict
     findings: list[str]
@@ -63,44 +69,110 @@ def check_window(t_from: float | None, t_to: float | None) -> None:
         raise XdpscopeError(f"empty window: --from {t_from:g} is after --to {t_to:g}")
 
 
-# -- plots --------------------------------------------------------------------------------------
+# -- the samples of a report: any Source, or a trace file -------------------------------------------
 
-def load_model(path: str | os.PathLike, t_from: float | None, t_to: float | None, max_rows: int = MAX_PLOT_ROWS):
-    """The app's model holding exactly the samples summarize() counts (merged k at a time when there
-    are more than max_rows), and the View the panels draw: x from t_from (or 0) to t_to (or the end)."""
+@dataclass
+class Samples:
+    """What a report reads, from any source: a name, the session's meta (with its timeline
+    markers), the sample times, and the Blocks of a time range (size: rows per Block, a hint)."""
+    name: str
+    meta: dict
+    times: np.ndarray
+    blocks: Callable[[float | None, float | None, int | None], Iterator[Block]]
+
+
+@contextlib.contextmanager
+def samples_of(src: Any) -> Iterator[Samples]:
+    """A Source (gui/sources: a live session before it is recorded, a replay) or a trace path,
+    as Samples; a path is opened here, once."""
+    if isinstance(src, (str, os.PathLike)):
+        with TraceReader(src) as reader:
+            yield Samples(str(src), dict(reader.meta), reader.times(),
+                          lambda a, b, size: reader.blocks(a, b, size=size))
+        return
+    meta = dict(src.model.meta)
+    if src.model.markers:  # the findings read the injections' batch from them
+        meta["markers"] = [m.to_dict() for m in src.model.markers]
+    yield Samples(src.name, meta, src.sample_times(), src.blocks)
+
+
+def _groups(blocks: Iterable[Block], k: int) -> Iterator[Block]:
+    """The blocks again, cut so that every block but the last holds a multiple of k samples (so
+    merging k at a time groups the same samples whatever the source's block sizes)."""
+    carry: list = []  # Samples left over from the last block (fewer than k)
+    for b in blocks:
+        if carry:
+            take = min(k - len(carry), len(b))
+            carry += list(b.rows(slice(0, take)).samples())
+            b = b.rows(slice(take, None))
+            if len(carry) < k:
+                continue
+            yield Block.from_samples(carry)
+            carry = []
+        whole = len(b) // k * k
+        if whole:
+            yield b if whole == len(b) else b.rows(slice(0, whole))
+        carry = list(b.rows(slice(whole, None)).samples())
+    if carry:
+        yield Block.from_samples(carry)
+
+
+def load(src: Any, t_from: float | None, t_to: float | None, max_rows: int = MAX_PLOT_ROWS,
+         plots: bool = True) -> tuple[dict, Any, Any, int]:
+    """The summary of the samples with t_from <= t <= t_to, and (plots) the app's model holding
+    exactly them (merged k at a time when there are more than max_rows) with the View the panels
+    draw, x from t_from (or 0) to t_to (or the end). The samples are read once, for both."""
     from .model import AppModel
     from .plots import make_view
-    with TraceReader(path) as reader:
-        t = reader.times()
+    with samples_of(src) as smp:
+        t = smp.times
         lo = 0 if t_from is None else int(np.searchsorted(t, t_from, side="left"))
         hi = len(t) if t_to is None else int(np.searchsorted(t, t_to, side="right"))
         n = max(hi - lo, 0)
+        if not n:
+            covers = f"it covers t = {t[0]:g} … {t[-1]:g} s" if len(t) else "it has no samples"
+            raise XdpscopeError(f"{smp.name}: no samples in the window {_window_text((t_from, t_to))} ({covers})")
         k = max(1, -(-n // max_rows))
-        model = AppModel(capacity=max(-(-n // k), 2))
-        model.set_meta(reader.meta)
-        for block in reader.blocks(t_from, t_to, size=k * max(1, reader.chunk() // k)):  # whole groups per block
-            model.extend(block.merged(k))
-        end = float(t[hi - 1]) if n else (t_to or 0.0)
+        model = None
+        blocks = smp.blocks(t_from, t_to, k * max(1, 4096 // k))
+        if plots:
+            model = AppModel(capacity=max(-(-n // k), 2))
+            model.set_meta(smp.meta)
+            blocks = _fed(model, _groups(blocks, k) if k > 1 else blocks, k)
+        s = summarize_blocks(blocks, smp.meta, t_from, t_to, where=smp.name)
+    if model is None:
+        return s, None, None, k
     x0 = t_from if t_from is not None else 0.0
-    x1 = max(t_to if t_to is not None else end, x0 + 1e-3)
-    model.cursor = x1  # the view ends here, like a replay's playhead
+    x1 = max(t_to if t_to is not None else float(t[hi - 1]), x0 + 1e-3)
+    model.transport.move(x1)  # the view ends here, like a replay's playhead
     # the app's window is t_end - length < t <= t_end; a hair longer includes a sample at exactly t_from,
     # which summarize() counts (t_from <= t)
     view = make_view(model, (x1 - x0) * (1 + 1e-12) + 1e-9)
-    h = model.history
-    assert view.sl.stop - view.sl.start == len(h), "the plotted window must hold every sample summarized"
+    assert view.sl.stop - view.sl.start == len(model.history), "the plotted window must hold every sample summarized"
+    return s, model, view, k
+
+
+def _fed(model: Any, blocks: Iterable[Block], k: int) -> Iterator[Block]:
+    """The blocks, each also appended to the model (merged k samples at a time)."""
+    for b in blocks:
+        model.extend(b.merged(k))
+        yield b
+
+
+def load_model(src: Any, t_from: float | None, t_to: float | None, max_rows: int = MAX_PLOT_ROWS):
+    """(model, view, k) of load()."""
+    _, model, view, k = load(src, t_from, t_to, max_rows)
     return model, view, k
 
 
-def plot_images(path: str | os.PathLike, t_from: float | None, t_to: float | None,
-                size: tuple[int, int] = DEFAULT_SIZE) -> tuple[list[Plot], int]:
-    """The app's panels over the window, each as an image of exactly `size` pixels; panels with
+# -- plots --------------------------------------------------------------------------------------
+
+def plot_images(model: Any, view: Any, size: tuple[int, int] = DEFAULT_SIZE) -> list[Plot]:
+    """The app's panels over the view, each as an image of exactly `size` pixels; panels with
     nothing to show (no redirects, no flushes...) are left out."""
     from .render import panel_image
     from .palette import LIGHT
-    from backend.data.series import queue_columns
     from .plots import ErrorsPanel, FanoutPanel, FlushPanel, NapiPanel, QueuesPanel, VerdictPanel
-    model, view, k = load_model(path, t_from, t_to)
     h = model.history
     sl = view.sl
     wanted = [(VerdictPanel, True),
@@ -112,22 +184,20 @@ def plot_images(path: str | os.PathLike, t_from: float | None, t_to: float | Non
               (QueuesPanel, bool(queue_columns(h)) and bool(h.driver.data[sl].any()))]
     w, hh = size
     # light and printable: dark plots on white pages print as black blocks
-    plots = [Plot(cls.title, panel_image(cls, view, w, hh, theme=LIGHT)) for cls, show in wanted if show]
-    return plots, k
+    return [Plot(cls.title, panel_image(cls, view, w, hh, theme=LIGHT)) for cls, show in wanted if show]
 
 
-def build(path: str | os.PathLike, t_from: float | None = None, t_to: float | None = None,
+def build(src: Any, t_from: float | None = None, t_to: float | None = None,
           size: tuple[int, int] = DEFAULT_SIZE, with_plots: bool = True) -> Report:
+    """The report of a Source (a live session, a replay) or of a trace path, over [t_from, t_to]:
+    one code path for all of them. XdpscopeError (one line) for a missing or corrupt trace or an
+    empty window."""
     check_window(t_from, t_to)
-    s = summarize(path, t_from, t_to)  # raises XdpscopeError for a missing or corrupt trace
-    if not s["samples"]:
-        with TraceReader(path) as r:
-            t = r.times()
-            covers = f"the trace covers t = {t[0]:g} … {t[-1]:g} s" if len(t) else "the trace has no samples"
-        raise XdpscopeError(f"{path}: no samples in the window {_window_text((t_from, t_to))} ({covers})")
-    rep = Report(Path(path), (t_from, t_to), s, findings(s), size=size)
+    s, model, view, k = load(src, t_from, t_to, plots=with_plots)
+    rep = Report(str(getattr(src, "name", src) if not isinstance(src, (str, os.PathLike)) else Path(src).name),
+                 (t_from, t_to), s, findings(s), size=size)
     if with_plots:
-        rep.plots, rep.merged = plot_images(path, t_from, t_to, size)
+        rep.plots, rep.merged = plot_images(model, view, size), k
     return rep
 
 
@@ -267,7 +337,7 @@ def render_html(rep: Report, img_src: Callable[[int], str], img_width: int | Non
           f"<style>{QT_CSS if qt else CSS}</style></head><body>")
     d.add(f"<h1>{html.escape(title)}</h1>")
     span = s.get("span")
-    d.add(f'<p class="sub">{html.escape(rep.trace.name)} · {_window_text(rep.window)}'
+    d.add(f'<p class="sub">{html.escape(rep.name)} · {_window_text(rep.window)}'
           + (f" (samples from t = {span[0]:.3f} to {span[1]:.3f} s)" if span else "")
           + " · times are seconds since the session start</p>")
 
@@ -394,7 +464,7 @@ def render_html(rep: Report, img_src: Callable[[int], str], img_width: int | Non
                 "difference = driver - program; the driver column is derived from the "
                 f"{s.get('driver') or '?'} counters above.")
         d.add(f'<p class="note">Why they differ: {html.escape(DRIVER_EXPLAIN)}.</p>')
-    d.add(f'<p class="note">Made by xdpscope from {html.escape(str(rep.trace.name))}; every number in '
+    d.add(f'<p class="note">Made by xdpscope from {html.escape(str(rep.name))}; every number in '
           "these tables is a value of <code>xdpscope summary --json</code> for the same window.</p>")
     d.add("</body></html>")
     return "\n".join(d.parts)
@@ -436,7 +506,7 @@ def write_pdf(rep: Report, out: Path) -> None:
     writer.setResolution(96)  # layout in CSS pixels; images keep all their pixels in the PDF
     writer.setPageLayout(QPageLayout(QPageSize(QPageSize.PageSizeId.A4), QPageLayout.Orientation.Portrait,
                                      QMarginsF(12, 12, 12, 12), QPageLayout.Unit.Millimeter))
-    writer.setTitle(f"xdpscope report: {rep.trace.name}")
+    writer.setTitle(f"xdpscope report: {rep.name}")
     writer.setCreator("xdpscope")
     page = writer.pageLayout().paintRectPixels(96)
     doc = _qt_document(rep, page.width(), page.width() - 2 * 4 - 2)
@@ -481,9 +551,10 @@ def output_kind(out: str | os.PathLike) -> str:
     return {".htm": "html"}.get(ext, ext[1:])
 
 
-def write_report(trace: str | os.PathLike, out: str | os.PathLike, t_from: float | None = None,
+def write_report(src: Any, out: str | os.PathLike, t_from: float | None = None,
                  t_to: float | None = None, size: tuple[int, int] | None = None) -> Report:
-    """Render the report of `trace` over [t_from, t_to] to `out` (.html, .pdf or .png); `size` is
+    """Render the report of `src` (a trace path, or a Source: a live session, a replay) over
+    [t_from, t_to] to `out` (.html, .pdf or .png); `size` is
     the pixel size of each plot image (default: DEFAULT_SIZE, DEFAULT_SIZE_PDF for a PDF). The file
     is written whole or not at all (render.write_file): a failure leaves an old `out` as it was."""
     from .render import check_size
@@ -497,6 +568,6 @@ def write_report(trace: str | os.PathLike, out: str | os.PathLike, t_from: float
             raise XdpscopeError(f"{out}: is a directory")
     except OSError as e:
         raise XdpscopeError(f"{out}: cannot write: {e.strerror or e}") from None
-    rep = build(trace, t_from, t_to, size)  # everything is rendered before the file is touched
+    rep = build(src, t_from, t_to, size)  # everything is rendered before the file is touched
     {"html": write_html, "pdf": write_pdf, "png": write_png}[kind](rep, out)
     return rep

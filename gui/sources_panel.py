@@ -1,9 +1,11 @@
 """The sources panel: agent state, interfaces, program and parameters, attach/detach, inject, lab.
 
-It only builds requests and shows answers; LiveSource talks to the agent.
+It only builds requests and shows answers; the session controller (gui/session.py) talks to the agent.
+Its limits, defaults and choices come from the agent's catalog (set_catalog), never hard-coded.
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +32,8 @@ BUILTIN_PROGRAMS = [
 AGENT_COLORS = {"ready": "#009E73", "starting": "#E69F00", "unprivileged": "#E69F00", "dead": "#D55E00",
                 "stopped": "#909090"}
 AGENT_WORDS = {"unprivileged": "no privileges"}
-TARGET_PROGRAMS = ("redirect", "cpumap", "mix", "user")
+TARGET_PROGRAMS = ("redirect", "cpumap", "mix", "user")  # until the agent's catalog says (target_kind)
+SUGGESTED = {"count": 100_000}  # a first value where the catalog has no default (within its limits)
 # IFLA_XDP_ATTACHED as pyroute2 names it, and as the kernel numbers it
 XDP_MODES = {"xdp": "native", "xdpgeneric": "generic", "xdpoffload": "offload", "xdpmulti": "multi",
              "native": "native", "generic": "generic", "offload": "offload", "multi": "multi"}
@@ -92,6 +95,7 @@ class SourcesPanel(QWidget):
         self._target_kind = "iface"        # what the targets list holds: "iface" names or "cpu" ids
         self._checked: dict[str, set[str]] = {"iface": set(), "cpu": set()}
         self.meta: dict | None = None      # the running session as the agent answered (None: detached)
+        self.programs_catalog: dict[str, dict] = {}  # the agent's catalog: program name -> its entry
         self.state = "stopped"
         for w in [*inner.findChildren(QComboBox), *inner.findChildren(QSpinBox)]:
             w.setFocusPolicy(Qt.FocusPolicy.StrongFocus)  # the wheel scrolls the panel, never a setting
@@ -144,8 +148,7 @@ class SourcesPanel(QWidget):
         self.targets.setToolTip("Redirect targets (check several): interfaces, or CPU ids for cpumap")
         self.targets.itemChanged.connect(self._target_toggled)
         form.addRow("targets", self.targets)
-        self.policy = QComboBox()
-        self.policy.addItems(["rr", "hash", "cpu"])
+        self.policy = QComboBox()  # its choices: the agent's catalog (set_catalog)
         self.policy.setToolTip("rr: round robin; hash: by flow; cpu: by receiving CPU")
         form.addRow("policy", self.policy)
         mix = QHBoxLayout()
@@ -173,11 +176,8 @@ class SourcesPanel(QWidget):
         self.file_row.setLayout(file_row)
         form.addRow("C file", self.file_row)
         self.mode = QComboBox()
-        self.mode.addItems(["auto", "native", "generic"])
         form.addRow("mode", self.mode)
-        self.hz = QSpinBox()
-        self.hz.setRange(1, 100)
-        self.hz.setValue(20)
+        self.hz = self._spin()
         self.hz.setSuffix(" Hz")
         form.addRow("sample rate", self.hz)
         self.run_time = QCheckBox("run time per packet (BPF stats)")
@@ -203,10 +203,8 @@ class SourcesPanel(QWidget):
         box.setToolTip("BPF_PROG_TEST_RUN with live frames on the attached program: the real redirect, "
                        "bulk-queue and flush path runs")
         form = QFormLayout(box)
-        self.inj_count = self._spin(1, 100_000_000, 100_000)
-        self.inj_batch = self._spin(1, 256, 64)
-        self.inj_size = self._spin(60, 9000, 64)
-        self.inj_flows = self._spin(1, 65536, 1)
+        # ranges and defaults: the agent's catalog (set_catalog); until it answers they show nothing
+        self.inj_count, self.inj_batch, self.inj_size, self.inj_flows = (self._spin() for _ in range(4))
         for label, w in (("frames", self.inj_count), ("batch", self.inj_batch), ("size", self.inj_size),
                          ("flows", self.inj_flows)):
             form.addRow(label, w)
@@ -239,12 +237,65 @@ class SourcesPanel(QWidget):
         return box
 
     @staticmethod
-    def _spin(lo: int, hi: int, value: int) -> QSpinBox:
+    def _spin() -> QSpinBox:
+        """A number the agent's catalog gives the range of: empty and disabled until it does."""
         sb = QSpinBox()
-        sb.setRange(lo, hi)
-        sb.setValue(value)
+        sb.setRange(0, 0)
+        sb.setSpecialValueText("–")
         sb.setGroupSeparatorShown(True)
+        sb.setEnabled(False)
         return sb
+
+    # -- the agent's catalog ---------------------------------------------------------------
+    def spin_params(self) -> dict[str, tuple[str, QSpinBox]]:
+        """Spin box per catalog parameter: name -> (catalog section, box)."""
+        return {"hz": ("session", self.hz), "count": ("inject", self.inj_count), "batch": ("inject", self.inj_batch),
+                "size": ("inject", self.inj_size), "flows": ("inject", self.inj_flows)}
+
+    def set_catalog(self, cat: dict) -> None:
+        """Limits, defaults and choices from the agent's catalog (docs/agent-protocol.md): never
+        hard-coded, so the panel offers exactly what the agent accepts."""
+        params = {(section, p.get("name")): p for section in ("session", "inject")
+                  for p in cat.get(section) or [] if isinstance(p, dict)}
+        for name, (section, box) in self.spin_params().items():
+            p = params.get((section, name))
+            if p is None or p.get("min") is None or p.get("max") is None:
+                continue
+            lo, hi = int(math.ceil(p["min"])), int(min(math.floor(p["max"]), 2**31 - 1))
+            current = box.value() if box.isEnabled() else None
+            box.setSpecialValueText("")
+            box.setRange(lo, hi)
+            default = p.get("default")
+            value = current if current is not None else default if isinstance(default, (int, float)) \
+                else SUGGESTED.get(name, lo)
+            box.setValue(int(min(max(value, lo), hi)))
+            box.setToolTip(str(p.get("help", "")))
+            box.setEnabled(True)
+        mode = params.get(("session", "mode"))
+        if mode and mode.get("choices"):
+            self._set_items(self.mode, list(mode["choices"]), mode.get("default"))
+        self.programs_catalog = {p["name"]: p for p in cat.get("programs") or [] if isinstance(p, dict) and "name" in p}
+        policy = next((q for p in self.programs_catalog.values() for q in p.get("params") or []
+                       if isinstance(q, dict) and q.get("name") == "policy"), None)
+        if policy and policy.get("choices"):
+            self._set_items(self.policy, list(policy["choices"]), policy.get("default"))
+        self._program_changed()
+
+    @staticmethod
+    def _set_items(box: QComboBox, items: list[str], default: Any) -> None:
+        current = box.currentText()
+        box.blockSignals(True)
+        box.clear()
+        box.addItems(items)
+        box.setCurrentIndex(max(box.findText(current or str(default)), 0))
+        box.blockSignals(False)
+
+    def target_kind(self, program: str) -> str:
+        """What a program's targets are: "ifaces", "cpus" or "none" (the catalog's word)."""
+        p = self.programs_catalog.get(program)
+        if p is not None:
+            return str(p.get("targets", "none"))
+        return "cpus" if program == "cpumap" else "ifaces" if program in TARGET_PROGRAMS else "none"
 
     # -- answers from the agent ------------------------------------------------------------
     def set_agent_state(self, state: str, message: str) -> None:
@@ -312,7 +363,7 @@ class SourcesPanel(QWidget):
 
     def _fill_targets(self) -> None:
         """The targets list: interface names, or for cpumap the agent machine's CPU ids."""
-        kind = "cpu" if self.program.currentText() == "cpumap" else "iface"
+        kind = "cpu" if self.target_kind(self.program.currentText()) == "cpus" else "iface"
         self._target_kind = kind
         if kind == "cpu":
             items = [(f"CPU {c}", str(c)) for c in range(self.cpus or 0)]
@@ -396,7 +447,7 @@ class SourcesPanel(QWidget):
             if self.iface_tree.topLevelItem(i).text(0) == meta.get("iface"):
                 self.iface_tree.setCurrentItem(self.iface_tree.topLevelItem(i))
         targets = [str(t) for t in (params.get("targets") or meta.get("targets") or [])]
-        kind = "cpu" if program == "cpumap" else "iface"
+        kind = "cpu" if self.target_kind(program) == "cpus" else "iface"
         self._checked[kind] = set(targets)
         if params.get("policy") in ("rr", "hash", "cpu"):
             self.policy.setCurrentText(params["policy"])
@@ -427,7 +478,7 @@ class SourcesPanel(QWidget):
         args: dict[str, Any] = {"iface": self.selected_iface(), "program": prog, "mode": self.mode.currentText(),
                                 "hz": self.hz.value(), "run_time": self.run_time.isChecked(),
                                 "trace_redirects": self.trace_redirects.isChecked()}
-        if prog in TARGET_PROGRAMS:
+        if self.target_kind(prog) != "none":
             args["targets"] = self.selected_targets()
             args["policy"] = self.policy.currentText()
         if prog == "mix":
@@ -463,11 +514,11 @@ class SourcesPanel(QWidget):
         p = self.program.currentData() or {}
         name = self.program.currentText()
         self.program_desc.setText(p.get("description", ""))
-        self.targets.setEnabled(name in TARGET_PROGRAMS)
-        self.policy.setEnabled(name in TARGET_PROGRAMS)
+        self.targets.setEnabled(self.target_kind(name) != "none")
+        self.policy.setEnabled(self.target_kind(name) != "none" and self.policy.count() > 0)
         self.mix_row.setVisible(name == "mix")
         self.file_row.setVisible(name == "user")
-        if ("cpu" if name == "cpumap" else "iface") != self._target_kind:
+        if ("cpu" if self.target_kind(name) == "cpus" else "iface") != self._target_kind:
             self._fill_targets()
 
     def _browse(self) -> None:

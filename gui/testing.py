@@ -50,6 +50,7 @@ FAKE_AGENT = r'''
 import json, sys, threading, time
 sys.path.insert(0, {repo!r})
 from gui.testing import synthetic
+from backend.agent import catalog
 
 def send(obj):
     sys.stdout.write(json.dumps(obj) + "\n"); sys.stdout.flush()
@@ -91,6 +92,8 @@ for line in sys.stdin:
                   "ifaces": [{{"name": state["attached"], "mode": "xdpgeneric"}}]}}] if state["attached"] else []
         send({{"id": rid, "ok": True, "result": {{"t": time.monotonic(), "cpus": 2, "host": "fake", "stats_on": True,
               "programs": progs}}}})
+    elif cmd == "catalog":  # the real agent's catalog: the GUI takes its limits from it
+        send({{"id": rid, "ok": True, "result": catalog.answer()}})
     elif cmd == "programs":
         send({{"id": rid, "ok": True, "result": [{{"name": "redirect", "description": "fake redirect", "params": []}}]}})
     elif cmd == "lab":

@@ -24,7 +24,7 @@ def make_window(qtbot, tmp_path, commands):
 def test_dead_agent_is_shown_and_replay_still_works(qtbot, tmp_path):
     w = make_window(qtbot, tmp_path, [failing_agent_command("xdpscope agent: bpf() not permitted: EPERM")])
     w.start_agent()
-    qtbot.waitUntil(lambda: w.live.state == "dead", timeout=10_000)
+    qtbot.waitUntil(lambda: w.session.state == "dead", timeout=10_000)
     msg = w.sources_panel.agent_msg.text()
     assert "exited with status 1" in msg and "bpf() not permitted: EPERM" in msg
     assert "dead" in w.sources_panel.agent_state.text()
@@ -43,7 +43,7 @@ def test_dead_agent_is_shown_and_replay_still_works(qtbot, tmp_path):
 def test_agent_that_cannot_start(qtbot, tmp_path):
     w = make_window(qtbot, tmp_path, [[str(tmp_path / "no-such-agent"), "agent", "--stdio"]])
     w.start_agent()
-    qtbot.waitUntil(lambda: w.live.state == "dead", timeout=10_000)
+    qtbot.waitUntil(lambda: w.session.state == "dead", timeout=10_000)
     assert "cannot start" in w.sources_panel.agent_msg.text()
 
 
@@ -68,11 +68,11 @@ def test_live_default_and_recording(qtbot, tmp_path):
     asked = []  # the Save dialog: offered a name in the chosen directory, answered with it
     w.choose_record_path = lambda default: asked.append(default) or str(default)
     w.run_default_live()
-    qtbot.waitUntil(lambda: w.live is not None and w.live.attached, timeout=15_000)
+    qtbot.waitUntil(lambda: w.session is not None and w.session.attached, timeout=15_000)
     assert w.source is w.live
     assert w.meta_panel.value("iface") == "xs-in"
     assert w.meta_panel.value("targets") == "xs-t0, xs-t1"
-    qtbot.waitUntil(lambda: w.live.inject_args is not None, timeout=5_000)
+    qtbot.waitUntil(lambda: w.session.inject_args is not None, timeout=5_000)
     qtbot.waitUntil(lambda: len(w.live.model.history) >= 10, timeout=10_000)
     names = [w.sources_panel.iface_tree.topLevelItem(i).text(1) for i in
              range(w.sources_panel.iface_tree.topLevelItemCount())]
@@ -98,8 +98,8 @@ def test_live_default_and_recording(qtbot, tmp_path):
         first = next(r.samples())
     assert first.t == pytest.approx(float(w.live.model.history.t[w.live.model.history.start + start]), abs=0.2)
     # detach from the panel
-    with qtbot.waitSignal(w.live.sig_detached, timeout=5_000):
+    with qtbot.waitSignal(w.session.sig_detached, timeout=5_000):
         w.sources_panel.detach_btn.click()
-    assert not w.live.attached
-    w.live.stop()
-    qtbot.waitUntil(lambda: w.live.state == "stopped", timeout=5_000)
+    assert not w.session.attached
+    w.session.stop()
+    qtbot.waitUntil(lambda: w.session.state == "stopped", timeout=5_000)

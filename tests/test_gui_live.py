@@ -62,9 +62,9 @@ def win(qtbot, tmp_path):
     w.window_box.setValue(3600)  # the whole session is in the window
     w.show()
     yield w
-    if w.live is not None and w.live.client.running:
-        w.live.client.stop()
-        w.live.client.proc.waitForFinished(10_000)
+    if w.session is not None and w.session.client.running:
+        w.session.client.stop()
+        w.session.client.proc.waitForFinished(10_000)
 
 
 def shown(w) -> dict:
@@ -82,7 +82,7 @@ def shown(w) -> dict:
 def test_live_lab_session_plots_hold_the_engine_numbers(win, qtbot, lab, tmp_path):
     w = win
     w.start_agent()
-    qtbot.waitUntil(lambda: w.live.state == "ready", timeout=30_000)
+    qtbot.waitUntil(lambda: w.session.state == "ready", timeout=30_000)
     targets = [*lab.targets, lab.nxtarget]  # the nx target's frames fail at flush with ENXIO
     samples = []
     w.live.sig_sample.connect(samples.append)
@@ -93,7 +93,7 @@ def test_live_lab_session_plots_hold_the_engine_numbers(win, qtbot, lab, tmp_pat
     t0 = time.monotonic()
     w.sources_panel.sig_attach.emit({"iface": lab.ingress, "program": "redirect", "targets": targets,
                                      "policy": "rr", "mode": "auto", "hz": HZ})
-    qtbot.waitUntil(lambda: w.live.attached, timeout=120_000)
+    qtbot.waitUntil(lambda: w.session.attached, timeout=120_000)
     attach_s = time.monotonic() - t0
     gaps.stop()
     assert w.source is w.live
@@ -112,7 +112,7 @@ def test_live_lab_session_plots_hold_the_engine_numbers(win, qtbot, lab, tmp_pat
     assert w.recorder.active
 
     # inject through the agent, as the inject panel does, and wait for the response
-    with qtbot.waitSignal(w.live.client.sig_response, timeout=60_000,
+    with qtbot.waitSignal(w.session.client.sig_response, timeout=60_000,
                           check_params_cb=lambda rid, ok, res: isinstance(res, dict) and "frames" in res) as r:
         w.sources_panel.sig_inject.emit({"iface": lab.ingress, "count": COUNT, "batch": BATCH}, False)
     assert r.args[1] is True and r.args[2]["frames"] == COUNT
@@ -239,5 +239,5 @@ def test_live_lab_session_plots_hold_the_engine_numbers(win, qtbot, lab, tmp_pat
         np.testing.assert_array_equal(ly[i], y, err_msg=str(key))
     w.set_source(w.live)
 
-    with qtbot.waitSignal(w.live.sig_detached, timeout=15_000):
+    with qtbot.waitSignal(w.session.sig_detached, timeout=15_000):
         w.sources_panel.sig_detach.emit()

@@ -130,15 +130,15 @@ def test_live_session_through_the_receive_path(qtbot, tmp_path, lab):
     w.show()
     try:
         w.start_agent()
-        qtbot.waitUntil(lambda: w.live.state == "ready", timeout=30_000)
+        qtbot.waitUntil(lambda: w.session.state == "ready", timeout=30_000)
         samples = []
         w.live.sig_sample.connect(samples.append)
         targets = [lab.targets[0], lab.nxtarget]
         w.sources_panel.sig_attach.emit({"iface": lab.ingress, "program": "redirect", "targets": targets,
                                          "policy": "rr", "mode": "auto", "hz": 20})
-        qtbot.waitUntil(lambda: w.live.attached, timeout=120_000)
+        qtbot.waitUntil(lambda: w.session.attached, timeout=120_000)
         n = 2000
-        with qtbot.waitSignal(w.live.client.sig_response, timeout=60_000,
+        with qtbot.waitSignal(w.session.client.sig_response, timeout=60_000,
                               check_params_cb=lambda rid, ok, res: isinstance(res, dict) and "frames" in res) as r:
             w.sources_panel.sig_inject.emit({"iface": lab.ingress, "count": n, "wire": True, "rate": 20000.0}, False)
         assert r.args[1] is True and r.args[2]["frames"] == n == r.args[2]["peer_tx_packets"]
@@ -160,6 +160,6 @@ def test_live_session_through_the_receive_path(qtbot, tmp_path, lab):
         assert loss.loss and loss.frames.value == n // 2 and "ENXIO" in loss.label
         assert p.node("poll").title == "veth_poll" and p.version.startswith("v6.")
     finally:
-        if w.live is not None and w.live.client.running:
-            w.live.client.stop()
-            w.live.client.proc.waitForFinished(10_000)
+        if w.session is not None and w.session.client.running:
+            w.session.client.stop()
+            w.session.client.proc.waitForFinished(10_000)

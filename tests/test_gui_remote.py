@@ -70,13 +70,13 @@ def test_back_to_this_machine(qtbot, tmp_path, monkeypatch):
     w = MainWindow(settings=settings(tmp_path), agent_commands=local)
     qtbot.addWidget(w)
     assert w.connect_remote("vm1")
-    qtbot.waitUntil(lambda: w.live.state == "dead", timeout=10_000)
+    qtbot.waitUntil(lambda: w.session.state == "dead", timeout=10_000)
     assert w.sources_panel.agent_msg.text().startswith("cannot run '/nonexistent/ssh': install the OpenSSH client")
     w.connect_local()
-    qtbot.waitUntil(lambda: w.live.state == "ready", timeout=15_000)
-    assert w.remote is None and w.live.client.command == local[0] and w.live.client.target is None
-    w.live.stop()
-    qtbot.waitUntil(lambda: w.live.state == "stopped", timeout=10_000)
+    qtbot.waitUntil(lambda: w.session.state == "ready", timeout=15_000)
+    assert w.remote is None and w.session.client.command == local[0] and w.session.client.target is None
+    w.session.stop()
+    qtbot.waitUntil(lambda: w.session.state == "stopped", timeout=10_000)
 
 
 # -- over a real sshd -----------------------------------------------------------------------
@@ -101,16 +101,17 @@ def window(qtbot, tmp_path, server, monkeypatch):
     qtbot.addWidget(w)
     w.show()
     yield w
-    if w.live is not None and w.live.client.running:
-        w.live.client.kill()
+    if w.session is not None and w.session.client.running:
+        w.session.client.proc.kill()
+        w.session.client.proc.waitForFinished(1000)
 
 
 @pytest.mark.kernel
 def test_connect_attach_lose_reconnect(qtbot, window, lab):
     w = window
     assert w.connect_remote("root@127.0.0.1", REMOTE_XDPSCOPE)
-    qtbot.waitUntil(lambda: w.live.state == "ready", timeout=60_000)
-    assert w.live.client.command[0] == "ssh" and "root@127.0.0.1" in w.live.client.command
+    qtbot.waitUntil(lambda: w.session.state == "ready", timeout=60_000)
+    assert w.session.client.command[0] == "ssh" and "root@127.0.0.1" in w.session.client.command
     qtbot.waitUntil(lambda: "Linux" in w.windowTitle(), timeout=10_000)  # the hello answer
     here = f"root@127.0.0.1 ({socket.gethostname()} · Linux {platform.release()}"
     assert w.windowTitle().startswith(f"xdpscope — {here}") and w.host_label.text().startswith(here)
@@ -118,13 +119,13 @@ def test_connect_attach_lose_reconnect(qtbot, window, lab):
 
     samples = []
     w.live.sig_sample.connect(samples.append)
-    w.live.attach({"iface": lab.ingress, "program": "redirect", "targets": lab.targets[:2], "hz": 20})
-    qtbot.waitUntil(lambda: w.live.attached, timeout=60_000)
+    w.session.attach({"iface": lab.ingress, "program": "redirect", "targets": lab.targets[:2], "hz": 20})
+    qtbot.waitUntil(lambda: w.session.attached, timeout=60_000)
     assert w.windowTitle().endswith(f"veth {lab.ingress})") and w.source is w.live
     prog = xdp_prog(lab.ingress)
     assert prog != 0
     done = []
-    w.live.client.request("inject", lambda ok, r: done.append((ok, r)), iface=lab.ingress, count=6400, batch=64)
+    w.session.client.request("inject", lambda ok, r: done.append((ok, r)), iface=lab.ingress, count=6400, batch=64)
     qtbot.waitUntil(lambda: bool(done), timeout=60_000)
     assert done[0][0] and done[0][1]["frames"] == 6400
     redirected = lambda: sum(s.action_totals()[4] for s in samples)  # noqa: E731
@@ -134,20 +135,20 @@ def test_connect_attach_lose_reconnect(qtbot, window, lab):
         {lab.targets[0]: 3200, lab.targets[1]: 3200}
     assert len(w.live.model.history) > 0
 
-    os.kill(w.live.client.proc.processId(), signal.SIGKILL)  # the ssh client dies: the link is gone
+    os.kill(w.session.client.proc.processId(), signal.SIGKILL)  # the ssh client dies: the link is gone
     qtbot.waitUntil(lambda: "connection lost" in w.host_label.text(), timeout=30_000)
     assert w.windowTitle() == "xdpscope — root@127.0.0.1: connection lost"
-    assert w.live.state == "dead" and "connection lost" in w.sources_panel.agent_msg.text()
+    assert w.session.state == "dead" and "connection lost" in w.sources_panel.agent_msg.text()
     assert w.reconnect_action.isEnabled() and not w.reconnect_button.isHidden()
-    assert not w.live.attached
+    assert not w.session.attached
     qtbot.waitUntil(lambda: xdp_prog(lab.ingress) == 0, timeout=30_000)  # its bpf_link closed with the agent
 
     w.reconnect_action.trigger()
-    qtbot.waitUntil(lambda: w.live.state == "ready", timeout=60_000)
+    qtbot.waitUntil(lambda: w.session.state == "ready", timeout=60_000)
     qtbot.waitUntil(lambda: "Linux" in w.windowTitle(), timeout=10_000)
     assert "connection lost" not in w.windowTitle() and not w.reconnect_action.isEnabled()
-    w.live.stop()
-    qtbot.waitUntil(lambda: w.live.state == "stopped", timeout=10_000)
+    w.session.stop()
+    qtbot.waitUntil(lambda: w.session.state == "stopped", timeout=10_000)
     assert "connection lost" not in w.host_label.text()
 
 
@@ -155,7 +156,7 @@ def test_connect_attach_lose_reconnect(qtbot, window, lab):
 def test_remote_without_xdpscope_is_explained(qtbot, window):
     w = window
     assert w.connect_remote("root@127.0.0.1", "/nonexistent/xdpscope")
-    qtbot.waitUntil(lambda: w.live.state == "dead", timeout=30_000)
+    qtbot.waitUntil(lambda: w.session.state == "dead", timeout=30_000)
     assert w.sources_panel.agent_msg.text() == ("root@127.0.0.1: no xdpscope at /nonexistent/xdpscope: install it "
                                                 "there (clone it and run `make setup`) or pass the right "
                                                 "--remote-xdpscope PATH")

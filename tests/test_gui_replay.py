@@ -151,7 +151,7 @@ def test_speed_and_play(win, trace):
     src.set_playing(True)
     src.play_for(0.5)                     # 0.5 s of wall time at 10x = 5 s of trace
     assert src.position == pytest.approx(10.0)
-    src.playing = False                   # frame() must not advance by the wall clock while we check
+    src.transport.playing = False                   # frame() must not advance by the wall clock while we check
     check_window(win, samples, 10.0)
     win.replay_bar.speed.setValue(0.1)
     src.play_for(1.0)
@@ -172,9 +172,9 @@ def test_loop_range(win, trace):
     src.set_playing(True)
     src.play_for(0.3)                     # 7.9 + 0.3 passes B = 8.0: wraps to A + 0.2
     assert src.position == pytest.approx(5.2)
-    src.playing = False
+    src.transport.playing = False
     check_window(win, samples, 5.2)
-    src.playing = True
+    src.transport.playing = True
     for _ in range(50):
         src.play_for(0.25)
         assert 5.0 <= src.position <= 8.0

@@ -35,9 +35,9 @@ def win(qtbot, tmp_path):
     qtbot.addWidget(w)
     w.show()
     yield w
-    if w.live is not None and w.live.client.running:
-        w.live.client.stop()
-        w.live.client.proc.waitForFinished(15_000)
+    if w.session is not None and w.session.client.running:
+        w.session.client.stop()
+        w.session.client.proc.waitForFinished(15_000)
 
 
 def shown_prog_id(sp, ifname: str) -> int | None:
@@ -48,7 +48,7 @@ def shown_prog_id(sp, ifname: str) -> int | None:
 def test_sources_panel_equals_the_kernel_after_attach_switch_detach(win, qtbot, lab):
     w, sp = win, win.sources_panel
     w.start_agent()
-    qtbot.waitUntil(lambda: w.live.state == "ready", timeout=30_000)
+    qtbot.waitUntil(lambda: w.session.state == "ready", timeout=30_000)
     qtbot.waitUntil(lambda: lab.ingress in sp.xdp_now(), timeout=10_000)
     assert shown_prog_id(sp, lab.ingress) is None and kernel_xdp(lab.ingress) is None
     w.set_source(w.live)
@@ -57,7 +57,7 @@ def test_sources_panel_equals_the_kernel_after_attach_switch_detach(win, qtbot, 
     # attach from the panel's signal, as the Attach button does
     sp.sig_attach.emit({"iface": lab.ingress, "program": "redirect", "targets": targets, "policy": "rr",
                         "mode": "auto", "hz": 20, "run_time": True})
-    qtbot.waitUntil(lambda: w.live.attached, timeout=120_000)
+    qtbot.waitUntil(lambda: w.session.attached, timeout=120_000)
     first = kernel_xdp(lab.ingress)
     assert first is not None
     qtbot.waitUntil(lambda: shown_prog_id(sp, lab.ingress) == first, timeout=15_000)
@@ -81,9 +81,9 @@ def test_sources_panel_equals_the_kernel_after_attach_switch_detach(win, qtbot, 
     before = reading()
     assert first in before and before[first].ifaces == (f"{lab.ingress} (native)",)
     count = 25_600
-    with qtbot.waitSignal(w.live.client.sig_response, timeout=60_000,
+    with qtbot.waitSignal(w.session.client.sig_response, timeout=60_000,
                           check_params_cb=lambda rid, ok, res: isinstance(res, dict) and "frames" in res):
-        w.live.inject({"iface": lab.ingress, "count": count, "batch": 64})
+        w.session.inject({"iface": lab.ingress, "count": count, "batch": 64})
     after = reading()
     assert after[first].run_cnt - before[first].run_cnt == count  # every frame sent ran the program once
     row = next(r for r in w.programs.rows if r.id == first)
@@ -94,7 +94,7 @@ def test_sources_panel_equals_the_kernel_after_attach_switch_detach(win, qtbot, 
     qtbot.waitUntil(lambda: len(h) >= 10, timeout=10_000)
     t_before = float(h.t[h.end - 1])
     sp.sig_attach.emit({"iface": lab.ingress, "program": "drop", "mode": "auto", "hz": 20})
-    qtbot.waitUntil(lambda: w.live.attached and w.live.meta.get("program") == "drop", timeout=120_000)
+    qtbot.waitUntil(lambda: w.session.attached and w.session.meta.get("program") == "drop", timeout=120_000)
     second = kernel_xdp(lab.ingress)
     assert second is not None and second != first
     qtbot.waitUntil(lambda: shown_prog_id(sp, lab.ingress) == second, timeout=15_000)
@@ -107,7 +107,7 @@ def test_sources_panel_equals_the_kernel_after_attach_switch_detach(win, qtbot, 
     assert switch.label == f"switch to drop on {lab.ingress}" and switch.t >= t_before
 
     # detach: nothing runs, and nothing says it does
-    with qtbot.waitSignal(w.live.sig_detached, timeout=30_000):
+    with qtbot.waitSignal(w.session.sig_detached, timeout=30_000):
         sp.detach_btn.click()
     assert kernel_xdp(lab.ingress) is None
     qtbot.waitUntil(lambda: shown_prog_id(sp, lab.ingress) is None, timeout=15_000)

@@ -130,20 +130,20 @@ def test_live_markers_switch_in_place_and_recording_keeps_them(qtbot, tmp_path):
     w = make_window(qtbot, tmp_path, [fake_agent_command(tmp_path, hz=50)])
     w.choose_record_path = lambda default: str(tmp_path / "rec.xst")
     w.start_agent()
-    qtbot.waitUntil(lambda: w.live.state == "ready", timeout=15_000)
+    qtbot.waitUntil(lambda: w.session.state == "ready", timeout=15_000)
     sp = w.sources_panel
     qtbot.waitUntil(lambda: sp.iface_tree.topLevelItemCount() == 2, timeout=5_000)
     w.set_source(w.live)
     sp.sig_attach.emit({"iface": "xs-in", "program": "redirect", "targets": ["xs-t0"], "policy": "rr",
                         "mode": "auto", "hz": 50, "run_time": True})
-    qtbot.waitUntil(lambda: w.live.attached, timeout=5_000)
+    qtbot.waitUntil(lambda: w.session.attached, timeout=5_000)
     qtbot.waitUntil(lambda: sp.xdp_now().get("xs-in") == "generic #1", timeout=10_000)  # read back
     assert sp.attach_btn.text() == "Switch program" and sp.attach_btn.isEnabled()
     assert sp.run_time.isChecked() and "running: <b>redirect</b>" in sp.session_label.text()
     qtbot.waitUntil(lambda: len(w.live.model.history) >= 20, timeout=10_000)
     w.record_action.setChecked(True)
     assert w.recorder.active and w.recorder.path == tmp_path / "rec.xst"
-    w.live.inject({"iface": "xs-in", "count": 1000, "batch": 32}, loop=False)
+    w.session.inject({"iface": "xs-in", "count": 1000, "batch": 32}, loop=False)
     qtbot.waitUntil(lambda: len(w.live.model.history) >= 40, timeout=10_000)
     w.record_action.setChecked(False)
     h = w.live.model.history
@@ -176,13 +176,13 @@ def test_live_markers_switch_in_place_and_recording_keeps_them(qtbot, tmp_path):
     assert [m.kind for m in w.replay.model.markers] == ["record", "inject"]
     # detach: the panel and the status bar say so, read back from the agent
     w.set_source(w.live)
-    with qtbot.waitSignal(w.live.sig_detached, timeout=5_000):
+    with qtbot.waitSignal(w.session.sig_detached, timeout=5_000):
         sp.detach_btn.click()
     qtbot.waitUntil(lambda: sp.xdp_now().get("xs-in") == "", timeout=10_000)
     assert "not attached" in w.source_label.text() and sp.session_label.text() == "not attached"
     assert sp.attach_btn.text() == "Attach"
-    w.live.stop()
-    qtbot.waitUntil(lambda: w.live.state == "stopped", timeout=5_000)
+    w.session.stop()
+    qtbot.waitUntil(lambda: w.session.state == "stopped", timeout=5_000)
 
 
 def test_two_cursors_give_time_frames_and_rate(qtbot, tmp_path):
@@ -209,15 +209,15 @@ def test_an_agent_without_root_is_not_ready_and_says_what_was_tried(qtbot, tmp_p
     w = make_window(qtbot, tmp_path, [failing_agent_command("sudo: a password is required"),
                                        fake_agent_command(tmp_path, root=False)])
     w.start_agent()
-    qtbot.waitUntil(lambda: w.live.state == "unprivileged", timeout=15_000)
+    qtbot.waitUntil(lambda: w.session.state == "unprivileged", timeout=15_000)
     sp = w.sources_panel
     msg = sp.agent_msg.text()
     assert "no privileges" in sp.agent_state.text() and "ready" not in sp.agent_state.text()
     assert "Tried:" in msg and "sudo: a password is required" in msg  # what failed, and why
     assert "replay a trace" in msg and "NOPASSWD" in msg  # what the user can do
     assert not sp.attach_btn.isEnabled() and not sp.inject_btn.isEnabled()
-    w.live.stop()
-    qtbot.waitUntil(lambda: w.live.state == "stopped", timeout=5_000)
+    w.session.stop()
+    qtbot.waitUntil(lambda: w.session.state == "stopped", timeout=5_000)
 
 
 def test_no_way_up_is_said_before_attach(qtbot, tmp_path, monkeypatch):
@@ -226,7 +226,7 @@ def test_no_way_up_is_said_before_attach(qtbot, tmp_path, monkeypatch):
     w = make_window(qtbot, tmp_path, [failing_agent_command("sudo: a password is required"),
                                        failing_agent_command("Error executing command as another user: Not authorized", 127)])
     w.start_agent()
-    qtbot.waitUntil(lambda: w.live.state == "dead", timeout=15_000)
+    qtbot.waitUntil(lambda: w.session.state == "dead", timeout=15_000)
     msg = w.sources_panel.agent_msg.text()
     assert "could not start the agent as root" in msg
     assert "a password is required" in msg and "Not authorized" in msg and "replay a trace" in msg
@@ -237,7 +237,7 @@ def test_no_way_up_is_said_before_attach(qtbot, tmp_path, monkeypatch):
 def test_recording_goes_where_the_user_chose_with_its_real_size(qtbot, tmp_path):
     w = make_window(qtbot, tmp_path, [fake_agent_command(tmp_path, hz=50)])
     w.run_default_live()
-    qtbot.waitUntil(lambda: w.live is not None and w.live.attached, timeout=15_000)
+    qtbot.waitUntil(lambda: w.session is not None and w.session.attached, timeout=15_000)
     w.choose_record_path = lambda default: None  # the Save dialog cancelled: nothing is recorded
     w.record_action.setChecked(True)
     assert not w.recorder.active and not w.record_action.isChecked()
@@ -256,7 +256,7 @@ def test_recording_goes_where_the_user_chose_with_its_real_size(qtbot, tmp_path)
     assert abs(live_size - final) <= 64 * 1024  # what was shown is what the file became
     assert f"({si.byte_size(final)}) to {db}" in w.statusBar().currentMessage()
     assert w.recent()[0] == str(db.resolve())
-    w.live.stop()
+    w.session.stop()
 
 
 # -- the programs table (bpftop's maths) ----------------------------------------------------------------
@@ -276,10 +276,10 @@ def test_programs_table_rates():
 def test_programs_table_from_the_agent(qtbot, tmp_path):
     w = make_window(qtbot, tmp_path, [fake_agent_command(tmp_path, hz=20)])
     w.start_agent()
-    qtbot.waitUntil(lambda: w.live.state == "ready", timeout=15_000)
+    qtbot.waitUntil(lambda: w.session.state == "ready", timeout=15_000)
     qtbot.waitUntil(lambda: w.sources_panel.cpus == 2, timeout=5_000)  # learned from the agent (cpumap targets)
-    w.live.attach({"iface": "xs-in", "program": "redirect", "targets": ["xs-t0"]})
-    qtbot.waitUntil(lambda: w.live.attached, timeout=5_000)
+    w.session.attach({"iface": "xs-in", "program": "redirect", "targets": ["xs-t0"]})
+    qtbot.waitUntil(lambda: w.session.attached, timeout=5_000)
     w.docks["Programs"].raise_()
     w.programs.show()
     for _ in range(2):
@@ -290,7 +290,7 @@ def test_programs_table_from_the_agent(qtbot, tmp_path):
     assert row.name == "xs_fake" and row.ifaces == ("xs-in (generic)",)
     assert row.ns_per_run == pytest.approx(50.0) and row.runs_per_s > 0
     assert w.programs.table.item(0, 1).text() == "xs_fake"
-    w.live.stop()
+    w.session.stop()
 
 
 def test_cpumap_targets_are_cpu_ids(qtbot, tmp_path):

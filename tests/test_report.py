@@ -377,15 +377,15 @@ def test_copy_to_clipboard(win, qapp):
 
 
 def test_export_menu_and_session_report(win, tmp_path):
-    from gui.export import current_view, session_trace
+    from gui.export import current_view, report_source
     from gui.report import write_report
     titles = [a.text() for a in win.export_menu.actions()]
     assert any("PNG" in t for t in titles) and any("SVG" in t for t in titles)
     assert any("clipboard" in t for t in titles) and any("Report" in t for t in titles)
-    assert session_trace(win) == SAMPLE
+    assert report_source(win) is win.replay
     v = current_view(win)  # "the visible window" choice of the report dialog
     out = tmp_path / "visible.html"
-    write_report(session_trace(win), out, v.t0, v.t1, (600, 300))
+    write_report(report_source(win), out, v.t0, v.t1, (600, 300))
     check_tables(out, summary_json(SAMPLE, "--from", repr(v.t0), "--to", repr(v.t1)))
 
 
@@ -455,15 +455,15 @@ def test_export_and_report_dialogs(win, qtbot):
     assert r.custom.isChecked() and r.window() == (3.0, 4.0)
 
 
-def test_report_of_a_live_session_needs_a_recording(qtbot, tmp_path):
+def test_report_needs_samples(qtbot, tmp_path):
     from backend.errors import XdpscopeError
-    from gui.export import session_trace
+    from gui.export import report_source
     from gui.main_window import MainWindow
     w = MainWindow(settings=QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat))
     qtbot.addWidget(w)
     w.timer.stop()
-    with pytest.raises(XdpscopeError, match="record the live session first"):
-        session_trace(w)
+    with pytest.raises(XdpscopeError, match="nothing to report yet"):
+        report_source(w)
 
 
 def test_long_windows_are_plotted_from_merged_samples(qapp):

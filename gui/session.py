@@ -1,8 +1,8 @@
-"""Sources of samples: each owns a model the plots read. Live (agent) and replay (trace) differ
-only in how samples reach the model and in their metadata."""
+"""The session controller: the agent's commands for the Sources panel (start/stop the agent,
+interfaces, catalog, attach, switch in place, detach, inject, lab) and the embedded demo. It feeds
+the samples of the attached session to its LiveSource, which is only a source."""
 from __future__ import annotations
 
-import dataclasses
 import os
 from pathlib import Path
 from typing import Any, Callable
@@ -12,7 +12,7 @@ from PySide6.QtCore import QObject, QTimer, Signal
 from backend.data.sample import Sample
 
 from .agent_client import AgentClient, privilege_methods
-from .model import AppModel
+from .sources.live import LiveSource
 
 INJECT_PAUSE_MS = 20  # between background inject runs: leaves the agent time for samples
 INTERFACES_MS = 4000  # the interfaces (and their XDP programs) are read back this often while ready
@@ -35,35 +35,21 @@ def privilege_advice(attempts: list[tuple[str, str]]) -> str:
     return " ".join(lines)
 
 
-class Source(QObject):
-    kind = "none"
+def describe_program(meta: dict) -> str:
+    return f"{meta.get('program', '?')} on {meta.get('iface', '?')}"
+
+
+class Session(QObject):
+    """One agent (local or over ssh) and the session it runs; `source` holds its samples."""
+
     sig_status = Signal(str)
-
-    def __init__(self, parent: QObject | None = None) -> None:
-        super().__init__(parent)
-        self.model = AppModel(parent=self)
-
-    def tick(self) -> None:
-        """Called by the UI timer before drawing (replay advances its playhead here)."""
-
-    def set_window(self, seconds: float) -> None:
-        """The visible window length changed."""
-
-    def close(self) -> None:
-        pass
-
-
-class LiveSource(Source):
-    """Samples streamed by the agent; also drives the agent's commands for the sources panel."""
-
-    kind = "live"
     sig_interfaces = Signal(list)
     sig_programs = Signal(list)
+    sig_catalog = Signal(dict)      # the agent's program catalog: programs, session and inject options, limits
     sig_attached = Signal(dict)     # session metadata from the attach response
     sig_detached = Signal(str)
     sig_lab = Signal(object)        # lab description or None
     sig_error = Signal(str)         # a command failed: one line for the log/status bar
-    sig_sample = Signal(object)     # every sample of the attached session (the recorder listens)
     sig_agent = Signal(str, str)    # agent state ("starting", "ready", "unprivileged", "dead", "stopped"), message
     sig_switched = Signal(dict)     # the program was switched in place: the new session's metadata
 
@@ -71,14 +57,14 @@ class LiveSource(Source):
         super().__init__(parent)
         self.client = client or AgentClient(parent=self)
         self.client.setParent(self)
-        self.attached = False
+        self.source = LiveSource(parent=self)
         self.meta: dict = {}
         self.inject_args: dict | None = None  # set while the background inject loop runs
         self.lab: dict | None = None
         self.state = "stopped"
         self.interfaces: list[dict] = []  # the agent's last answer
+        self.catalog: dict | None = None  # the agent's last answer to "catalog"
         self.switching = False            # detach then attach of a program switch in progress
-        self.cpus: int | None = None      # the agent machine's CPUs (cpumap targets, CPU %)
         self._iface_timer = QTimer(self)
         self._iface_timer.setInterval(INTERFACES_MS)
         self._iface_timer.timeout.connect(self.refresh_interfaces)
@@ -86,6 +72,14 @@ class LiveSource(Source):
         self.client.sig_sample.connect(self._sample)
         self.client.sig_event.connect(self._event)
         self.client.sig_died.connect(self._died)
+
+    @property
+    def attached(self) -> bool:
+        return self.source.attached
+
+    @property
+    def model(self):
+        return self.source.model
 
     # -- agent -----------------------------------------------------------------------------
     def start(self) -> None:
@@ -97,7 +91,7 @@ class LiveSource(Source):
         self.client.stop()
 
     def _set_state(self, state: str, message: str = "") -> None:
-        self.state = state
+        self.state = self.source.agent_state = state
         self.sig_agent.emit(state, message)
         self.sig_status.emit(f"agent {state}" + (f": {message}" if message else ""))
 
@@ -113,8 +107,14 @@ class LiveSource(Source):
 
     def refresh(self) -> None:
         self.refresh_interfaces()
+        self.client.request("catalog", self._cb(self._catalog, "catalog"))
         self.client.request("programs", self._cb(self.sig_programs.emit, "programs"))
         self.client.request("lab", self._cb(self._lab_result, "lab status"), action="status")
+
+    def _catalog(self, result: Any) -> None:
+        if isinstance(result, dict):
+            self.catalog = result
+            self.sig_catalog.emit(result)
 
     def refresh_interfaces(self) -> None:
         """Ask the agent for the interfaces and the XDP program on each (never assumed)."""
@@ -126,7 +126,7 @@ class LiveSource(Source):
         self.sig_interfaces.emit(self.interfaces)
 
     def _died(self, message: str) -> None:
-        self.attached = False
+        self.source.end()
         self.switching = False
         self.inject_args = None
         self._iface_timer.stop()
@@ -147,19 +147,12 @@ class LiveSource(Source):
         """A new session: the timeline starts at 0 (use switch() to keep it)."""
         def ok(meta: Any) -> None:
             self.meta = dict(meta or {})
-            self.attached = True
-            self.model.reset(self.meta)
-            self.model.set_paused(False)
-            self.model.add_marker("attach", f"attach {self._what(self.meta)}", 0.0)
+            self.source.begin(self.meta, f"attach {describe_program(self.meta)}")
             self.sig_attached.emit(self.meta)
             self.refresh_interfaces()
             if then:
                 then()
         self.client.request("attach", self._cb(ok, "attach"), **args)
-
-    @staticmethod
-    def _what(meta: dict) -> str:
-        return f"{meta.get('program', '?')} on {meta.get('iface', '?')}"
 
     def switch(self, args: dict) -> None:
         """Replace the running program in place: detach, attach the new one, and go on on the same
@@ -169,11 +162,10 @@ class LiveSource(Source):
             return
         self.switching = True
         self.inject_args = None
-        old = self._what(self.meta)
+        old = describe_program(self.meta)
 
         def attached(ok: bool, meta: Any) -> None:
             self.switching = False
-            offset = self.model.latest_t()
             if not ok:
                 self.model.add_marker("error", f"switch failed: {str(meta)[:60]}")
                 self.sig_error.emit(f"attach: {meta}")
@@ -181,10 +173,7 @@ class LiveSource(Source):
                 self.refresh_interfaces()
                 return
             self.meta = dict(meta or {})
-            self.attached = True
-            self.model.t_offset = offset
-            self.model.set_meta(self.meta)
-            self.model.add_marker("switch", f"switch to {self._what(self.meta)}", offset)
+            self.source.go_on(self.meta, f"switch to {describe_program(self.meta)}")
             self.sig_switched.emit(self.meta)
             self.sig_attached.emit(self.meta)
             self.refresh_interfaces()
@@ -205,7 +194,7 @@ class LiveSource(Source):
     def _event(self, ev: dict) -> None:
         if ev.get("event") == "detached":
             was = self.attached
-            self.attached = False
+            self.source.end()
             self.inject_args = None
             if self.switching:  # the first half of a switch: the session goes on
                 return
@@ -218,11 +207,7 @@ class LiveSource(Source):
             self.sig_status.emit(f"agent {ev.get('level', 'info')}: {ev.get('message', '')}")
 
     def _sample(self, sample: Sample) -> None:
-        if self.attached:
-            if self.model.t_offset:  # after a switch: the timeline goes on from where it was
-                sample = dataclasses.replace(sample, t=sample.t + self.model.t_offset)
-            self.model.append(sample)
-            self.sig_sample.emit(sample)
+        self.source.append(sample)
 
     # -- inject and lab --------------------------------------------------------------------
     def inject(self, args: dict, loop: bool = False) -> None:
@@ -263,6 +248,7 @@ class LiveSource(Source):
         self.sig_lab.emit(self.lab)
         self.refresh_interfaces()
 
+    # -- the embedded demo -------------------------------------------------------------------
     def run_default(self, hz: int = 20) -> None:
         """The embedded demo: lab up, redirect from the lab ingress to its targets (and to the one
         that fails at flush), with run-time statistics on, inject forever."""
