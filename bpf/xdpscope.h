@@ -16,14 +16,13 @@
 #include <uapi/linux/udp.h>
 #include <uapi/linux/tcp.h>
 
-#ifndef XS_MAX_TARGETS
-#define XS_MAX_TARGETS 64   /* a power of two */
-#endif
+/* XS_VERDICTS, XS_VERDICT_MASK, XS_MAX_TARGETS (a power of two): -D constants from
+ * backend/data/schema.py (schema.cflags()) */
 #define XS_NO_SLOT 0xffffffff
 
 struct xs_counters {
-    u64 verdict[5];                 /* ABORTED DROP PASS TX REDIRECT */
-    u64 invalid;                    /* verdicts outside 0..4 */
+    u64 verdict[XS_VERDICTS];       /* ABORTED DROP PASS TX REDIRECT */
+    u64 invalid;                    /* verdicts outside them */
     u64 target[XS_MAX_TARGETS];     /* redirects per target slot */
 };
 BPF_PERCPU_ARRAY(xs_counters, struct xs_counters, 1);
@@ -36,9 +35,9 @@ static __always_inline int xs_count(int act, u32 slot)
     if (!c)
         return act;
     u32 a = act;
-    if (a < 5) {
+    if (a < XS_VERDICTS) {
         asm volatile("" : "+r"(a));  /* clang would bound-check a copy; the verifier needs this one */
-        c->verdict[a & 7]++;
+        c->verdict[a & XS_VERDICT_MASK]++;
     } else {
         c->invalid++;
     }

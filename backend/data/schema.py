@@ -119,7 +119,9 @@ DEVICE = Name("target", raw="device")
 DEVICE_NAME = Name("device", raw="device", none="(no device)")  # a napi without a net_device
 ACTIONS_F = Family("actions", ("actions", Index(MAX_CPUS, "cpu", dense=False), Index(len(ACTIONS), "verdict")),
                    "verdicts the program returned, per CPU (program counters, or the driver's when watching)",
-                   sparse=None, c_map="xs_counters", c_field="verdict", defines={"XS_VERDICTS": len(ACTIONS)})
+                   sparse=None, c_map="xs_counters", c_field="verdict",
+                   # the mask keeps the verifier sure of the index: verdicts round up to a power of two
+                   defines={"XS_VERDICTS": len(ACTIONS), "XS_VERDICT_MASK": (1 << (len(ACTIONS) - 1).bit_length()) - 1})
 TARGETS = Family("targets", ("targets", Name("target", raw="target"), Index(MAX_CPUS, "cpu", dense=False)),
                  "frames the program redirected to each target, per CPU", sparse=None,
                  c_map="xs_counters", c_field="target", defines={"XS_MAX_TARGETS": MAX_TARGETS})

@@ -11,6 +11,7 @@ from pathlib import Path
 from backend.kernel import bpfsys, user_maps
 from backend.kernel.compile import (BPF_DIR, USER_FILE, _logical_lines, build_user, check_cflags, check_user_source,
                                     compile_bpf, load_xdp, release)
+from backend.data import schema
 from backend.errors import XdpscopeError
 from backend.data.sample import ACTIONS
 
@@ -23,7 +24,7 @@ BUILTINS = {
     "mix": "verdicts in chosen percentages (exact per 100 frames); redirects round-robin",
 }
 POLICIES = {"rr": 0, "hash": 1, "cpu": 2}
-MAX_TARGETS = 64
+MAX_TARGETS = schema.MAX_TARGETS
 CPUMAP_QSIZE = 2048
 _LOCAL_INCLUDE = re.compile(r'^#include "([\w.]+)"$', re.M)
 # a function definition: NAME(PARAMS) {  (its specifiers and return type stand before it)
@@ -215,7 +216,7 @@ def _wrap_user(text: str, func: str) -> str:
 
 
 def cflags_of(spec: ProgramSpec) -> list[str]:
-    flags = [f"-DXS_MAX_TARGETS={MAX_TARGETS}", f"-DXS_NTARGETS={max(1, len(spec.targets))}",
+    flags = [*schema.cflags(), f"-DXS_NTARGETS={max(1, len(spec.targets))}",  # sizes: the schema's
              f"-DXS_POLICY={POLICIES[spec.policy]}"]
     if spec.name == "mix":
         flags += [f"-DXS_MIX_{a}={spec.mix.get(a, 0)}" for a in ACTIONS]
