@@ -27,6 +27,17 @@ BPF_PERCPU_ARRAY(xs_cpu_enq, struct xs_cpu_enq, XS_NR_CPUS);  /* by target CPU *
 BPF_PERCPU_ARRAY(xs_kthread, struct xs_kthread, 1);   /* the CPU a cpumap kthread runs on */
 BPF_PERCPU_HASH(xs_napi, struct xs_dev, struct xs_napi_val, XS_NAPI_ENTRIES);
 BPF_PERCPU_HASH(xs_redir, struct xs_dev, u64, XS_REDIR_ENTRIES);  /* per-packet successes, by target */
+BPF_HASH(xs_cpumaps, u32, u32, XS_CPUMAPS_ENTRIES);   /* ids of the session's cpumaps */
+
+/* cpumap events name no device: they count when the map is the session program's. */
+static __always_inline int xs_cpumap_of_session(u32 map_id)
+{
+#ifdef XS_ALL_DEVICES
+    return 1;
+#else
+    return xs_cpumaps.lookup(&map_id) != 0;
+#endif
+}
 
 /* (netns, ifindex) of a net_device: three reads of kernel memory, no pointer kept (a freed
  * net_device's address may come back as another device). */
@@ -149,10 +160,8 @@ RAW_TRACEPOINT_PROBE(xdp_exception)
  * args: map_id, processed, drops, to_cpu. No device: filtered by the session's cpumap id. */
 RAW_TRACEPOINT_PROBE(xdp_cpumap_enqueue)
 {
-#ifdef XS_CPUMAP_ID
-    if ((int)ctx->args[0] != XS_CPUMAP_ID)  /* another program's cpumap */
+    if (!xs_cpumap_of_session((u32)ctx->args[0]))  /* another program's cpumap */
         return 0;
-#endif
     u32 processed = (u32)ctx->args[1], drops = (u32)ctx->args[2], to_cpu = (u32)ctx->args[3];
     u32 k = processed < XS_CPU_MAP_BULK_SIZE ? processed : XS_CPU_MAP_BULK_SIZE;
     u64 *v = xs_cpumap.lookup(&k);
@@ -177,10 +186,8 @@ RAW_TRACEPOINT_PROBE(xdp_cpumap_enqueue)
  * args: map_id, processed, drops, sched, xdp_stats. */
 RAW_TRACEPOINT_PROBE(xdp_cpumap_kthread)
 {
-#ifdef XS_CPUMAP_ID
-    if ((int)ctx->args[0] != XS_CPUMAP_ID)
+    if (!xs_cpumap_of_session((u32)ctx->args[0]))
         return 0;
-#endif
     u32 zero = 0;
     struct xs_kthread *t = xs_kthread.lookup(&zero);
     if (t) {

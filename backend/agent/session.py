@@ -219,7 +219,9 @@ class Session:
     def _attach(self, iface: nic.Interface, targets: list[nic.Interface]) -> dict:
         cfg = self.cfg
         self._loaded = loaded = programs.load(cfg.program, nic.ifindex_of)
-        self._probes = prb = probes.load(iface.ifindex, cfg.trace_redirects, cpumap_id=loaded.cpumap_id(),
+        # a user program's fan-out only the per-packet xdp_redirect probe can tell (it names no slot)
+        fanout_tp = cfg.trace_redirects or loaded.counted_slots() < len(cfg.program.targets)
+        self._probes = prb = probes.load(iface.ifindex, fanout_tp, cpumap_id=loaded.cpumap_id(),
                                          targets=[t.ifindex for t in targets], all_devices=cfg.all_devices)
         prepared = self._prepare_targets(targets) if cfg.prepare_targets else []
         self._attachment = attach.attach(loaded.fd, iface, cfg.mode)
@@ -227,7 +229,9 @@ class Session:
         return {"program": cfg.program.name if cfg.program.name != "user" else cfg.program.source_name,
                 "params": cfg.program.params(), "mode": self._attachment.mode,
                 "mode_note": self._attachment.note, "source": "live", "prepared_targets": prepared,
-                "targets": [self.collector.target_name(i) for i in range(len(cfg.program.targets))]}
+                "targets": [self.collector.target_name(i) for i in range(len(cfg.program.targets))],
+                **({"user_maps": {"sampled": [m.name for m in loaded.maps], "not_sampled": loaded.maps_skipped}}
+                   if cfg.program.name == "user" else {})}
 
     def _prepare_targets(self, targets: list[nic.Interface]) -> list[str]:
         """Some drivers (virtio_net) accept XDP frames through ndo_xdp_xmit only while an XDP
@@ -258,7 +262,8 @@ class Session:
         except OSError as e:
             raise XdpscopeError(f"{iface.name}: its XDP program (id {prog_id}) is gone: {e.strerror}") from None
         info = bpfsys.prog_info(self._watched_fd)
-        self._probes = prb = probes.load(iface.ifindex, trace_redirects=True, all_devices=self.cfg.all_devices)
+        self._probes = prb = probes.load(iface.ifindex, trace_redirects=True, all_devices=self.cfg.all_devices,
+                                         prog_fd=self._watched_fd)
         method = verdicts.method(True, iface.xdp["mode"], iface.driver, platform.release())
         if not verdicts.is_exact(method) and self._stats_fd < 0:   # the run count gives the total
             self._stats_fd = bpfsys.enable_run_stats()

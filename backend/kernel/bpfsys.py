@@ -204,3 +204,36 @@ def synchronize_rcu() -> bool:
         return False
     libc = ctypes.CDLL(None, use_errno=True)
     return libc.syscall(nr, MEMBARRIER_CMD_GLOBAL, 0, 0) == 0
+
+
+BPF_MAP_TYPE_CPUMAP = 16
+
+
+def prog_map_ids(prog_fd: int) -> list[int]:
+    """Ids of the maps a program uses."""
+    n = prog_info(prog_fd).nr_map_ids
+    ids = (ctypes.c_uint32 * max(n, 1))()
+    info = ProgInfo(nr_map_ids=n, map_ids=ctypes.addressof(ids))
+    size = ctypes.c_uint32(ctypes.sizeof(info))
+    _check(lib().bpf_obj_get_info_by_fd(prog_fd, ctypes.byref(info), ctypes.byref(size)))
+    return list(ids[:min(n, info.nr_map_ids)])
+
+
+def map_type_by_id(map_id: int) -> int | None:
+    """A map's type (enum bpf_map_type) by id; None if it is gone."""
+    lib().bpf_map_get_fd_by_id.argtypes = [ctypes.c_uint32]
+    fd = lib().bpf_map_get_fd_by_id(map_id)
+    if fd < 0:
+        return None
+    try:
+        info = (ctypes.c_uint32 * 32)()   # struct bpf_map_info starts with type, id
+        size = ctypes.c_uint32(ctypes.sizeof(info))
+        _check(lib().bpf_obj_get_info_by_fd(fd, ctypes.byref(info), ctypes.byref(size)))
+        return info[0]
+    finally:
+        os.close(fd)
+
+
+def cpumaps_of(prog_fd: int) -> list[int]:
+    """Ids of the cpumaps a program redirects through."""
+    return [i for i in prog_map_ids(prog_fd) if map_type_by_id(i) == BPF_MAP_TYPE_CPUMAP]

@@ -26,7 +26,7 @@ TRACEPOINTS = {
 }
 CPUMAP_TPS = {"xdp:xdp_cpumap_enqueue", "xdp:xdp_cpumap_kthread"}
 # map sizes that are not counter shapes (the schema has those)
-SIZES = {"XS_DEVS_ENTRIES": 256, "XS_DEVTX_ENTRIES": 1024, "XS_REDIR_ENTRIES": 1024}
+SIZES = {"XS_DEVS_ENTRIES": 256, "XS_DEVTX_ENTRIES": 1024, "XS_REDIR_ENTRIES": 1024, "XS_CPUMAPS_ENTRIES": 16}
 
 Raw = dict[tuple, int]   # (family, *parts) -> cumulative count
 DevId = nic.DevId
@@ -170,24 +170,25 @@ class Probes:
 
 
 def load(ifindex: int, trace_redirects: bool = False, cpumap_id: int | None = None,
-         targets: list[int] | None = None, all_devices: bool = False) -> Probes:
+         targets: list[int] | None = None, all_devices: bool = False, prog_fd: int | None = None) -> Probes:
     """Compile and attach the probes this kernel supports, counting the session's devices: the
     ingress `ifindex`, the redirect `targets` (ifindexes) and their peers (all_devices: NAPI
-    polls and devmap flushes of every device of every namespace).
-    cpumap_id: count only that cpumap's events (they name no device); 0 = none of ours, so the
-    cpumap probes are left out; None = all (watching a program that is not ours)."""
+    polls and devmap flushes of every device of every namespace, and every cpumap).
+    cpumap events name no device: they count for the session's cpumaps, `cpumap_id` (0: none)
+    or, watching a program that is not ours, the cpumaps of `prog_fd`; without any, the cpumap
+    probes are left out."""
+    cpumaps = [cpumap_id] if cpumap_id else bpfsys.cpumaps_of(prog_fd) if prog_fd is not None else []
     have = host.tracepoints()
     available = {tp: tp in have for tp in TRACEPOINTS}
     offs = offsets()
     wanted = [tp for tp, (_, default) in TRACEPOINTS.items()
               if available[tp] and (default or trace_redirects)
-              and not (tp in CPUMAP_TPS and cpumap_id == 0)
+              and not (tp in CPUMAP_TPS and not cpumaps and not all_devices)
               and (offs is not None or tp in CPUMAP_TPS)]
     note = "" if offs is not None else "no kernel BTF: the device probes (flushes, NAPI, errors) are left out"
     flags = [*schema.cflags(), *(f"-D{k}={v}" for k, v in {**SIZES, **(offs or {})}.items()),
              f"-DXS_NR_CPUS={bpfsys.possible_cpus()}", f"-DXS_OWN_NETNS={nic.own_netns()}",
              *(f"-D{TRACEPOINTS[tp][0]}" for tp in wanted),
-             *([f"-DXS_CPUMAP_ID={cpumap_id}"] if cpumap_id else []),
              *(["-DXS_ALL_DEVICES"] if all_devices else [])]
     if offs is None:   # the C still needs the macros to compile
         flags += [f"-D{k}=0" for k in ("XS_OFF_NETDEV_IFINDEX", "XS_OFF_NETDEV_NET", "XS_OFF_NET_INUM",
@@ -197,6 +198,8 @@ def load(ifindex: int, trace_redirects: bool = False, cpumap_id: int | None = No
     probes = Probes(bpf, available, wanted, all_devices=all_devices, note=note)
     try:
         probes.set_devices(nic.session_devices(ifindex, list(targets or [])))
+        for map_id in cpumaps:
+            probes.bpf[b"xs_cpumaps"][ctypes.c_uint32(map_id)] = ctypes.c_uint32(1)
     except Exception as e:
         probes.close()
         raise XdpscopeError(f"probes: cannot list the session's devices: {e}") from e
