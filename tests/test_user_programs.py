@@ -128,6 +128,8 @@ def test_bccs_xdp_redirect_map_with_its_devmap(record, lab, tmp_path):
     assert s["actions"] == actions(REDIRECT=500)
     assert s["user_maps"] == {"rxcnt": {"0": 500}}
     assert s["devmap"][target] == {"sent": 500, "drops": 0}
+    assert s["redirect_targets"] == {target: 500}               # from the xdp_redirect probe
+    assert s["meta"]["user_maps"] == {"sampled": ["rxcnt"], "not_sampled": {"tx_port": "map type 14 is not an array or hash"}}
 
 
 @pytest.mark.kernel

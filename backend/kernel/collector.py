@@ -125,7 +125,7 @@ class Collector:
             for cpu, c in enumerate(per_cpu):
                 for a in range(len(ACTIONS)):
                     raw[("actions", cpu, a)] = c.verdict[a]
-                for slot in range(len(self.program.spec.targets)):
+                for slot in range(self.program.counted_slots()):   # a user program's: from the probe
                     raw[("targets", slot, cpu)] = c.target[slot]
         if self.probes is not None:
             self.probes.read(raw)
