@@ -25,6 +25,7 @@ TRACEPOINTS = {
     "xdp:xdp_redirect": ("XS_TP_XDP_REDIRECT", False),  # per packet: only on request
 }
 CPUMAP_TPS = {"xdp:xdp_cpumap_enqueue", "xdp:xdp_cpumap_kthread"}
+RAW_PROBES = frozenset(TRACEPOINTS)   # every probe is a raw tracepoint (attach names: raw_tracepoint__<name>)
 # map sizes that are not counter shapes (the schema has those)
 SIZES = {"XS_DEVS_ENTRIES": 256, "XS_DEVTX_ENTRIES": 1024, "XS_REDIR_ENTRIES": 1024, "XS_CPUMAPS_ENTRIES": 16}
 
@@ -74,6 +75,7 @@ class Probes:
     devices: dict[DevId, int] = field(default_factory=dict)   # the session's devices -> roles
     all_devices: bool = False           # NAPI polls and devmap flushes of every device
     note: str = ""                      # what is left out and why
+    raw: bool = True                    # raw tracepoints (all of them: RAW_PROBES)
     names: nic.DeviceNames = field(default_factory=nic.DeviceNames)
     _maps: dict[str, _Map] = field(default_factory=dict)
 
