@@ -1,5 +1,7 @@
 """Shared fixtures. Kernel tests (marker `kernel`) run on the real kernel as root: they fail,
-never skip, when not root, so a missing privilege cannot pass for a passing suite."""
+never skip, when not root, so a missing privilege cannot pass for a passing suite. Tests that
+need neither root nor the kernel (marker `unit`) run first: a broken decode, schema or trace
+shows in seconds, before minutes of kernel tests."""
 from __future__ import annotations
 
 import json
@@ -16,8 +18,14 @@ XDPSCOPE = [sys.executable, str(ROOT / "main.py")]
 
 
 def pytest_configure(config):
+    config.addinivalue_line("markers", "unit: needs no root and no kernel; runs first")
     config.addinivalue_line("markers", "kernel: needs root and the real kernel (BPF, netlink)")
     config.addinivalue_line("markers", "vlab: boots a QEMU guest (minutes)")
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """Unit tests first, everything else after, each group in its collected order (a stable sort)."""
+    items.sort(key=lambda item: item.get_closest_marker("unit") is None)
 
 
 @pytest.fixture(autouse=True)

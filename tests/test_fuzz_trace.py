@@ -43,6 +43,8 @@ from backend.data.trace import RECORD
 from gui.testing import write_trace
 from tests.test_trace import write_v1
 
+pytestmark = pytest.mark.unit
+
 ROOT = Path(__file__).resolve().parents[1]
 SEED = 20240609
 KEEP, ERROR, EITHER = "keep", "error", "either"

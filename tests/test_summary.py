@@ -11,6 +11,8 @@ from backend.data.sample import Sample
 from backend.data.summary import summarize
 from backend.data.trace import TraceWriter
 
+pytestmark = pytest.mark.unit
+
 META = {"iface": "xs-in", "program": "redirect", "mode": "generic", "driver": "veth", "hz": 8,
         "targets": ["xs-t0", "xs-t1", "xs-t2"]}
 

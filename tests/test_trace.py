@@ -18,6 +18,8 @@ from backend.errors import XdpscopeError
 from backend.data.sample import Sample
 from backend.data.trace import FORMAT_VERSION, TraceReader, TraceWriter
 
+pytestmark = pytest.mark.unit
+
 ROOT = Path(__file__).resolve().parents[1]
 META = {"iface": "xs-in", "program": "redirect", "targets": ["xs-t0", "xs-t1"], "hz": 10,
         "probes": {"xdp:xdp_devmap_xmit": True, "napi:napi_poll": False}}

@@ -31,10 +31,12 @@ Leaf = tuple[tuple, int]  # (trace key, value)
 
 
 def _get(self: Any, name: str) -> Any:
-    """The value of a family's field (created empty for a family added at run time)."""
+    """The value of a family's field (a family added at run time: its value in extra, or an empty
+    one, not stored: set() stores)."""
     if name in self.__dataclass_fields__:
         return getattr(self, name)
-    return self.extra.setdefault(name, schema.BY_NAME[name].empty())
+    got = self.extra.get(name)
+    return schema.BY_NAME[name].empty() if got is None else got
 
 
 def _set(self: Any, name: str, value: Any) -> None:

@@ -128,10 +128,10 @@ TARGETS = Family("targets", ("targets", Name("target", raw="target"), Index(MAX_
 FLUSH = Family("flush", ("flush", DEVICE, Index(DEV_MAP_BULK_SIZE + 1, "size")),
                "devmap bulk-queue flushes by size (sent + drops of one xdp_devmap_xmit): bins 0..16 exact",
                agg=HISTOGRAM, sparse=ENTRY, c_map="xs_devtx", c_field="flush",
-               defines={"XS_DEV_MAP_BULK_SIZE": DEV_MAP_BULK_SIZE, "XS_FLUSH_BINS": DEV_MAP_BULK_SIZE + 1,
+               defines={"XS_DEV_MAP_BULK_SIZE": DEV_MAP_BULK_SIZE,
                         # one slot more for a flush larger than a bulk queue holds (impossible today,
                         # counted apart, never folded into bin 16); slots a power of two: the C masks
-                        "XS_FLUSH_OVERSIZE": DEV_MAP_BULK_SIZE + 1, "XS_FLUSH_SLOTS": 32})
+                        "XS_FLUSH_OVERSIZE": DEV_MAP_BULK_SIZE + 1, "XS_FLUSH_SLOTS": 1 << (DEV_MAP_BULK_SIZE + 1).bit_length()})
 DEVMAP = Family("devmap", ("devmap", DEVICE, Members(("sent", "drops"))),
                 "frames devmap flushes transmitted and dropped, per target", sparse=ENTRY,
                 c_map="xs_devtx", c_field="sent,drops")
