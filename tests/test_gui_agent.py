@@ -103,3 +103,64 @@ def test_live_default_and_recording(qtbot, tmp_path):
     assert not w.session.attached
     w.session.stop()
     qtbot.waitUntil(lambda: w.session.state == "stopped", timeout=5_000)
+
+
+def test_sources_panel_limits_are_the_agents_catalog(qtbot, tmp_path):
+    """Every number box of the Sources panel has the range the agent's catalog gives (the fake
+    agent answers with the real backend/agent/catalog.py), and nothing before the agent answers."""
+    from backend.agent import catalog
+    w = make_window(qtbot, tmp_path, [fake_agent_command(tmp_path)])
+    sp = w.sources_panel
+    assert all(not box.isEnabled() for _, box in sp.spin_params().values())  # no limit known: nothing offered
+    w.start_agent()
+    qtbot.waitUntil(lambda: w.session.catalog is not None, timeout=15_000)
+    cat = catalog.answer()
+    params = {(sec, p["name"]): p for sec in ("session", "inject") for p in cat[sec]}
+    for name, (sec, box) in sp.spin_params().items():
+        p = params[(sec, name)]
+        assert (box.minimum(), box.maximum()) == (p["min"], min(p["max"], 2**31 - 1)), name
+        assert box.isEnabled()
+        if isinstance(p["default"], (int, float)):
+            assert box.value() == p["default"], name
+    assert [sp.mode.itemText(i) for i in range(sp.mode.count())] == params[("session", "mode")]["choices"]
+    policy = next(q for prog in cat["programs"] for q in prog["params"] if q["name"] == "policy")
+    assert [sp.policy.itemText(i) for i in range(sp.policy.count())] == policy["choices"]
+    assert sp.inj_size.maximum() == catalog.MAX_FRAME  # issue 10: the GUI said 9000 while the engine takes 3000
+    for prog in cat["programs"]:
+        assert sp.target_kind(prog["name"]) == prog["targets"]
+    w.session.stop()
+    qtbot.waitUntil(lambda: w.session.state == "stopped", timeout=5_000)
+
+
+def test_report_of_a_live_session_before_it_is_recorded(qtbot, tmp_path):
+    """A live session is reported from its samples in memory (no recording), through the same path
+    as a trace: its numbers equal `summary` of a trace written from the samples the session showed,
+    for the whole session and for an A-B range."""
+    from backend.data.summary import summarize
+    from backend.data.trace import TraceWriter
+    from gui.export import report_source
+    from gui.report import build, write_report
+    w = make_window(qtbot, tmp_path, [fake_agent_command(tmp_path, hz=50)])
+    seen = []
+    w.ensure_session().source.sig_sample.connect(seen.append)  # every sample the session shows
+    w.run_default_live()
+    qtbot.waitUntil(lambda: w.session.attached and len(seen) >= 300, timeout=20_000)  # > one kept Block of 256
+    w.session.detach()
+    qtbot.waitUntil(lambda: not w.session.attached, timeout=5_000)
+    assert not w.recorder.active and report_source(w) is w.live
+    path = tmp_path / "oracle.xst"
+    with TraceWriter(path, {**w.live.model.meta}) as tw:
+        for smp in seen:
+            tw.write(smp)
+    rep = build(w.live)
+    s = summarize(path)
+    for key in ("samples", "actions", "redirect_targets", "flush_batches", "redirect_errors", "napi", "duration_s"):
+        assert rep.summary[key] == s[key], key
+    a, b = seen[50].t, seen[250].t
+    part = build(w.live, a, b, with_plots=False)
+    assert part.summary["actions"] == summarize(path, a, b)["actions"] and part.summary["samples"] == 201
+    out = tmp_path / "live.html"
+    write_report(w.live, out, a, b, (400, 200))
+    assert "live session" in out.read_text()
+    w.session.stop()
+    qtbot.waitUntil(lambda: w.session.state == "stopped", timeout=5_000)

@@ -102,6 +102,8 @@ def win(qtbot, tmp_path):
     qtbot.waitExposed(w)
     qtbot.waitUntil(w.isActiveWindow, timeout=5_000)
     w.layout_manager.settle()
+    from backend.agent import catalog
+    w.sources_panel.set_catalog(catalog.answer())  # as an agent answers it: the panel's limits and defaults
     write_trace(tmp_path / "a.xst", 300, 0.1)
     write_trace(tmp_path / "b.xst", 200, 0.1)
     assert w.open_trace(tmp_path / "a.xst")
