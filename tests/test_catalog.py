@@ -140,3 +140,21 @@ def test_old_traces_read_their_mode_as_native_generic(tmp_path):
         assert (r.meta["mode"], r.meta["requested_mode"]) == ("generic", "native")
     s = json.loads(run_cli("summary", str(path), "--json").stdout)
     assert s["mode"] == "generic" and s["meta"]["mode"] == "generic"
+
+
+def _imported(*args: str) -> set[str]:
+    """Top-level packages a command imports (python -X importtime)."""
+    import os
+    from tests.conftest import ROOT
+    env = {**os.environ, "XDPSCOPE_SSH": "/nonexistent/ssh"}
+    p = subprocess.run([*XDPSCOPE[:1], "-X", "importtime", *XDPSCOPE[1:], *args], capture_output=True, text=True,
+                       timeout=60, env=env, cwd=ROOT)
+    return {ln.split("|")[-1].strip().split(".")[0] for ln in p.stderr.splitlines() if ln.startswith("import time:")}
+
+
+def test_commands_import_only_what_they_need(tmp_path):
+    heavy = {"bcc", "PySide6", "pyqtgraph", "pyroute2"}
+    assert not _imported("summary", "resources/sample.xst", "--json") & heavy
+    assert not _imported("--help") & (heavy | {"numpy"})
+    assert not _imported("record", "--iface", "x", "--program", "drop", "-o", str(tmp_path / "t.xst"),
+                         "--remote", "vm1") & heavy   # the agent there does the kernel work
