@@ -70,3 +70,25 @@ def offset_of(struct: str, member: str) -> int | None:
         return None
     tid = lib.btf__find_by_name_kind(btf, struct.encode(), BTF_KIND_STRUCT)
     return _find(lib, btf, tid, member.encode()) if tid > 0 else None
+
+
+BTF_KIND_PTR, BTF_KIND_TYPEDEF, BTF_KIND_FUNC_PROTO = 2, 8, 13
+
+
+@lru_cache(maxsize=None)
+def raw_tracepoint_arity(name: str) -> int | None:
+    """Arguments a raw tracepoint passes (its TP_PROTO, from the btf_trace_<name> typedef), or None."""
+    try:
+        lib, btf = _vmlinux()
+    except (OSError, AttributeError):
+        return None
+    tid = lib.btf__find_by_name_kind(btf, f"btf_trace_{name}".encode(), BTF_KIND_TYPEDEF)
+    if tid <= 0:
+        return None
+    t = lib.btf__type_by_id(btf, lib.btf__type_by_id(btf, tid).contents.size_or_type)  # the pointer
+    if (t.contents.info >> 24) & 0x1F != BTF_KIND_PTR:
+        return None
+    proto = lib.btf__type_by_id(btf, t.contents.size_or_type)
+    if (proto.contents.info >> 24) & 0x1F != BTF_KIND_FUNC_PROTO:
+        return None
+    return (proto.contents.info & 0xFFFF) - 1   # the first parameter is the probe's own data pointer

@@ -24,6 +24,10 @@ TRACEPOINTS = {
     "napi:napi_poll": ("XS_TP_NAPI_POLL", True),
     "xdp:xdp_redirect": ("XS_TP_XDP_REDIRECT", False),  # per packet: only on request
 }
+# the raw tracepoints' argument counts the C reads them by (kernels 6.1 .. 6.18); a kernel whose
+# prototype differs (xdp_redirect* took a map pointer before 5.16) leaves that probe out
+ARITY = {"xdp:xdp_devmap_xmit": 5, "xdp:xdp_redirect_err": 7, "xdp:xdp_exception": 3,
+         "xdp:xdp_cpumap_enqueue": 4, "xdp:xdp_cpumap_kthread": 5, "napi:napi_poll": 3, "xdp:xdp_redirect": 7}
 CPUMAP_TPS = {"xdp:xdp_cpumap_enqueue", "xdp:xdp_cpumap_kthread"}
 RAW_PROBES = frozenset(TRACEPOINTS)   # every probe is a raw tracepoint (attach names: raw_tracepoint__<name>)
 # map sizes that are not counter shapes (the schema has those)
@@ -183,11 +187,14 @@ def load(ifindex: int, trace_redirects: bool = False, cpumap_id: int | None = No
     have = host.tracepoints()
     available = {tp: tp in have for tp in TRACEPOINTS}
     offs = offsets()
+    odd = [tp for tp in TRACEPOINTS if btf.raw_tracepoint_arity(tp.split(":")[1]) not in (None, ARITY[tp])]
     wanted = [tp for tp, (_, default) in TRACEPOINTS.items()
-              if available[tp] and (default or trace_redirects)
+              if available[tp] and (default or trace_redirects) and tp not in odd
               and not (tp in CPUMAP_TPS and not cpumaps and not all_devices)
               and (offs is not None or tp in CPUMAP_TPS)]
-    note = "" if offs is not None else "no kernel BTF: the device probes (flushes, NAPI, errors) are left out"
+    notes = ["no kernel BTF: the device probes (flushes, NAPI, errors) are left out"] if offs is None else []
+    notes += [f"{tp}: left out (this kernel's arguments differ)" for tp in odd]
+    note = "; ".join(notes)
     flags = [*schema.cflags(), *(f"-D{k}={v}" for k, v in {**SIZES, **(offs or {})}.items()),
              f"-DXS_NR_CPUS={bpfsys.possible_cpus()}", f"-DXS_OWN_NETNS={nic.own_netns()}",
              *(f"-D{TRACEPOINTS[tp][0]}" for tp in wanted),
