@@ -51,6 +51,13 @@ def test_sources_panel_equals_the_kernel_after_attach_switch_detach(win, qtbot, 
     qtbot.waitUntil(lambda: w.session.state == "ready", timeout=30_000)
     qtbot.waitUntil(lambda: lab.ingress in sp.xdp_now(), timeout=10_000)
     assert shown_prog_id(sp, lab.ingress) is None and kernel_xdp(lab.ingress) is None
+    # the panel's number ranges are the real agent's catalog (asked again here, not the GUI's copy)
+    with qtbot.waitCallback(timeout=10_000) as got:
+        w.session.client.request("catalog", got)
+    ok, cat = got.args
+    params = {(sec, p["name"]): p for sec in ("session", "inject") for p in cat[sec]}
+    assert ok and all((box.minimum(), box.maximum()) == (params[(sec, n)]["min"], min(params[(sec, n)]["max"], 2**31 - 1))
+                      for n, (sec, box) in sp.spin_params().items())
     w.set_source(w.live)
     targets = [*lab.targets, lab.nxtarget]
 

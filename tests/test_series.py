@@ -112,6 +112,7 @@ def test_queue_columns_and_session_devices(hist):
     cols = series.queue_columns(h)
     assert set(cols) == {"packets", "redirects"} and sorted(cols["packets"]) == [0, 1]
     assert h.driver.names[cols["redirects"][1]] == "rx_queue_1_xdp_redirects"
-    names = ["eth0", "xs-in", "xs-in-p", "xs-t0-p", "docker0"]
-    assert series.session_devices({"iface": "xs-in", "targets": ["xs-t0"]}, names) == ["xs-in", "xs-in-p", "xs-t0-p"]
+    names = ["eth0", "xs-in", "xs-in-p@xs-lab", "xs-t0-p@xs-lab", "docker0", "xs-t1-p@xs-lab"]
+    assert series.session_devices({"iface": "xs-in", "targets": ["xs-t0"]}, names) == [
+        "xs-in", "xs-in-p@xs-lab", "xs-t0-p@xs-lab"]
     assert series.session_devices({"iface": "xs-in", "napi_devices": ["eth0"]}, names) == ["eth0"]

@@ -164,8 +164,9 @@ def queue_columns(h: Any) -> dict[str, dict[int, int]]:
 
 def session_devices(meta: dict, names: list[str]) -> list[str]:
     """The devices of the session among NAPI device names: its interface, its redirect targets and
-    their veth peers (the lab names a peer <end>-p), or the list the session metadata names.
-    napi:napi_poll traces every device of the machine: other users' devices are not the session's."""
+    their veth peers (the lab names a peer <end>-p), or the list the session metadata names; a
+    device in another namespace is named name@netns. napi:napi_poll traces every device of the
+    machine (unless the probes filter them): other users' devices are not the session's."""
     listed = meta.get("napi_devices") or meta.get("devices")
     if isinstance(listed, list):
         mine = {str(d) for d in listed}
@@ -173,4 +174,4 @@ def session_devices(meta: dict, names: list[str]) -> list[str]:
         ends = {str(meta.get("iface") or "")} | {str(t) for t in (meta.get("targets") or [])}
         ends.discard("")
         mine = ends | {f"{e}-p" for e in ends}
-    return [n for n in names if n in mine]
+    return [n for n in names if n in mine or n.split("@")[0] in mine]
