@@ -106,8 +106,12 @@ def test_watch_equals_the_programs_own_truth(record, tp_lab, tmp_path):
     assert truth == {"ABORTED": n // 10, "DROP": n // 10, "PASS": n // 5, "TX": n // 10, "REDIRECT": n // 2}
     s = rec.summary()
     release = verdicts.release_of(platform.release())
-    assert s["verdict_method"] == s["meta"]["verdict_method"] == f"driver counters (veth, {release})"
+    # where the kernel lets BPF trace the program (not this host) fexit is chosen; the driver's
+    # semantics are checked on the recorded counters either way
+    assert s["verdict_method"] == s["meta"]["verdict_method"] in ("fexit", f"driver counters (veth, {release})")
     assert s["actions"] == truth                      # per verdict, exactly
+    derived = verdicts.from_driver(f"driver counters (veth, {release})", "veth", s["driver_counters"], s["exceptions"])
+    assert dict(zip(ACTIONS, derived[0])) == truth
     assert s["verdict_total"] == n
     # the kernel's side of it: every TX failed, refused redirects are the rx queue's drops, the
     # unsent ones failed at the flush (counted as redirected by veth, and by the program)

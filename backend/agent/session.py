@@ -14,7 +14,7 @@ from typing import Callable
 
 from backend.agent import catalog
 from backend.agent.catalog import BadRequest
-from backend.kernel import attach, bpfsys, diagnose, driver_stats, host, nic, probes, programs
+from backend.kernel import attach, bpfsys, diagnose, driver_stats, fexit, host, nic, probes, programs
 from backend.kernel.collector import MAX_HZ, MIN_HZ, Collector, DeviceWatch, Fault
 from backend.data import verdicts
 from backend.errors import XdpscopeError
@@ -165,6 +165,7 @@ class Session:
         self._target_prog_fd = -1
         self._stats_fd = -1
         self._watched_fd = -1
+        self._fexit: fexit.Fexit | None = None   # watching: counts the watched program's returns
         self._stop = threading.Event()
         self._devices: DeviceWatch | None = None
         self.collector: Collector | None = None
@@ -264,11 +265,15 @@ class Session:
         info = bpfsys.prog_info(self._watched_fd)
         self._probes = prb = probes.load(iface.ifindex, trace_redirects=True, all_devices=self.cfg.all_devices,
                                          prog_fd=self._watched_fd)
-        method = verdicts.method(True, iface.xdp["mode"], iface.driver, platform.release())
+        try:   # exact where the kernel lets BPF trace the program (backend/kernel/fexit.py)
+            self._fexit = fexit.attach(self._watched_fd)
+        except OSError:
+            self._fexit = None   # no trampolines (EPERM) or no BTF: the driver's counters
+        method = verdicts.method(True, iface.xdp["mode"], iface.driver, platform.release(), self._fexit is not None)
         if not verdicts.is_exact(method) and self._stats_fd < 0:   # the run count gives the total
             self._stats_fd = bpfsys.enable_run_stats()
         self.collector = Collector(None, prb, self._stats_fd >= 0, iface.name, iface.driver, self._watched_fd)
-        self.collector.verdict_method = method
+        self.collector.verdict_method, self.collector.fexit = method, self._fexit
         return {"program": f"watch: {info.name.decode(errors='replace') or '?'} (id {prog_id})",
                 "params": {"prog_id": prog_id, "prog_name": info.name.decode(errors="replace")},
                 "mode": iface.xdp["mode"], "mode_note": "", "source": "watch", "targets": []}
@@ -306,7 +311,7 @@ class Session:
     def close(self) -> None:
         """Detach and release everything; safe to call twice."""
         self.detach()
-        for obj in ("_probes", "_loaded"):
+        for obj in ("_probes", "_loaded", "_fexit"):
             if getattr(self, obj) is not None:
                 getattr(self, obj).close()
                 setattr(self, obj, None)

@@ -127,6 +127,9 @@ class Collector:
                     raw[("actions", cpu, a)] = c.verdict[a]
                 for slot in range(self.program.counted_slots()):   # a user program's: from the probe
                     raw[("targets", slot, cpu)] = c.target[slot]
+        if self.fexit is not None:
+            for cpu, row in enumerate(self.fexit.read()):
+                raw.update({("actions", cpu, a): n for a, n in enumerate(row)})
         if self.probes is not None:
             self.probes.read(raw)
         if self.run_stats and self.prog_fd is not None:
@@ -156,11 +159,14 @@ class Collector:
         return self.to_sample(delta, now - self.start, dt)
 
     verdict_method = verdicts.PROGRAM_COUNTERS   # the session sets it when watching (backend/data/verdicts.py)
+    fexit = None    # watching with fexit (backend/kernel/fexit.py): the watched program's returns per CPU
 
     @property
     def verdicts_from(self) -> str:
         if self.program is not None:
             return "program counters"
+        if self.fexit is not None:
+            return "fexit on the watched program: its return values, per CPU"
         sem = driver.SEMANTICS.get(self.driver_name)
         return f"{self.verdict_method}: {sem.explain}" if sem else self.verdict_method
 
@@ -172,7 +178,7 @@ class Collector:
         """The pure decode (backend/data/decode.py) of the deltas; watching, the verdicts as the
         driver counts them (one row, not per CPU)."""
         s = decode(delta, _Names(self), t, dt)
-        if self.program is None:
+        if self.program is None and self.fexit is None:
             s.actions = verdicts.from_driver(self.verdict_method, self.driver_name, s.driver, s.exceptions)
         return s
 
