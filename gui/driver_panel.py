@@ -8,15 +8,12 @@ from PySide6.QtWidgets import QLabel, QTableWidget, QTableWidgetItem, QVBoxLayou
 
 from backend.data import driver
 from backend.data.sample import ACTIONS
+from backend.data.series import verdict_counts
 
 from .model import History
 from .plots.view import View
 
 COLUMNS = ("program (BPF)", "driver", "difference")
-
-
-def action_counts(h: History, sl: slice) -> np.ndarray:
-    return h.actions[sl]
 
 
 def driver_counts(h: History, sl: slice) -> np.ndarray:
@@ -27,7 +24,7 @@ def window_verdicts(view: View, driver_name: str) -> tuple[list[int], list[int] 
     """(program verdict totals, driver-derived verdict totals or None) over the view's window,
     from the history's cached sum bins (View.total)."""
     h = view.h
-    bpf = [int(round(x)) for x in view.total(("driver-tab", "actions"), action_counts)]
+    bpf = [int(round(x)) for x in view.total(("verdicts",), verdict_counts)[:len(ACTIONS)]]  # shared with the Verdicts plot
     names = tuple(h.driver.names)
     drv = None
     if names and driver_name in driver.VERDICT_COUNTERS:

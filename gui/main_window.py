@@ -292,15 +292,19 @@ class MainWindow(QMainWindow):
     # -- sources ---------------------------------------------------------------------------
     def set_source(self, src: Source) -> None:
         if self.source is not None:
-            try:
-                self.source.model.sig_meta.disconnect(self.meta_panel.set_meta)
-            except (RuntimeError, TypeError):
-                pass
+            for sig, slot in ((self.source.model.sig_meta, self.meta_panel.set_meta),
+                              (self.source.transport.sig_playing, self._transport_playing)):
+                try:
+                    sig.disconnect(slot)
+                except (RuntimeError, TypeError):
+                    pass
         self.source = src
         src.model.sig_meta.connect(self.meta_panel.set_meta)
+        src.transport.sig_playing.connect(self._transport_playing)
         self.meta_panel.set_meta(src.model.meta)
         self.replay_bar.set_source(src)  # enabled for a seekable source
         self.pause_action.setEnabled(not src.caps.seekable)
+        self._transport_playing(src.transport.playing)
         self.live_action.setEnabled(self.live is not None and src is not self.live)
         for p in self.panels:
             p.new_session()  # no readout or line style of the last session stays
@@ -571,6 +575,13 @@ class MainWindow(QMainWindow):
             self.seekable().toggle()
         elif self.source is not None:
             self.pause_action.toggle()
+
+    def _transport_playing(self, playing: bool) -> None:
+        """The Pause button shows the live transport's state (a new session plays again)."""
+        if self.source is not None and not self.source.caps.seekable and self.pause_action.isChecked() == playing:
+            self.pause_action.blockSignals(True)
+            self.pause_action.setChecked(not playing)
+            self.pause_action.blockSignals(False)
 
     def _pause_toggled(self, on: bool) -> None:
         if self.source is not None and not self.source.caps.seekable:

@@ -108,7 +108,8 @@ class ReplayBar(QWidget):
         """Drive this source (None, or one that is not seekable: the bar is disabled)."""
         if self.source is not None:
             tr = self.source.transport
-            for sig, slot in ((tr.sig_position, self._position), (tr.sig_playing, self._playing)):
+            for sig, slot in ((tr.sig_position, self._position), (tr.sig_playing, self._playing),
+                              (tr.sig_loop, self._loop_shown)):
                 sig.disconnect(slot)
         source = source if source is not None and source.caps.seekable else None
         self.source = source
@@ -118,6 +119,7 @@ class ReplayBar(QWidget):
         tr = source.transport
         tr.sig_position.connect(self._position)
         tr.sig_playing.connect(self._playing)
+        tr.sig_loop.connect(self._loop_shown)
         n = len(source.times)
         self.slider.blockSignals(True)
         self.slider.setRange(0, max(n - 1, 0))
@@ -148,6 +150,19 @@ class ReplayBar(QWidget):
     def _playing(self, playing: bool) -> None:
         self.play_btn.setText("⏸" if playing else "▶")
         self.play_btn.setIcon(self.style().standardIcon(ICONS[self.play_btn.text()]))
+
+    def _loop_shown(self) -> None:
+        """The transport's A-B range, whoever set it (the boxes only echo it)."""
+        tr = self.source.transport
+        for box, v in zip((self.loop_a, self.loop_b), tr.loop or ()):
+            if box.value() != v:
+                box.blockSignals(True)
+                box.setValue(v)
+                box.blockSignals(False)
+        if self.loop.isChecked() != tr.loop_enabled:
+            self.loop.blockSignals(True)
+            self.loop.setChecked(tr.loop_enabled)
+            self.loop.blockSignals(False)
 
     def _loop_changed(self, *_) -> None:
         if self.source is not None:

@@ -310,3 +310,48 @@ def test_unreadable_row_is_said_and_the_replay_stays_usable(qtbot, tmp_path):
     assert "seq=3: unreadable data" in w.last_error
     assert w.replay is not None and w.replay.position == pytest.approx(12.0)  # the open replay is kept
 
+
+
+def test_bar_pause_and_plots_follow_the_one_transport(win, trace, tmp_path):
+    """One transport per model: whoever moves it (the source, a key, the bar), the bar, the
+    shaded A-B range, the plots' window and the Pause button show the same state."""
+    _, samples = trace
+    src, bar = win.replay, win.replay_bar
+    assert src.caps.seekable and not src.caps.recordable and bar.isEnabled() and not win.pause_action.isEnabled()
+    src.set_loop(True, 12.0, 6.0)                 # set on the source, not through the bar
+    assert (bar.loop_a.value(), bar.loop_b.value(), bar.loop.isChecked()) == (6.0, 12.0, True)
+    assert win.region() == (6.0, 12.0) == src.transport.region()
+    src.seek(9.0)
+    check_window(win, samples, 9.0)
+    assert win.verdicts.rates.region.getRegion() == (6.0, 12.0)
+    assert bar.slider.value() == src.index() and bar.time_label.text().startswith("9.00 /")
+    src.set_loop(False, samples[0].t, samples[-1].t)  # the whole trace, not looping: nothing shaded
+    assert win.region() is None and not bar.loop.isChecked()
+    # a live-like source (neither seekable nor attachable): the Pause button drives its transport
+    from gui.sources import Source
+    live = Source(win)
+    for i in range(1, 51):
+        live.model.append(samples[i - 1])
+    win.set_source(live)
+    assert win.pause_action.isEnabled() and not bar.isEnabled()
+    win.pause_action.setChecked(True)
+    assert live.transport.position == samples[49].t and not live.transport.playing
+    live.model.append(samples[50])                # data keeps arriving; the view stays
+    assert live.model.view_end() == samples[49].t
+    live.model.set_paused(False)                  # e.g. a new session: the button follows
+    assert not win.pause_action.isChecked() and live.model.view_end() == samples[50].t
+
+
+def test_no_view_asks_the_source_class():
+    """The GUI asks a source's capabilities, never its class (issue 10)."""
+    import ast
+    from pathlib import Path
+    names = {"Source", "LiveSource", "ReplaySource"}
+    root = Path(__file__).resolve().parent.parent / "gui"
+    for path in root.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", "") in ("isinstance", "issubclass"):
+                classes = node.args[1]
+                used = {n.id if isinstance(n, ast.Name) else getattr(n, "attr", "") for n in
+                        (classes.elts if isinstance(classes, ast.Tuple) else [classes])}
+                assert not used & names, f"{path.relative_to(root.parent)}:{node.lineno} asks the source class"
