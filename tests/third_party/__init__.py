@@ -8,7 +8,7 @@ import platform
 import subprocess
 from pathlib import Path
 
-from backend.kernel import bpfsys, nic
+from backend.kernel import bpfsys
 
 HERE = Path(__file__).resolve().parent
 ACTIONS = ("ABORTED", "DROP", "PASS", "TX", "REDIRECT")
@@ -26,7 +26,15 @@ def attach(iface: str, obj: Path, mode: str = "xdpdrv") -> int:
     """`ip link set dev IFACE xdpdrv|xdpgeneric obj OBJ sec xdp`; returns the program id."""
     subprocess.run(["ip", "link", "set", "dev", iface, mode, "obj", str(obj), "sec", "xdp"],
                    check=True, capture_output=True, text=True)
-    return nic.interface(iface).xdp["prog_id"]
+    return prog_id(iface)
+
+
+def prog_id(iface: str) -> int:
+    """The id of the XDP program on iface, as iproute2 tells it."""
+    import json
+    out = subprocess.run(["ip", "-j", "link", "show", "dev", iface], check=True, capture_output=True, text=True)
+    link = json.loads(out.stdout)[0]
+    return link.get("xdp", {}).get("prog", {}).get("id", 0)
 
 
 def detach(iface: str, mode: str = "xdpdrv") -> None:
