@@ -409,3 +409,43 @@ def test_one_plot_exported_says_what_it_shows(qtbot, tmp_path):
     export(w, "Flush batches", "png", 800, 400, out)
     img = QImage(str(out))
     assert (img.width(), img.height()) == (800, 400)
+
+
+def test_export_draws_the_panels_state(qtbot, tmp_path):
+    """A panel's options are its state dataclass: an exported copy draws exactly that state (log y,
+    per CPU of one verdict, the cursors where they are; a flush target), whatever its widgets' order."""
+    from backend.data.sample import ACTIONS
+    from gui.export import current_view
+    from gui.plots import FlushPanel, VerdictPanel
+    from gui.plots.flush import FlushState
+    from gui.plots.verdicts import VerdictState
+    from gui.render import OffscreenPanel
+    path = tmp_path / "t.xst"
+    samples = write_trace(path, 300, DT)
+    w = make_window(qtbot, tmp_path)
+    w.window_box.setValue(10)
+    assert w.open_trace(path)
+    w.replay.seek(25.0)
+    v = w.verdicts
+    v.log_box.setChecked(True)
+    v.cpu_box.setChecked(True)
+    v.cpu_verdict.setCurrentText("PASS")
+    w.frame(force=True)
+    v.set_cursor_times(17.0, 21.5)
+    w.frame(force=True)
+    w.flush.target.setCurrentText("xs-t1")
+    assert v.state() == VerdictState(log_y=True, per_cpu=True, cpu_verdict="PASS", cursors=(17.0, 21.5))
+    assert w.flush.state() == FlushState(target="xs-t1")
+    view = current_view(w)
+    sel = [s for s in samples if 15.0 < s.t <= 25.0]
+    with OffscreenPanel(VerdictPanel, view, 700, 500, v.state()) as op:
+        p = op.panel
+        assert p.state() == v.state() and p.rates.plot.getAxis("left").logMode
+        assert [c.value() for c in p.cursors] == [17.0, 21.5]
+        assert p.cursor_deltas()["frames"]["PASS"] == sum(s.action_totals()[2] for s in samples if 17.0 < s.t <= 21.5)
+        _, y = data(p.cpu.curves["cpu1"])
+        np.testing.assert_allclose(y, [s.actions[1][ACTIONS.index("PASS")] / s.dt for s in sel])
+    with OffscreenPanel(FlushPanel, view, 700, 500, w.flush.state()) as op:
+        want = np.sum([s.flush["xs-t1"] for s in sel], axis=0)
+        np.testing.assert_array_equal(op.panel.hist.opts["height"], want)
+        assert op.panel.target.currentText() == "xs-t1"
