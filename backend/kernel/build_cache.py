@@ -1,0 +1,379 @@
+"""Compiler output kept for the process's lifetime (the agent's), keyed by (source text, cflags,
+kernel release), and a program compiled while the probes compile.
+
+bcc compiles C with clang on every session: ~0.5-1.3 s for a program, ~0.3-0.5 s for the probes on
+this machine. What is kept is the compiler's output only: each function's bytecode and each map's
+definition (sizes, flags, bcc's key and value type descriptions). Never a kernel object: a session
+built from it creates its maps and loads (verifies) its programs anew, and closes them all like a
+fresh compile, so the agent holds nothing between sessions (tests/test_security.py checks that).
+bcc wrote the map fds of the compile into the bytecode (ld_imm64 with BPF_PSEUDO_MAP_FD); they are
+rewritten to the new maps' fds before each load.
+
+bcc is not thread-safe: two modules compiled at once in one process get each other's map fds
+(measured: a program's counter map bound to the probes' device map). So compiles in this process
+take turns (_compile_lock), and `prefetch` compiles in a forked child, which sends the output back.
+
+Only our own C goes through here (compile.compile_bpf); a client's program (compile.build_user) is
+compiled in its sandbox every time. Output is kept once `enable()` was called (the agent does); a
+prefetch is used once either way (`record` compiles its program in a child while its probes compile).
+"""
+from __future__ import annotations
+
+import atexit
+import copy
+import ctypes
+import hashlib
+import json
+import os
+import pickle
+import platform
+import select
+import signal
+import struct
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from backend.errors import XdpscopeError
+from backend.kernel import bpfsys, compile as bcompile, host
+
+Key = tuple[str, tuple[str, ...], str]       # (sha256 of the text, cflags, kernel release)
+
+# map types whose Python table is plain state (no perf buffers, rings or inner maps): bcc class names
+MAP_CLASSES = {1: "HashTable", 2: "Array", 5: "PerCpuHash", 6: "PerCpuArray", 9: "LruHash",
+               10: "LruPerCpuHash", 14: "DevMap", 16: "CpuMap"}
+ATTACHED = (b"raw_tracepoint__", b"tracepoint__")   # the auto-attach prefixes our probes use
+LD_IMM64, PSEUDO_MAP_FD, PSEUDO_MAP_VALUE = 0x18, 1, 2
+CHILD_TIMEOUT_S = bcompile.TRIAL_TIMEOUT_S
+
+
+@dataclass
+class MapDef:
+    name: bytes
+    ttype: int
+    key_size: int
+    value_size: int
+    max_entries: int
+    flags: int
+    old_fd: int          # the fd the compile's bytecode refers to
+    key_desc: str        # bcc's type descriptions (JSON), for the Python table's Key and Leaf
+    leaf_desc: str
+
+
+@dataclass
+class Build:
+    license: bytes
+    funcs: dict[bytes, bytes]          # function name -> bytecode, in the module's order
+    maps: list[MapDef]
+    uses: int = 0                      # sessions built from it (tests check the cache is used)
+    tables: dict = field(default_factory=dict, repr=False)   # name -> bcc table template (not pickled)
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "tables": {}}
+
+
+class _Child:
+    """A compile in a forked child: its output (a Build) or its error comes back through a pipe."""
+
+    def __init__(self, text: str, cflags: list[str], what: str):
+        r, w = os.pipe()
+        with _compile_lock:            # no compile of ours is inside bcc while we fork
+            pid = os.fork()
+        if pid == 0:                   # the child: compile, send, leave without atexit handlers
+            code = 0
+            try:
+                os.close(r)
+                try:
+                    msg = ("ok", _capture(bcompile.compile_bpf(text, cflags, what)))
+                except XdpscopeError as e:
+                    msg = ("error", str(e))
+                except BaseException as e:   # noqa: BLE001 - anything, said in the parent
+                    msg = ("error", f"{what}: {type(e).__name__}: {e}")
+                with os.fdopen(w, "wb") as f:
+                    f.write(pickle.dumps(msg))
+            except BaseException:      # noqa: BLE001
+                code = 1
+            finally:
+                os._exit(code)
+        os.close(w)
+        self.pid, self.fd, self.what = pid, r, what
+
+    def result(self) -> Build | None:
+        """The child's Build; raises its XdpscopeError; None if it gave nothing (compile here then)."""
+        chunks, deadline = [], time.monotonic() + CHILD_TIMEOUT_S
+        try:
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0 or not select.select([self.fd], [], [], left)[0]:
+                    os.kill(self.pid, signal.SIGKILL)
+                    return None
+                data = os.read(self.fd, 1 << 20)
+                if not data:
+                    break
+                chunks.append(data)
+        finally:
+            os.close(self.fd)
+            os.waitpid(self.pid, 0)
+        try:
+            kind, value = pickle.loads(b"".join(chunks))
+        except Exception:              # noqa: BLE001 - it died: no output
+            return None
+        if kind == "error":
+            raise XdpscopeError(value)
+        return value
+
+
+_builds: dict[Key, Build] = {}
+_prefetched: dict[Key, _Child] = {}
+_lock = threading.Lock()               # the two dicts
+_compile_lock = threading.Lock()       # bcc compiles in this process, one at a time
+_enabled = False
+
+
+def enable(on: bool = True) -> None:
+    """Keep compiler output from now on (the agent: many sessions in one process)."""
+    global _enabled
+    _enabled = on
+    if not on:
+        with _lock:
+            _builds.clear()
+
+
+def key_of(text: str, cflags: list[str]) -> Key:
+    return hashlib.sha256(text.encode()).hexdigest(), tuple(cflags), platform.release()
+
+
+def uses(text: str, cflags: list[str]) -> int:
+    """How many sessions were built from the kept output of this source (-1: none kept)."""
+    b = _builds.get(key_of(text, cflags))
+    return -1 if b is None else b.uses
+
+
+def prefetch(text: str, cflags: list[str], what: str) -> None:
+    """Start compiling this source in a child process now; the next compile_bpf of the same
+    source takes its output (a session prefetches its program, then compiles the probes here)."""
+    key = key_of(text, cflags)
+    with _lock:
+        if key in _builds or key in _prefetched:
+            return
+    child = _Child(text, cflags, what)
+    with _lock:
+        _prefetched[key] = child
+
+
+def compile_bpf(text: str, cflags: list[str], what: str):
+    """compile.compile_bpf, from kept or prefetched output when there is some."""
+    key = key_of(text, cflags)
+    with _lock:
+        build = _builds.get(key)
+        child = _prefetched.pop(key, None) if build is None else None
+    if build is None and child is not None:
+        build = child.result()
+        if build is not None and _enabled:
+            with _lock:
+                _builds[key] = build
+    if build is not None:
+        return _instantiate(build)
+    with _compile_lock:
+        bpf = bcompile.compile_bpf(text, cflags, what)
+    if _enabled:
+        try:
+            build = _capture(bpf)
+        except BaseException:
+            bcompile.release(bpf)
+            raise
+        if build is not None:
+            with _lock:
+                _builds[key] = build
+    return bpf
+
+
+def warm(build: Callable[[], object]) -> threading.Thread:
+    """Run build() (e.g. probes.load) in the background, keeping its compiler output, and close
+    what it made: the first session then finds it. Failures are left to that session to report."""
+    def run() -> None:
+        try:
+            build().close()
+        except Exception:              # noqa: BLE001
+            pass
+    t = threading.Thread(target=run, name="warm build", daemon=True)
+    t.start()
+    return t
+
+
+release = bcompile.release
+
+
+# --- capture: the compiler's output of a bcc module ---------------------------------------------
+def _libbcc():
+    host.import_bcc()
+    from bcc.libbcc import lib
+    for name, res, args in (("bpf_num_tables", ctypes.c_size_t, [ctypes.c_void_p]),
+                            ("bpf_table_name", ctypes.c_char_p, [ctypes.c_void_p, ctypes.c_size_t]),
+                            ("bpf_table_fd_id", ctypes.c_int, [ctypes.c_void_p, ctypes.c_size_t]),
+                            ("bpf_table_key_size_id", ctypes.c_size_t, [ctypes.c_void_p, ctypes.c_size_t]),
+                            ("bpf_table_leaf_size_id", ctypes.c_size_t, [ctypes.c_void_p, ctypes.c_size_t])):
+        getattr(lib, name).restype, getattr(lib, name).argtypes = res, args
+    return lib
+
+
+def _map_refs(insns: bytes):
+    """(offset of imm, fd) of every ld_imm64 that loads a map by fd."""
+    for off in range(0, len(insns) - 15, 8):
+        if insns[off] == LD_IMM64 and insns[off + 1] >> 4 in (PSEUDO_MAP_FD, PSEUDO_MAP_VALUE):
+            yield off + 4, struct.unpack_from("<i", insns, off + 4)[0]
+
+
+def _capture(bpf) -> Build | None:
+    """The module's bytecode and map definitions; None when it has something a rebuild cannot
+    reproduce (a map type with more than plain state, a function we do not load by prefix)."""
+    lib, m = _libbcc(), bpf.module
+    funcs = {}
+    for i in range(lib.bpf_num_functions(m)):
+        name = lib.bpf_function_name(m, i)
+        funcs[name] = ctypes.string_at(lib.bpf_function_start(m, name), lib.bpf_function_size(m, name))
+        if name.decode().startswith(bcompile.AUTOLOAD_PREFIXES) and not name.startswith(ATTACHED):
+            return None
+    maps = []
+    for i in range(lib.bpf_num_tables(m)):
+        name, ttype = lib.bpf_table_name(m, i), lib.bpf_table_type_id(m, i)
+        if ttype not in MAP_CLASSES:
+            return None
+        maps.append(MapDef(name, ttype, lib.bpf_table_key_size_id(m, i), lib.bpf_table_leaf_size_id(m, i),
+                           lib.bpf_table_max_entries_id(m, i), lib.bpf_table_flags_id(m, i),
+                           lib.bpf_table_fd_id(m, i), lib.bpf_table_key_desc(m, name).decode(),
+                           lib.bpf_table_leaf_desc(m, name).decode()))
+    fds = {d.old_fd for d in maps}
+    if any(fd not in fds for code in funcs.values() for _, fd in _map_refs(code)):
+        return None
+    return Build(lib.bpf_module_license(m), funcs, maps)
+
+
+# --- rebuild: new maps, the bytecode pointed at them, a bcc-like module over both -------------------
+class MapCreateOpts(ctypes.Structure):
+    # leading members of libbpf's struct bpf_map_create_opts (a shorter sz is accepted)
+    _fields_ = [("sz", ctypes.c_size_t), ("btf_fd", ctypes.c_uint32), ("btf_key_type_id", ctypes.c_uint32),
+                ("btf_value_type_id", ctypes.c_uint32), ("btf_vmlinux_value_type_id", ctypes.c_uint32),
+                ("inner_map_fd", ctypes.c_uint32), ("map_flags", ctypes.c_uint32)]
+
+
+def _create_map(d: MapDef) -> int:
+    lib = bpfsys.lib()
+    lib.bpf_map_create.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32, ctypes.c_uint32,
+                                   ctypes.c_uint32, ctypes.POINTER(MapCreateOpts)]
+    opts = MapCreateOpts(sz=ctypes.sizeof(MapCreateOpts), map_flags=d.flags)
+    fd = lib.bpf_map_create(d.ttype, d.name[:15], d.key_size, d.value_size, d.max_entries, ctypes.byref(opts))
+    if fd < 0:
+        raise OSError(-fd, f"cannot create map {d.name.decode()}: {os.strerror(-fd)}")
+    return fd
+
+
+class _NoModule:
+    module = None      # bcc's table constructors ask the module for type and sizes; we set them after
+
+
+def _template(d: MapDef):
+    """bcc's Python table for a map definition, as BPF.get_table makes it, without a module."""
+    bcc = host.import_bcc()
+    from bcc import table as bcc_table
+    key = bcc.BPF._decode_table_type(json.loads(d.key_desc))
+    leaf = bcc.BPF._decode_table_type(json.loads(d.leaf_desc))
+    t = getattr(bcc_table, MAP_CLASSES[d.ttype])(_NoModule(), 0, -1, key, leaf)
+    t.ttype, t.flags, t.max_entries, t._name, t.bpf = d.ttype, d.flags, d.max_entries, d.name, None
+    return t
+
+
+def _instantiate(build: Build):
+    if not build.tables:
+        build.tables = {d.name: _template(d) for d in build.maps}
+    fds: list[int] = []
+    try:
+        for d in build.maps:
+            fds.append(_create_map(d))
+        module = _rebuilt_class()(build, fds)
+    except BaseException:
+        for fd in fds:
+            os.close(fd)
+        raise
+    try:
+        module.attach_probes()
+    except Exception as e:
+        bcompile.release(module)
+        raise XdpscopeError(f"cannot attach probes: {e}") from None
+    build.uses += 1
+    return module
+
+
+_rebuilt = None
+
+
+def _rebuilt_class():
+    """bcc.BPF made from kept output instead of clang (bcc is imported lazily, so the class too)."""
+    global _rebuilt
+    if _rebuilt is not None:
+        return _rebuilt
+    bcc = host.import_bcc()
+
+    class Rebuilt(bcc.BPF):
+        def __init__(self, build: Build, fds: list[int]):   # what bcc.BPF.__init__ sets, without clang
+            self.kprobe_fds, self.uprobe_fds, self.tracepoint_fds, self.raw_tracepoint_fds = {}, {}, {}, {}
+            self.kfunc_entry_fds, self.kfunc_exit_fds, self.lsm_fds = {}, {}, {}
+            self.perf_buffers, self.open_perf_events = {}, {}
+            self._ringbuf_manager, self.tracefile = None, None
+            self.debug, self.funcs, self.tables, self.module = 0, {}, {}, None
+            self.build = build
+            self.map_fds = {d.name: fd for d, fd in zip(build.maps, fds)}
+            relocate = {d.old_fd: fd for d, fd in zip(build.maps, fds)}
+            self.code = {}
+            for name, code in build.funcs.items():
+                buf = bytearray(code)
+                for off, old in _map_refs(code):
+                    struct.pack_into("<i", buf, off, relocate[old])
+                self.code[name] = bytes(buf)
+            atexit.register(self.cleanup)
+
+        def function_names(self) -> list[str]:
+            return [n.decode(errors="replace") for n in self.code]
+
+        def load_func(self, func_name, prog_type, device=None, attach_type=-1):
+            func_name = func_name.encode() if isinstance(func_name, str) else func_name
+            if func_name in self.funcs:
+                return self.funcs[func_name]
+            code = self.code.get(func_name)
+            if code is None:
+                raise Exception(f"Unknown program {func_name!r}")
+            lib = bpfsys.lib()
+            fd = lib.bpf_prog_load(prog_type, func_name[:15], self.build.license, code, len(code) // 8, None)
+            if fd < 0:
+                raise Exception(f"Failed to load BPF program {func_name.decode()}: {os.strerror(-fd)}")
+            fn = self.funcs[func_name] = bcc.BPF.Function(self, func_name, fd)
+            return fn
+
+        def get_table(self, name, keytype=None, leaftype=None, reducer=None):
+            name = name.encode() if isinstance(name, str) else name
+            template = self.build.tables.get(name)
+            if template is None:
+                raise KeyError(name)
+            t = copy.copy(template)
+            t.bpf, t.map_fd, t._cbs = self, self.map_fds[name], {}
+            return t
+
+        def attach_probes(self) -> None:
+            """What bcc's auto-attach does for the prefixes our probes use (_capture kept no other)."""
+            for name in self.code:
+                if name.startswith(b"raw_tracepoint__"):
+                    self.attach_raw_tracepoint(tp=name[len(b"raw_tracepoint__"):], fn_name=name)
+                elif name.startswith(b"tracepoint__"):
+                    self.attach_tracepoint(tp=name[len(b"tracepoint__"):].replace(b"__", b":"), fn_name=name)
+
+        def close(self) -> None:
+            for name, fn in list(self.funcs.items()):
+                os.close(fn.fd)
+                del self.funcs[name]
+            for name, fd in list(self.map_fds.items()):
+                os.close(fd)
+                del self.map_fds[name]
+
+    _rebuilt = Rebuilt
+    return Rebuilt
