@@ -166,4 +166,14 @@ class ReplayBar(QWidget):
 
     def _loop_changed(self, *_) -> None:
         if self.source is not None:
-            self.source.set_loop(self.loop.isChecked(), self.loop_a.value(), self.loop_b.value())
+            self.source.set_loop(self.loop.isChecked(), *(self._exact(box) for box in (self.loop_a, self.loop_b)))
+
+    def _exact(self, box: QDoubleSpinBox) -> float:
+        """A box's time; at an end of its range, the trace's exact first or last time (the box
+        rounds to 2 decimals: 0.055 shows as 0.06, which would cut the first sample off the range)."""
+        s = self.source
+        if box.value() <= box.minimum():
+            return s.t_first
+        if box.value() >= box.maximum():
+            return s.t_last
+        return box.value()
