@@ -80,11 +80,26 @@ class Samples:
     times: np.ndarray
     blocks: Callable[[float | None, float | None, int | None], Iterator[Block]]
 
+    @staticmethod
+    def of_blocks(name: str, meta: dict, blocks: list[Block]) -> "Samples":
+        """Blocks in memory (in time order) as what a report reads."""
+        def window(a: float | None, b: float | None, size: int | None = None) -> Iterator[Block]:
+            for blk in blocks:
+                lo = 0 if a is None else int(np.searchsorted(blk.t, a, side="left"))
+                hi = len(blk) if b is None else int(np.searchsorted(blk.t, b, side="right"))
+                if hi > lo:
+                    yield blk if (lo, hi) == (0, len(blk)) else blk.rows(slice(lo, hi))
+        times = np.concatenate([blk.t for blk in blocks]) if blocks else np.zeros(0)
+        return Samples(name, dict(meta), times, window)
+
 
 @contextlib.contextmanager
 def samples_of(src: Any) -> Iterator[Samples]:
-    """A Source (gui/sources: a live session before it is recorded, a replay) or a trace path,
-    as Samples; a path is opened here, once."""
+    """A Source (gui/sources: a live session before it is recorded, a replay), a trace path, or
+    Samples (e.g. Samples.of_blocks), as Samples; a path is opened here, once."""
+    if isinstance(src, Samples):
+        yield src
+        return
     if isinstance(src, (str, os.PathLike)):
         with TraceReader(src) as reader:
             yield Samples(str(src), dict(reader.meta), reader.times(),
@@ -194,8 +209,8 @@ def build(src: Any, t_from: float | None = None, t_to: float | None = None,
     empty window."""
     check_window(t_from, t_to)
     s, model, view, k = load(src, t_from, t_to, plots=with_plots)
-    rep = Report(str(getattr(src, "name", src) if not isinstance(src, (str, os.PathLike)) else Path(src).name),
-                 (t_from, t_to), s, findings(s), size=size)
+    rep = Report(Path(src).name if isinstance(src, (str, os.PathLike)) else src.name, (t_from, t_to), s,
+                 findings(s), size=size)
     if with_plots:
         rep.plots, rep.merged = plot_images(model, view, size), k
     return rep

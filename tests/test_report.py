@@ -479,3 +479,32 @@ def test_long_windows_are_plotted_from_merged_samples(qapp):
     assert dict(zip(ACTIONS, totals.astype(int).tolist())) == s["actions"]
     assert h.dt[view.sl].sum() == pytest.approx(s["duration_s"])
     assert (view.t0, view.t1) == pytest.approx((2.0, 30.0), abs=1e-6)
+
+
+def test_report_of_blocks_equals_report_of_the_file(qapp):
+    """Blocks in memory and the trace file go through the same path: the same numbers, and the
+    same plotted history, for a window."""
+    from backend.data.trace import TraceReader
+    from gui.report import Samples, build
+    with TraceReader(SAMPLE) as r:
+        meta, blocks = dict(r.meta), list(r.blocks(size=100))  # other block sizes than the file's read
+    mem = build(Samples.of_blocks("in memory", meta, blocks), 3.0, 31.5, size=(300, 150))
+    disk = build(SAMPLE, 3.0, 31.5, size=(300, 150))
+    assert mem.summary == disk.summary and mem.findings == disk.findings and mem.name == "in memory"
+    assert [p.title for p in mem.plots] == [p.title for p in disk.plots] and mem.merged == disk.merged
+
+
+def test_merged_plots_do_not_depend_on_the_sources_block_sizes(qapp):
+    """Merging k samples per plotted row groups the same samples whether the source yields
+    Blocks of 100 (a live session's kept Blocks) or the file's own chunks."""
+    from backend.data.trace import TraceReader
+    from gui.report import Samples, load
+    with TraceReader(SAMPLE) as r:
+        meta, blocks = dict(r.meta), list(r.blocks(size=100))
+    s1, m1, v1, k1 = load(Samples.of_blocks("mem", meta, blocks), 2.0, 38.0, max_rows=90)
+    s2, m2, v2, k2 = load(SAMPLE, 2.0, 38.0, max_rows=90)
+    assert k1 == k2 > 1 and 100 % k1 and s1 == {**s2}
+    h1, h2 = m1.history, m2.history
+    assert len(h1) == len(h2)
+    for name in ("t", "dt", "actions", "flush", "napi", "run"):
+        np.testing.assert_array_equal(getattr(h1, name)[h1.start:h1.end], getattr(h2, name)[h2.start:h2.end])
