@@ -60,11 +60,12 @@ def read_bcc(p: probes.Probes, raw: dict) -> None:
         raw[("redirect_errors", (key.to.ns, key.to.ifindex), key.err)] = sum(per_cpu)
     for key, per_cpu in p.bpf[b"xs_exc"].items():
         raw[("exceptions", key.value)] = sum(per_cpu)
-    slots = [sum(per_cpu) for _, per_cpu in p.bpf[b"xs_cpumap"].items()]
-    drops = schema.define("XS_CPUMAP_DROPS")
-    for size in range(drops):
-        raw[("cpumap_bulk", size)] = slots[size]
-    raw[("cpumap_drops",)] = slots[drops]
+    if "xdp:xdp_cpumap_enqueue" in p.enabled:
+        slots = [sum(per_cpu) for _, per_cpu in p.bpf[b"xs_cpumap"].items()]
+        drops = schema.define("XS_CPUMAP_DROPS")
+        for size in range(drops):
+            raw[("cpumap_bulk", size)] = slots[size]
+        raw[("cpumap_drops",)] = slots[drops]
     for key, per_cpu in p.bpf[b"xs_napi"].items():
         dev = (key.ns, key.ifindex)
         for f in probes.NAPI_FIELDS:

@@ -168,6 +168,7 @@ class BatchReader:
         self._token = (ctypes.c_uint8 * max(8, key_size) * 2)()   # in/out batch positions
         self._count = ctypes.c_uint32()
         self._opts = MapBatchOpts(sz=ctypes.sizeof(MapBatchOpts))
+        self._count_p, self._opts_p = ctypes.pointer(self._count), ctypes.pointer(self._opts)
         f = lib().bpf_map_lookup_batch
         f.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
                       ctypes.POINTER(ctypes.c_uint32), ctypes.POINTER(MapBatchOpts)]
@@ -181,7 +182,7 @@ class BatchReader:
         while got < self.max:
             self._count.value = self.max - got
             ret = self._f(self.fd, None if first else tok_in, tok_out, base_k + got * self.key_size,
-                          base_v + got * self.stride, ctypes.byref(self._count), ctypes.byref(self._opts))
+                          base_v + got * self.stride, self._count_p, self._opts_p)
             got += self._count.value
             if ret == -errno.ENOENT:   # the end of the map
                 break

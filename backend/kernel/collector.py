@@ -11,7 +11,7 @@ from typing import Callable
 from backend.data import driver, verdicts
 from backend.data.decode import decode
 from backend.data.sample import ACTIONS, Sample
-from backend.kernel import bpfsys, driver_stats, user_maps
+from backend.kernel import bpfsys, driver_stats, probes, user_maps
 from backend.kernel.probes import Probes, Raw
 from backend.kernel.programs import LoadedProgram
 
@@ -19,6 +19,7 @@ MIN_HZ, MAX_HZ = 1, 100
 WATCH_PERIOD = 0.5   # s between checks that the session's interfaces still exist and are up
 SETTLE_ROUNDS = 8    # grace periods the last read waits at most for the counters to hold still
 SETTLE_FALLBACK_S = 0.02   # without membarrier: a pause instead of a grace period
+SETTLE_MAX_S = 1.0   # and at most this long for frames queued to cpumap kthreads
 
 
 @dataclass
@@ -186,13 +187,16 @@ class Collector:
         """Wait until the frames under way are in the counters: after an RCU grace period, every
         NAPI poll (program run, flush, tracepoints) that had begun has finished, and the polls it
         scheduled (a redirect target's peer, a cpumap kthread) may have begun: repeat until a read
-        is unchanged across a grace period (bounded: under steady traffic it never is)."""
-        prev = None
-        for _ in range(SETTLE_ROUNDS):
+        is unchanged across a grace period (bounded: under steady traffic it never is), and no frame
+        the counters know of waits in a cpumap queue (its kthread may wait for a busy CPU)."""
+        prev, rounds, deadline = None, 0, time.monotonic() + SETTLE_MAX_S
+        while time.monotonic() < deadline:
             if not bpfsys.synchronize_rcu():
                 time.sleep(SETTLE_FALLBACK_S)
             raw = self.read_raw()
-            if raw == prev:
+            queued = probes.in_flight(raw)
+            rounds += 1
+            if raw == prev and not queued or rounds >= SETTLE_ROUNDS and not queued:
                 return
             prev = raw
 

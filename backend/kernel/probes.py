@@ -43,6 +43,17 @@ CPU_ENQ_FIELDS = ("processed", "drops", "bulks")
 KTHREAD_FIELDS = ("processed", "drops", "sched")
 
 
+def in_flight(raw: Raw) -> int:
+    """Frames the counters show on their way: enqueued to a cpumap CPU (and not dropped) but not
+    yet processed by its kthread."""
+    n = 0
+    for key, v in raw.items():
+        if key[0] == "cpumap_enqueue" and key[2] == "processed":
+            done = raw.get(("cpumap_kthread", key[1], "processed"), 0)
+            n += max(0, v - raw.get(("cpumap_enqueue", key[1], "drops"), 0) - done)
+    return n
+
+
 def offsets() -> dict[str, int] | None:
     """Kernel struct offsets the probes read (from the running kernel's BTF), or None."""
     net_ns, inum = btf.offset_of("net", "ns"), btf.offset_of("ns_common", "inum")
@@ -104,36 +115,44 @@ class Probes:
 
     def read(self, raw: Raw) -> None:
         """Add every probe counter to raw: one batch read per map, sums over CPUs in numpy."""
-        u64 = np.dtype("<u8")
-        keys, vals = self._map("xs_devtx", DEV, np.dtype((u64, 2 + schema.define("XS_FLUSH_SLOTS")))).read()
-        sums = vals.sum(axis=1).tolist()
-        oversize = schema.define("XS_FLUSH_OVERSIZE")
-        for dev, v in zip(self._devs(keys), sums):
-            raw[("devmap", dev, "sent")], raw[("devmap", dev, "drops")] = v[0], v[1]
-            for size in range(oversize):
-                raw[("flush", dev, size)] = v[2 + size]
-            raw[("oversize_flushes", dev)] = v[2 + oversize]
-        err_key = np.dtype([("ns", "<u4"), ("ifindex", "<u4"), ("err", "<i4")])
-        keys, vals = self._map("xs_rerr", err_key, u64).read()
-        for dev, err, v in zip(self._devs(keys), keys["err"].tolist(), vals.sum(axis=(1, 2)).tolist()):
-            raw[("redirect_errors", dev, err)] = v
-        _, vals = self._map("xs_exc", np.dtype("<u4"), u64).read()
-        for act, v in enumerate(vals.sum(axis=(1, 2)).tolist()):
-            raw[("exceptions", act)] = v
+        u64, on = np.dtype("<u8"), self.enabled   # a map whose probe is off is not read
+        redirect_err = "xdp:xdp_redirect_err" in on
+        if "xdp:xdp_devmap_xmit" in on:
+            keys, vals = self._map("xs_devtx", DEV, np.dtype((u64, 2 + schema.define("XS_FLUSH_SLOTS")))).read()
+            sums = vals.sum(axis=1).tolist()
+            oversize = schema.define("XS_FLUSH_OVERSIZE")
+            for dev, v in zip(self._devs(keys), sums):
+                raw[("devmap", dev, "sent")], raw[("devmap", dev, "drops")] = v[0], v[1]
+                for size in range(oversize):
+                    raw[("flush", dev, size)] = v[2 + size]
+                raw[("oversize_flushes", dev)] = v[2 + oversize]
+            redirect_err = True   # flush errors are counted there too
+        if redirect_err:
+            err_key = np.dtype([("ns", "<u4"), ("ifindex", "<u4"), ("err", "<i4")])
+            keys, vals = self._map("xs_rerr", err_key, u64).read()
+            for dev, err, v in zip(self._devs(keys), keys["err"].tolist(), vals.sum(axis=(1, 2)).tolist()):
+                raw[("redirect_errors", dev, err)] = v
+        if "xdp:xdp_exception" in on:
+            _, vals = self._map("xs_exc", np.dtype("<u4"), u64).read()
+            for act, v in enumerate(vals.sum(axis=(1, 2)).tolist()):
+                raw[("exceptions", act)] = v
         self._read_cpumap(raw)
-        napi = np.dtype((u64, len(NAPI_FIELDS) + schema.define("XS_NAPI_BINS")))
-        keys, vals = self._map("xs_napi", DEV, napi).read()
-        for dev, v in zip(self._devs(keys), vals.sum(axis=1).tolist()):
-            for i, f in enumerate(NAPI_FIELDS):
-                raw[("napi", dev, f)] = v[i]
-            for b, n in enumerate(v[len(NAPI_FIELDS):]):
-                raw[("napi_hist", dev, b)] = n
-        if "xdp:xdp_redirect" in self.enabled:
+        if "napi:napi_poll" in on:
+            napi = np.dtype((u64, len(NAPI_FIELDS) + schema.define("XS_NAPI_BINS")))
+            keys, vals = self._map("xs_napi", DEV, napi).read()
+            for dev, v in zip(self._devs(keys), vals.sum(axis=1).tolist()):
+                for i, f in enumerate(NAPI_FIELDS):
+                    raw[("napi", dev, f)] = v[i]
+                for b, n in enumerate(v[len(NAPI_FIELDS):]):
+                    raw[("napi_hist", dev, b)] = n
+        if "xdp:xdp_redirect" in on:
             keys, vals = self._map("xs_redir", DEV, u64).read()
             for dev, v in zip(self._devs(keys), vals.sum(axis=(1, 2)).tolist()):
                 raw[("redirect_tp", dev)] = v
 
     def _read_cpumap(self, raw: Raw) -> None:
+        if "xdp:xdp_cpumap_enqueue" not in self.enabled:
+            return
         u64 = np.dtype("<u8")
         _, vals = self._map("xs_cpumap", np.dtype("<u4"), u64).read()
         slots = vals.sum(axis=(1, 2)).tolist()
@@ -141,12 +160,11 @@ class Probes:
         for size in range(drops):
             raw[("cpumap_bulk", size)] = slots[size]
         raw[("cpumap_drops",)] = slots[drops]
-        if "xdp:xdp_cpumap_enqueue" in self.enabled:
-            _, vals = self._map("xs_cpu_enq", np.dtype("<u4"), np.dtype((u64, 3))).read()
-            for cpu, v in enumerate(vals.sum(axis=1).tolist()):
-                if any(v):
-                    for f, n in zip(CPU_ENQ_FIELDS, v):
-                        raw[("cpumap_enqueue", cpu, f)] = n
+        _, vals = self._map("xs_cpu_enq", np.dtype("<u4"), np.dtype((u64, 3))).read()
+        for cpu, v in enumerate(vals.sum(axis=1).tolist()):
+            if any(v):
+                for f, n in zip(CPU_ENQ_FIELDS, v):
+                    raw[("cpumap_enqueue", cpu, f)] = n
         if "xdp:xdp_cpumap_kthread" in self.enabled:
             _, vals = self._map("xs_kthread", np.dtype("<u4"), np.dtype((u64, 3))).read()
             for cpu, v in enumerate(vals[0].tolist()):
