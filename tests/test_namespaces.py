@@ -134,6 +134,10 @@ def test_a_foreign_namespace_with_the_same_ifindexes_is_not_counted(record, lab,
     # NAPI: the session's devices only; peers live in the lab namespace and say so
     peers = {f"{p}@{lab.netns}": n // 2 for p in lab.target_peers[:2]}
     assert {d: v["work"] for d, v in s["napi"].items()} == {lab.ingress: n, **peers}
+    # the recording says which devices were counted: the ingress, the targets and the peers of each
+    ends = [lab.ingress, t0, t1]
+    peers = [f"{p}@{lab.netns}" for p in (lab.ingress_peer, *lab.target_peers[:2])]
+    assert s["meta"]["probe_devices"] == {"devices": sorted(ends + peers), "note": ""}
     # the foreign namespace did run its frames (the program's ABORTED are 1 in 10)
     with labmod.inside(foreign), IPRoute() as ip:
         stats = {n_: ip.get_links(ip.link_lookup(ifname=n_)[0])[0].get_attr("IFLA_STATS64")

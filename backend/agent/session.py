@@ -211,6 +211,7 @@ class Session:
             "native": diagnose.native_support(iface.name, iface.ifindex, iface.driver, iface.mtu),
             "requested_mode": cfg.mode, "hz": cfg.hz, "cpus": os.cpu_count(),
             "probes": self.collector.probes.available, "probes_enabled": self.collector.probes.enabled,
+            "probe_devices": self.collector.probes.describe(),
             "verdicts_from": self.collector.verdicts_from, "verdict_method": self.collector.verdict_method,
             "headers": headers.note,
             "run_time": cfg.run_time, "started": time.time(),

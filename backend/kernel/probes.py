@@ -107,6 +107,11 @@ class Probes:
             table[table.Key(ns, ifindex)] = ctypes.c_uint32(roles)
         self.devices.update(devices)
 
+    def describe(self) -> dict:
+        """For the session's metadata: which devices the probes count, and what is left out."""
+        return {"devices": "all" if self.all_devices else sorted(self.names(d) for d in self.devices),
+                "note": self.note}
+
     def _map(self, name: str, key: np.dtype, value: np.dtype, per_cpu: bool = True) -> _Map:
         m = self._maps.get(name)
         if m is None:
