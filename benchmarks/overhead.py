@@ -1,7 +1,8 @@
 """Observer overhead: live-frame redirect Mpps of the instrumented `redirect` program with the
 default probes (A), divided by the same program built without instrumentation and with no probes
-(B); and, as the peer's figure, the bare program with only the per-packet xdp:xdp_redirect
-tracepoint that other tools (xdp-monitor, xdp_redirect_* samples) need to see the fan-out (C).
+(B); and, as the peer's figure, the bare program observed the way other tools see the fan-out (C):
+a classic tracepoint program on xdp:xdp_redirect, run per packet, counting per target in a per-CPU
+map (the kernel samples' xdp_monitor and xdp_redirect_* did this; PEER_C below).
 
 Precision: the injector runs pinned to one CPU (--cpu), the three variants alternate in a rotated
 order round after round (A B C, B C A, C A B, ...) in one process, so slow drifts and machine noise
@@ -22,8 +23,20 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from backend.kernel import attach, host, injector, nic, probes, programs
+from backend.kernel import attach, compile as bcompile, host, injector, nic, probes, programs  # noqa: E402
 from backend.labs import veth as lab  # noqa: E402
+
+PEER_C = """
+BPF_PERCPU_HASH(redirects, u32, u64, 1024);
+TRACEPOINT_PROBE(xdp, xdp_redirect)
+{
+    u32 to = args->to_ifindex;
+    u64 zero = 0, *n = redirects.lookup_or_try_init(&to, &zero);
+    if (n)
+        (*n)++;
+    return 0;
+}
+"""
 
 
 def mpps(prog_fd: int, iface: nic.Interface, frames: int, batch: int) -> float:
@@ -35,19 +48,21 @@ def mpps(prog_fd: int, iface: nic.Interface, frames: int, batch: int) -> float:
         link.close()
 
 
-def set_probes(p: probes.Probes, on: bool) -> None:
-    """Attach or detach every probe of the session, as loading attached them."""
-    for tp in p.enabled:
-        cat, name = tp.split(":")
-        if p.raw and tp in probes.RAW_PROBES:
-            if on:
-                p.bpf.attach_raw_tracepoint(tp=name.encode(), fn_name=f"raw_tracepoint__{name}".encode())
-            else:
-                p.bpf.detach_raw_tracepoint(tp=name.encode())
-        elif on:
-            p.bpf.attach_tracepoint(tp=tp.encode(), fn_name=f"tracepoint__{cat}__{name}".encode())
-        else:
-            p.bpf.detach_tracepoint(tp.encode())
+class Observer:
+    """A bcc module whose tracepoint programs are attached for a run and detached after it."""
+
+    def __init__(self, bpf):
+        self.bpf = bpf
+        self.set(False)   # loading attached them; each run turns its own on
+
+    def set(self, on: bool) -> None:
+        if on:
+            self.bpf.attach_probes()
+            return
+        for tp in list(self.bpf.raw_tracepoint_fds):
+            self.bpf.detach_raw_tracepoint(tp)
+        for tp in list(self.bpf.tracepoint_fds):
+            self.bpf.detach_tracepoint(tp)
 
 
 def spread(xs: list[float], seed: int = 1) -> dict:
@@ -75,12 +90,11 @@ def main() -> int:
         spec = dict(name="redirect", targets=topo.targets)
         instrumented = programs.load(programs.ProgramSpec(**spec), nic.ifindex_of)
         bare = programs.load(programs.ProgramSpec(**spec, count=False), nic.ifindex_of)
-        prb = probes.load(iface.ifindex)
-        per_packet = probes.load(iface.ifindex, trace_redirects=True)
-        set_probes(prb, False)  # loading attached them; each run turns its own on
-        set_probes(per_packet, False)
-        per_packet.enabled = ["xdp:xdp_redirect"]  # the peer method: only the per-packet probe
-        variants = {"A": (instrumented.fd, prb), "B": (bare.fd, None), "C": (bare.fd, per_packet)}
+        prb = probes.load(iface.ifindex, targets=[nic.ifindex_of(t) for t in topo.targets], cpumap_id=0)
+        enabled = prb.enabled
+        default_probes = Observer(prb.bpf)
+        peer = Observer(bcompile.compile_bpf(PEER_C, [], "peer tracepoint"))
+        variants = {"A": (instrumented.fd, default_probes), "B": (bare.fd, None), "C": (bare.fd, peer)}
         mpps(bare.fd, iface, a.frames // 4, a.batch)  # warm-up
         runs: dict[str, list[float]] = {k: [] for k in variants}
         order = list(variants)
@@ -88,21 +102,26 @@ def main() -> int:
             for k in order[r % 3:] + order[:r % 3]:
                 fd, p = variants[k]
                 if p:
-                    set_probes(p, True)
+                    p.set(True)
                 runs[k].append(mpps(fd, iface, a.frames, a.batch))
                 if p:
-                    set_probes(p, False)
+                    p.set(False)
         ab = [x / y for x, y in zip(runs["A"], runs["B"])]
         cb = [x / y for x, y in zip(runs["C"], runs["B"])]
         result = {
             "frames_per_run": a.frames, "rounds": a.rounds, "batch": a.batch, "targets": a.targets,
-            "cpu": a.cpu, "probes": prb.enabled, "raw_tracepoints": prb.raw,
+            "cpu": a.cpu, "probes": enabled, "peer": "classic tracepoint xdp:xdp_redirect, per-CPU count per target",
             "mpps": {k: spread(v) for k, v in runs.items()},
             "ratio_instrumented_over_bare": spread(ab),
             "ratio_per_packet_peer_over_bare": spread(cb),
             "runs_mpps": {k: [round(x, 3) for x in v] for k, v in runs.items()},
         }
+        result["load_average_at_end"] = os.getloadavg()[0]
         print(json.dumps(result, indent=2))
+        bcompile.release(peer.bpf)
+        prb.close()
+        bare.close()
+        instrumented.close()
         return 0
     finally:
         lab.down("bench")
