@@ -3,7 +3,7 @@ do) counts each return value, per CPU, in a per-CPU array. Needs BPF trampolines
 program's BTF (its main function's type); where the kernel refuses (this host: EPERM) the session
 falls back to the driver's counters (backend/data/verdicts.py).
 
-The counting program is eleven instructions, loaded without a compiler:
+The counting program is fourteen instructions, loaded without a compiler:
     r2 = ctx[1]                      the return value (one argument: struct xdp_md *)
     if r2 > 4: r2 = 5                an action outside 0..4 (the kernel treats it as ABORTED)
     key = (u32)r2; v = lookup(map, &key); if v: *v += 1
