@@ -15,6 +15,7 @@ import threading
 from dataclasses import dataclass
 
 HEADROOM = 256   # u64 slots past the known count: GSTATS writes as many as the driver has *now*
+SIOCGIFINDEX = 0x8933
 
 _cache: dict[str, "_Device"] = {}
 _lock = threading.Lock()      # the collector's thread and the agent's requests may both read
@@ -36,7 +37,12 @@ class _Device:
     sset: object                # ETHTOOL_GSSET_INFO request (EthtoolSsetInfo) ...
     sset_req: object            # ... and the ifreq pointing at it
     gstats: object              # ETHTOOL_GSTATS request, count + HEADROOM slots
+    ifreq: bytearray = None     # SIOCGIFINDEX request: the name's ifindex now, on the same socket
     refetches: int = 0          # how often the names were fetched (tests check the caching)
+
+    def ifindex_now(self) -> int:
+        fcntl.ioctl(self.eth.sock, SIOCGIFINDEX, self.ifreq)     # OSError (ENODEV) when gone
+        return int.from_bytes(self.ifreq[16:20], "little")
 
     def driver_count(self) -> int:
         from pyroute2.ethtool.ioctl import ETH_SS_STATS, ETHTOOL_GSSET_INFO, SIOCETHTOOL
@@ -80,9 +86,9 @@ def _open(ifname: str, ifindex: int) -> _Device:
     sset, req = EthtoolSsetInfo(), IfReqSsetInfo()
     req.ifr_name = (ctypes.c_uint8 * IFNAMSIZ)(*eth.ifname)
     req.info = ctypes.pointer(sset)
-    dev = _Device(eth, ifindex, -1, [], [], sset, req, None)
-    dev.refetches = 0
-    return dev
+    ifreq = bytearray(40)
+    ifreq[:IFNAMSIZ] = bytes(eth.ifname[:IFNAMSIZ])
+    return _Device(eth, ifindex, -1, [], [], sset, req, None, ifreq)
 
 
 def _forget(ifname: str) -> None:
@@ -95,12 +101,12 @@ def read_stats(ifname: str) -> dict[str, int]:
     """XDP-related ethtool statistics of an interface ({} when the driver has none or it is gone)."""
     from pyroute2.ethtool.ioctl import EthtoolError   # here: summaries and reports need no pyroute2
     with _lock:
+        dev = _cache.get(ifname)
         try:
-            ifindex = socket.if_nametoindex(ifname)
+            ifindex = dev.ifindex_now() if dev is not None else socket.if_nametoindex(ifname)
         except OSError:
             _forget(ifname)
             return {}
-        dev = _cache.get(ifname)
         if dev is not None and dev.ifindex != ifindex:    # another device under the same name
             _forget(ifname)
             dev = None
