@@ -39,8 +39,8 @@ import pytest
 
 import main as cli
 from backend.data.sample import Sample
-from backend.data.trace import RECORD
-from gui.testing import write_trace
+from backend.data.trace import RECORD, TraceWriter, encode_compact
+from gui.testing import synthetic, write_trace
 from tests.test_trace import write_v1
 
 pytestmark = pytest.mark.unit
@@ -173,7 +173,8 @@ def corpus(tmp: Path, sources: dict[str, Path]) -> list[Case]:
     def add(src: str, name: str, path: Path, expect: str) -> None:
         cases.append(Case(f"{src}: {name}", path, expect, src))
 
-    v2 = [s for s in sources if s != "small1"]
+    v2 = ["lab", "virtio", "small2"]   # format_version 2: zlib records (the bundled traces, one written)
+    v3 = ["small3"]                    # format_version 3: colsets, bitmaps, varints
     for src in sources:
         for key, bad in META_BAD.items():  # a wrong type for a known meta key
             value = rng.choice(bad)
@@ -208,7 +209,7 @@ def corpus(tmp: Path, sources: dict[str, Path]) -> list[Case]:
             p = new(src, "meta-null")
             _sql(p, ("INSERT OR REPLACE INTO meta VALUES (?, 'null')", (key,)))
             add(src, f"meta {key} null", p, KEEP)
-        for value in ("0", "3", '"2"', "true", "null"):
+        for value in ("0", "4", '"2"', "true", "null"):   # 4: newer than this xdpscope reads
             p = new(src, "meta-version")
             _sql(p, ("UPDATE meta SET value = ? WHERE key = 'format_version'", (value,)))
             add(src, f"format_version {value}", p, ERROR)
@@ -237,17 +238,18 @@ def corpus(tmp: Path, sources: dict[str, Path]) -> list[Case]:
         add(src, "rows renumbered in reverse", p, KEEP)
         p = new(src, "shuffled")
         db = _db(p)
-        rows = db.execute("SELECT t, dt, data FROM samples").fetchall()
+        cols = [c for _, c, *_ in db.execute("PRAGMA table_info(samples)") if c != "seq"]
+        rows = db.execute(f"SELECT {', '.join(cols)} FROM samples").fetchall()
         rng.shuffle(rows)
         db.execute("DELETE FROM samples")
-        db.executemany("INSERT INTO samples (t, dt, data) VALUES (?, ?, ?)", rows)
+        db.executemany(f"INSERT INTO samples ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})", rows)
         db.close()
         add(src, "rows written out of time order", p, KEEP)
         for page_size in (512, 65536):
             p = new(src, "vacuum")
             _sql(p, f"PRAGMA page_size = {page_size}", "VACUUM")
             add(src, f"VACUUM, page size {page_size}", p, KEEP)
-        for table in ("meta", "samples") + (("columns",) if src in v2 else ()):
+        for table in ("meta", "samples") + (("columns",) if src in v2 + v3 else ()) + (("colsets",) if src in v3 else ()):
             p = new(src, "drop")
             _sql(p, f"DROP TABLE {table}")
             add(src, f"no {table} table", p, ERROR)
@@ -256,7 +258,8 @@ def corpus(tmp: Path, sources: dict[str, Path]) -> list[Case]:
         add(src, "no samples", p, EITHER)
 
         # SQLite pages of one b-tree overwritten: the index may still list rows the table lost
-        for name in ("samples", "samples_t", "meta") + (("columns",) if src in v2 else ()):
+        for name in ("samples", "samples_t", "meta") + (("columns",) if src in v2 + v3 else ()) + \
+                (("colsets",) if src in v3 else ()):
             pages = _pages(sources[src], name)
             if not pages:
                 continue
@@ -340,6 +343,52 @@ def corpus(tmp: Path, sources: dict[str, Path]) -> list[Case]:
         _sql(p, ("UPDATE samples SET data = ?", (records((col, 2**62)),)))
         add(src, f"column {col} sums beyond int64", p, ERROR)
 
+    for src in v3:  # format_version 3: colsets and compact rows
+        seqs = _seqs(sources[src])
+        db = _db(sources[src])
+        colsets = {i: np.frombuffer(c, "<u4") for i, c in db.execute("SELECT id, cols FROM colsets")}
+        ids = _column_ids(sources[src])
+        db.close()
+        for key in BAD_KEYS[:8]:
+            p = new(src, "column")
+            col = rng.choice(ids)
+            _sql(p, ("UPDATE columns SET key = ? WHERE id = ?", (json.dumps(key), col)))
+            add(src, f"column {col} key {json.dumps(key)[:40]}", p, ERROR)
+        cid = rng.choice(sorted(colsets))
+        for cols, why in ((b"\x01\x00\x00", "not u32s"), ("text", "text"), (b"", "no columns"),
+                          (np.array([ids[0], ids[0]], "<u4").tobytes(), "a column twice"),
+                          (np.array([999999], "<u4").tobytes(), "an unknown column"),
+                          (np.array(ids * 2, "<u4").tobytes(), "more columns than the trace")):
+            p = new(src, "colset")
+            _sql(p, ("UPDATE colsets SET cols = ? WHERE id = ?", (cols, cid)))
+            add(src, f"colset {cid}: {why}", p, EITHER if why == "no columns" else ERROR)
+        p = new(src, "colset-new")   # a colset no row uses: nothing changes
+        _sql(p, ("INSERT INTO colsets (id, cols) VALUES (?, ?)", (max(colsets) + 5, np.array(ids[:3], "<u4").tobytes())))
+        add(src, "an unused colset", p, KEEP)
+        m = len(colsets[cid])
+        rows = [(b"", "empty"), (rng.randbytes(64), "random bytes"), ("text", "text"),
+                (encode_compact([1] * m) + b"\x02", "a value too many"), (encode_compact([1] * m)[:-1], "a value short"),
+                (encode_compact([0] * (m - 1) + [1])[:-1] + b"\x80", "a varint cut"),
+                (encode_compact([1] + [0] * (m - 1))[:-1] + b"\xff" * 10 + b"\x01", "a varint of 71 bits"),
+                (encode_compact([1] + [0] * (m - 1))[:-1] + b"\x00", "a zero stored"),
+                (b"\xff" * 8 + encode_compact([1] * m), "bits past the columns")]
+        for data, why in rows:
+            p = new(src, "row")
+            seq = rng.choice(seqs)
+            _sql(p, ("UPDATE samples SET data = ?, colset = ? WHERE seq = ?", (data, cid, seq)))
+            add(src, f"row {seq}: {why}", p, ERROR)
+        for colset, why in ((987, "unknown colset"), ("x", "colset text"), (None, "colset null")):
+            p = new(src, "row-colset")
+            seq = rng.choice(seqs)
+            try:
+                _sql(p, ("UPDATE samples SET colset = ? WHERE seq = ?", (colset, seq)))
+            except sqlite3.IntegrityError:   # NOT NULL holds
+                continue
+            add(src, f"row {seq}: {why}", p, ERROR)
+        p = new(src, "overflow")  # every row says 2^62 for the first column of its colset: beyond int64
+        _sql(p, ("UPDATE samples SET data = ?, colset = ?", (encode_compact([2**62] + [0] * (m - 1)), cid)))
+        add(src, "a column sums beyond int64", p, ERROR)
+
     seqs = _seqs(sources["small1"])  # format_version 1: JSON rows
     for row in V1_BAD:
         p = new("small1", "v1")
@@ -380,8 +429,12 @@ def corpus(tmp: Path, sources: dict[str, Path]) -> list[Case]:
 def fuzz(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("fuzz")
     sources = {"lab": ROOT / "resources" / "sample.xst", "virtio": ROOT / "resources" / "virtio-sample.xst",
-               "small2": tmp / "small2.xst", "small1": tmp / "small1.xst"}
-    write_trace(sources["small2"], 60, targets=3)
+               "small2": tmp / "small2.xst", "small1": tmp / "small1.xst", "small3": tmp / "small3.xst"}
+    write_trace(sources["small3"], 60, targets=3)   # the current format_version (3)
+    with TraceWriter(sources["small2"], {"program": "redirect", "iface": "xs-in", "targets": ["xs-t0", "xs-t1"],
+                                         "hz": 10}, format_version=2) as w:
+        for i in range(1, 61):
+            w.write(synthetic(i, targets=3))
     samples = [Sample(t=0.125 * (i + 1), dt=0.125, actions=[[0, 1, 2, 0, 3 * i], [i, 0, 0, 1, 0]],
                       targets={"xs-t0": [2 * i, i]}, flush={"xs-t0": [0] * 16 + [i]},
                       napi={"xs-in": {"polls": 2, "work": i, "budget": 128, "full": 0}},

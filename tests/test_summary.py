@@ -62,9 +62,9 @@ def acts(aborted: float, drop: float, pass_: float, tx: float, redirect: float) 
 def test_whole_trace_every_number(trace: Path) -> None:
     got = summarize(trace)
     meta = got.pop("meta")  # the trace's meta as recorded (created/ended are wall-clock times)
-    assert meta == {**META, "format_version": 2, "samples": 3, "created": meta["created"], "ended": meta["ended"]}
+    assert meta == {**META, "format_version": 3, "samples": 3, "created": meta["created"], "ended": meta["ended"]}
     assert got == {
-        "format_version": 2, "iface": "xs-in", "program": "redirect", "mode": "generic", "driver": "veth",
+        "format_version": 3, "iface": "xs-in", "program": "redirect", "mode": "generic", "driver": "veth",
         "hz": 8, "window": [None, None],
         "duration_s": 0.5, "samples": 3,
         "actions": acts(1, 7, 4, 4, 48), "verdict_method": "program counters", "verdict_total": 64, "user_maps": {},

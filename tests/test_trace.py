@@ -32,9 +32,9 @@ def sample(i: int) -> Sample:
                   exceptions={"ABORTED": i % 2} if i % 2 else {})
 
 
-def write_trace(path: Path, n: int = 20, meta: dict | None = None) -> list[Sample]:
+def write_trace(path: Path, n: int = 20, meta: dict | None = None, version: int = FORMAT_VERSION) -> list[Sample]:
     samples = [sample(i) for i in range(n)]
-    with TraceWriter(path, META if meta is None else meta) as w:
+    with TraceWriter(path, META if meta is None else meta, format_version=version) as w:
         for s in samples:
             w.write(s)
     return samples
@@ -72,22 +72,31 @@ def test_round_trip(tmp_path: Path) -> None:
         assert list(r.samples(100, 200)) == []
 
 
-def test_row_layout(tmp_path: Path) -> None:
+LEAVES_1 = {("actions", 0, 0): 0, ("actions", 0, 1): 1, ("actions", 0, 2): 0, ("actions", 0, 3): 0,
+            ("actions", 0, 4): 0, ("actions", 1, 0): 0, ("actions", 1, 1): 0, ("actions", 1, 2): 2,
+            ("actions", 1, 3): 0, ("actions", 1, 4): 0,
+            ("targets", "xs-t0", 0): 0, ("targets", "xs-t0", 1): 0,
+            ("targets", "xs-t1", 0): 0, ("targets", "xs-t1", 1): 0,
+            **{("flush", "xs-t0", i): 0 for i in range(17)}}
+
+
+def _write(path: Path, n: int, version: int) -> None:
+    with TraceWriter(path, META, format_version=version) as w:
+        for i in range(n):
+            w.write(sample(i))
+
+
+def test_row_layout_version_2(tmp_path: Path) -> None:
     """The documented layout, decoded by hand: zlib of (u32 column, i64 value) records, keys in `columns`."""
     path = tmp_path / "a.xst"
-    write_trace(path, 2)
+    _write(path, 2, 2)
     db = sqlite3.connect(path)
     keys = {i: tuple(json.loads(k)) for i, k in db.execute("SELECT id, key FROM columns")}
     (seq, t, dt, data), _ = db.execute("SELECT seq, t, dt, data FROM samples ORDER BY seq").fetchall()
     assert (seq, t, dt) == (1, 0.1, 0.1)
     rec = np.frombuffer(zlib.decompress(data), dtype=[("column", "<u4"), ("value", "<i8")])
     leaves = {keys[int(c)]: int(v) for c, v in rec}
-    assert leaves == {("actions", 0, 0): 0, ("actions", 0, 1): 1, ("actions", 0, 2): 0, ("actions", 0, 3): 0,
-                      ("actions", 0, 4): 0, ("actions", 1, 0): 0, ("actions", 1, 1): 0, ("actions", 1, 2): 2,
-                      ("actions", 1, 3): 0, ("actions", 1, 4): 0,
-                      ("targets", "xs-t0", 0): 0, ("targets", "xs-t0", 1): 0,
-                      ("targets", "xs-t1", 0): 0, ("targets", "xs-t1", 1): 0,
-                      **{("flush", "xs-t0", i): 0 for i in range(17)}}
+    assert leaves == LEAVES_1
     assert [keys[int(c)] for c in rec["column"]] == list(leaves)  # in the Sample's order
     assert len(keys) == len(leaves) + 1  # the second sample added ("exceptions", "ABORTED")
     assert keys[len(leaves)] == ("exceptions", "ABORTED")
@@ -97,6 +106,64 @@ def test_row_layout(tmp_path: Path) -> None:
     write_trace(path, 3)
     _edit(path, "UPDATE meta SET value = '{oops' WHERE key = 'iface'")
     assert "'iface'" in error_of(path)
+
+
+def _varint(data: bytes, at: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        b = data[at]
+        value |= (b & 0x7F) << shift
+        at, shift = at + 1, shift + 7
+        if b < 0x80:
+            return (value >> 1) ^ -(value & 1), at   # zigzag
+
+
+def test_row_layout_version_3(tmp_path: Path) -> None:
+    """The compact layout, decoded by hand in plain Python: a colset names the row's columns, the
+    data holds a two-level bitmap of the nonzero ones and their zigzag varints; dt in microseconds."""
+    path = tmp_path / "c.xst"
+    _write(path, 2, 3)
+    db = sqlite3.connect(path)
+    keys = {i: tuple(json.loads(k)) for i, k in db.execute("SELECT id, key FROM columns")}
+    colsets = {i: np.frombuffer(c, "<u4").tolist() for i, c in db.execute("SELECT id, cols FROM colsets")}
+    (seq, t, dt, colset, data), _ = db.execute("SELECT seq, t, dt, colset, data FROM samples ORDER BY seq").fetchall()
+    assert (seq, t, dt, colset) == (1, 0.1, 100_000, 0) and len(colsets) == 2
+    cols = colsets[colset]
+    nbytes = (len(cols) + 7) // 8
+    level, at = data[:(nbytes + 7) // 8], (nbytes + 7) // 8
+    bitmap = []
+    for i in range(nbytes):
+        if level[i // 8] >> (i % 8) & 1:
+            bitmap.append(data[at])
+            at += 1
+        else:
+            bitmap.append(0)
+    leaves = {}
+    for i, c in enumerate(cols):
+        if bitmap[i // 8] >> (i % 8) & 1:
+            leaves[keys[c]], at = _varint(data, at)
+        else:
+            leaves[keys[c]] = 0
+    assert at == len(data) and leaves == LEAVES_1 and list(leaves) == list(LEAVES_1)  # in the Sample's order
+    assert len(data) == 1 + 1 + 2  # 31 columns: 4 bitmap bytes of which 1 has bits; values 1 and 2
+    with TraceReader(path) as r:
+        assert r.version == 3 == FORMAT_VERSION and list(r.samples()) == [sample(0), sample(1)]
+
+
+@pytest.mark.parametrize("values", [[0], [1], [-1], [63, -64, 64, -65], [2**63 - 1, -(2**63)], [0] * 70 + [5] + [0] * 9,
+                                    [2**31, -(2**40), 7, 0, 0, 300] * 40])
+def test_compact_values_round_trip(values: list[int]) -> None:
+    from backend.data.trace import encode_compact
+    data = encode_compact(values)
+    nbytes = (len(values) + 7) // 8
+    level = data[:(nbytes + 7) // 8]
+    kept = sum(bin(b).count("1") for b in level)
+    at = len(level) + kept
+    got = []
+    while at < len(data):
+        v, at = _varint(data, at)
+        got.append(v)
+    assert got == [v for v in values if v]
 
 
 def write_v1(path: Path, samples: list[Sample], meta: dict = META) -> None:
@@ -320,11 +387,49 @@ def _assert_bad_row(path: Path, samples: list[Sample], why: str) -> None:
     (zlib.compress(b"\0" * 13), "not a whole number of records"),
     (zlib.compress(np.array([(999, 1)], dtype=[("c", "<u4"), ("v", "<i8")]).tobytes()), "unknown column id 999"),
 ])
+def test_bad_row_data_names_the_row_version_2(tmp_path: Path, data: object, why: str) -> None:
+    path = tmp_path / "row.xst"
+    samples = write_trace(path, 10, version=2)
+    _edit(path, "UPDATE samples SET data = ? WHERE seq = 7", data)
+    _assert_bad_row(path, samples, why)
+
+
+@pytest.mark.parametrize("data, why", [   # row seq=7 has 31 columns: a 1-byte level over 4 bitmap bytes
+    ("text", "not a blob"), (b"", "shorter than its 1-byte bitmap"), (b"\xff", "bits set past the row's columns"),
+    (b"\x01", "shorter than its bitmap"), (b"\x01\x00", "a bitmap byte of no bits"),
+    (b"\x08\x80", "bits set past the row's columns"),          # column 31 of 0..30
+    (b"\x01\x01", "its values are not its bitmap's"), (b"\x01\x01\x02\x02", "its values are not its bitmap's"),
+    (b"\x01\x01\x80", "a varint runs past the end of its row"), (b"\x01\x01\x00", "a zero where its bitmap says"),
+    (b"\x01\x01" + b"\xff" * 9 + b"\x02", "a varint longer than 64 bits"),
+])
 def test_bad_row_data_names_the_row(tmp_path: Path, data: object, why: str) -> None:
     path = tmp_path / "row.xst"
     samples = write_trace(path, 10)
     _edit(path, "UPDATE samples SET data = ? WHERE seq = 7", data)
     _assert_bad_row(path, samples, why)
+
+
+@pytest.mark.parametrize("sql, why", [
+    ("UPDATE samples SET colset = 99 WHERE seq = 7", "sample row seq=7: unknown colset 99"),
+    ("UPDATE samples SET colset = 'x' WHERE seq = 7", "sample row seq=7: unknown colset 'x'"),
+])
+def test_bad_colset_of_a_row(tmp_path: Path, sql: str, why: str) -> None:
+    path = tmp_path / "row.xst"
+    samples = write_trace(path, 10)
+    _edit(path, sql)
+    _assert_bad_row(path, samples, why)
+
+
+@pytest.mark.parametrize("cols, why", [
+    (b"\x01\x00\x00", "not a blob of u32 column ids"), ("text", "not a blob of u32 column ids"),
+    (np.array([0, 1, 1], "<u4").tobytes(), "a column twice"), (np.array([0, 999], "<u4").tobytes(), "lacks"),
+])
+def test_bad_colset(tmp_path: Path, cols: object, why: str) -> None:
+    path = tmp_path / "cs.xst"
+    write_trace(path, 3)
+    _edit(path, "UPDATE colsets SET cols = ? WHERE id = 0", cols)
+    msg = error_of(path)
+    assert "colset 0: unreadable" in msg and why in msg, msg
 
 
 @pytest.mark.parametrize("key", ["{oops", "[]", "[1, 2]", '"flush"'])
@@ -344,6 +449,10 @@ def test_missing_samples_table(tmp_path: Path) -> None:
     write_trace(path, 3)
     _edit(path, "DROP TABLE columns")
     assert "no columns table" in error_of(path)
+    path = tmp_path / "nocolsets.xst"
+    write_trace(path, 3)
+    _edit(path, "DROP TABLE colsets")
+    assert "no colsets table" in error_of(path)
 
 
 def test_copy_of_closed_trace_reads(tmp_path: Path) -> None:

@@ -37,7 +37,7 @@ from backend.data import modes
 from backend.errors import XdpscopeError
 from backend.data.sample import MAX_TARGETS, Sample
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3   # 3: compact rows (colsets, bitmaps, varints); 2: zlib records; 1: JSON rows
 APPLICATION_ID = 0x78647073  # "xdps": lets `file`/sqlite tools tell our traces from other SQLite files
 RECORD = np.dtype([("column", "<u4"), ("value", "<i8")])  # one leaf of a sample row, packed: 12 bytes
 CHUNK = 8192  # samples decoded at a time when streaming a whole trace
@@ -59,12 +59,21 @@ DELETED_CHECK_S = 1.0    # how often the writer checks that its file is still th
 # reaches Python as UnicodeDecodeError)
 DB_ERRORS = (sqlite3.Error, UnicodeDecodeError)
 
-_SCHEMA = """
+_SCHEMA = {2: """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE columns (id INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE);
 CREATE TABLE samples (seq INTEGER PRIMARY KEY, t REAL NOT NULL, dt REAL NOT NULL, data BLOB NOT NULL);
 CREATE INDEX samples_t ON samples (t);
-"""
+""", 3: """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE columns (id INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE);
+CREATE TABLE colsets (id INTEGER PRIMARY KEY, cols BLOB NOT NULL UNIQUE);
+CREATE TABLE samples (seq INTEGER PRIMARY KEY, t REAL NOT NULL, dt NOT NULL, colset INTEGER NOT NULL,
+                      data BLOB NOT NULL);
+CREATE INDEX samples_t ON samples (t);
+"""}
+COLSET = np.dtype("<u4")   # a colset: the column ids of a row, in its order
+MAX_VARINT = 10            # bytes of a 64-bit LEB128 value
 
 
 def _json(value: Any) -> str:
@@ -93,8 +102,57 @@ def parse_json(text: Any) -> Any:
 
 
 def encode(records: np.ndarray) -> bytes:
-    """A sample row's data: its RECORD array, zlib-compressed (mostly small ints and zeros: ~4x)."""
+    """A format_version 2 row's data: its RECORD array, zlib-compressed (mostly small ints and zeros: ~4x)."""
     return zlib.compress(records.tobytes(), 1)
+
+
+def encode_compact(values: list[int]) -> bytes:
+    """A format_version 3 row's data: which values are nonzero as a two-level bitmap (a bit per byte
+    of the bitmap saying whether that byte has a bit set, then only those bytes; bits least
+    significant first), then each nonzero value as a zigzag LEB128 varint (-64..63: one byte). A
+    zero costs a bit at most; the row's colset lists every column it has, zeros included."""
+    bitmap = np.packbits(np.array([v != 0 for v in values], bool), bitorder="little")
+    out = bytearray(np.packbits(bitmap != 0, bitorder="little").tobytes())
+    out += bitmap[bitmap != 0].tobytes()
+    for v in values:
+        if v:
+            z = ((v << 1) ^ (v >> 63)) & 0xFFFF_FFFF_FFFF_FFFF
+            while z >= 0x80:
+                out.append((z & 0x7F) | 0x80)
+                z >>= 7
+            out.append(z)
+    return bytes(out)
+
+
+def micros(dt: float) -> int | float:
+    """dt as integer microseconds when that is exact (the collector rounds to them): 2-3 bytes in
+    SQLite instead of 8; else the float itself."""
+    us = round(dt * 1e6)
+    return us if dt >= 0 and abs(us) < 2**53 and us / 1e6 == dt else dt
+
+
+def decode_varints(parts: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
+    """The zigzag LEB128 values of each part (one part per row), all rows at once in numpy:
+    (values int64, count of values per part). ValueError for a value that runs past its part or
+    is longer than 64 bits."""
+    lens = np.array([len(x) for x in parts], np.int64)
+    buf = np.frombuffer(b"".join(parts), np.uint8)
+    if not buf.size:
+        return np.zeros(0, np.int64), np.zeros(len(parts), np.int64)
+    term = buf < 0x80
+    end = np.cumsum(lens)
+    ends = end[lens > 0] - 1
+    if not term[ends].all():
+        raise ValueError("a varint runs past the end of its row")
+    seen = np.concatenate([[0], np.cumsum(term)])
+    counts = seen[end] - seen[end - lens]
+    starts = np.flatnonzero(np.concatenate([[True], term[:-1]]))
+    sizes = np.diff(np.append(starts, len(buf)))
+    if sizes.max() > MAX_VARINT or (buf[starts[sizes == MAX_VARINT] + MAX_VARINT - 1] > 1).any():
+        raise ValueError("a varint longer than 64 bits")
+    pos = np.arange(len(buf)) - np.repeat(starts, sizes)
+    z = np.add.reduceat((buf & 0x7F).astype(np.uint64) << (7 * pos).astype(np.uint64), starts)
+    return (z >> np.uint64(1)).astype(np.int64) ^ -(z & np.uint64(1)).astype(np.int64), counts
 
 
 def check_output(path: str | os.PathLike) -> Path:
@@ -130,8 +188,13 @@ class TraceWriter:
     XdpscopeError saying how many samples the trace keeps; the file stays readable up to the last
     committed sample, and the writer refuses further writes."""
 
-    def __init__(self, path: str | os.PathLike, meta: dict) -> None:
+    def __init__(self, path: str | os.PathLike, meta: dict, format_version: int = FORMAT_VERSION) -> None:
+        if format_version not in _SCHEMA:
+            raise XdpscopeError(f"{path}: cannot write trace format_version {format_version} "
+                                f"(writes {', '.join(map(str, _SCHEMA))})")
         self.path = Path(path)
+        self.version = format_version
+        self._colsets: dict[bytes, int] = {}   # colset (COLSET bytes) -> id (format_version 3)
         self.count = 0  # samples committed
         self.failed: str | None = None
         self._columns: dict[Key, int] = {}
@@ -150,8 +213,8 @@ class TraceWriter:
             # NORMAL in WAL: a commit survives the death of the process (not of the machine) without an fsync per sample
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute(f"PRAGMA application_id={APPLICATION_ID}")
-            self._db.executescript(_SCHEMA)
-            full = {**meta, "format_version": FORMAT_VERSION}
+            self._db.executescript(_SCHEMA[format_version])
+            full = {**meta, "format_version": format_version}
             full.setdefault("created", time.time())
             self._db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", [(k, _json(v)) for k, v in full.items()])
             st = os.stat(self.path)
@@ -162,6 +225,7 @@ class TraceWriter:
             raise XdpscopeError(f"{self.path}: cannot create trace: {_disk_error(e)}") from None
         self._ident = (st.st_dev, st.st_ino)
         self._checked = time.monotonic()
+        self._new_colsets = {}
 
     def records(self, sample: Sample) -> tuple[np.ndarray, dict[Key, int]]:
         """The sample's leaves as RECORDs, and the columns it is the first to have (written in the
@@ -199,7 +263,13 @@ class TraceWriter:
             try:
                 db.executemany("INSERT INTO columns (id, key) VALUES (?, ?)",
                                [(col, _json(list(key))) for key, col in new.items()])
-                db.execute("INSERT INTO samples (t, dt, data) VALUES (?, ?, ?)", (sample.t, sample.dt, encode(records)))
+                if self.version == 2:
+                    db.execute("INSERT INTO samples (t, dt, data) VALUES (?, ?, ?)",
+                               (sample.t, sample.dt, encode(records)))
+                else:
+                    colset = self._colset(db, records["column"])
+                    db.execute("INSERT INTO samples (t, dt, colset, data) VALUES (?, ?, ?, ?)",
+                               (sample.t, micros(sample.dt), colset, encode_compact(records["value"].tolist())))
                 db.execute("COMMIT")
             except BaseException:
                 if db.in_transaction:
@@ -208,7 +278,19 @@ class TraceWriter:
         except sqlite3.Error as e:
             self._fail(f"cannot write: {_disk_error(e)}")
         self._columns.update(new)
+        self._colsets.update(self._new_colsets)
         self.count += 1
+
+    def _colset(self, db: sqlite3.Connection, columns: np.ndarray) -> int:
+        """The id of this row's column list, added in the row's own transaction when new (a
+        session's samples mostly share a few)."""
+        self._new_colsets: dict[bytes, int] = {}
+        key = columns.astype(COLSET).tobytes()
+        got = self._colsets.get(key)
+        if got is None:
+            got = self._new_colsets[key] = len(self._colsets)
+            db.execute("INSERT INTO colsets (id, cols) VALUES (?, ?)", (got, key))
+        return got
 
     def set_meta(self, key: str, value: Any) -> None:
         db = self._conn()
@@ -421,6 +503,8 @@ class TraceReader:
             self._ids, self._slots, self._keys = np.zeros(0, np.int64), np.zeros(0, np.intp), []
         else:
             self._load_columns(tables)
+        if version >= 3:
+            self._load_colsets(tables)
         # One pass over the covering index on t (it holds the rowid): no table pages, no per-row objects kept.
         try:
             rows = np.fromiter(self._db.execute("SELECT t, seq FROM samples ORDER BY t, seq"),
@@ -472,6 +556,27 @@ class TraceReader:
         self._slots = np.array(slots, np.intp)
         self._keys = keys
 
+    def _load_colsets(self, tables: set[str]) -> None:
+        """Every colset as the slots (self._keys index, -1: a column ignored) of its columns."""
+        if "colsets" not in tables:
+            raise XdpscopeError(f"{self.path}: not an xdpscope trace (no colsets table)")
+        self._colsets: dict[int, np.ndarray] = {}
+        for cid, cols in self._db.execute("SELECT id, cols FROM colsets"):
+            try:
+                if not isinstance(cid, int):
+                    raise ValueError(f"id {cid!r} is not an integer")
+                if not isinstance(cols, bytes) or len(cols) % COLSET.itemsize:
+                    raise ValueError("not a blob of u32 column ids")
+                ids = np.frombuffer(cols, COLSET).astype(np.int64)
+                if len(ids) > len(self._ids) or len(np.unique(ids)) != len(ids):
+                    raise ValueError("a column twice")
+                pos = np.minimum(np.searchsorted(self._ids, ids), max(len(self._ids) - 1, 0))
+                if len(ids) and (not len(self._ids) or (self._ids[pos] != ids).any()):
+                    raise ValueError("a column id the columns table lacks")
+            except ValueError as e:
+                raise XdpscopeError(f"{self.path}: colset {cid!r}: unreadable ({e})") from None
+            self._colsets[cid] = self._slots[pos] if len(ids) else np.zeros(0, np.intp)
+
     def _check_names(self, keys: list[Key]) -> None:
         """At most MAX_NAMES names (targets, devices...) in one field (MAX_DRIVER_NAMES counters)."""
         names: dict[str, set] = {}
@@ -502,11 +607,12 @@ class TraceReader:
             return []
         s0, s1 = int(self._seq[i0]), int(self._seq[i1 - 1])
         try:
+            what = "seq, t, dt, data" + (", colset" if self.version >= 3 else "")
             if self._in_order:
-                return self._db.execute("SELECT seq, t, dt, data FROM samples WHERE seq BETWEEN ? AND ? "
+                return self._db.execute(f"SELECT {what} FROM samples WHERE seq BETWEEN ? AND ? "
                                         "ORDER BY seq", (s0, s1)).fetchall()
             wanted = set(self._seq[i0:i1].tolist())
-            rows = self._db.execute("SELECT seq, t, dt, data FROM samples WHERE t >= ? AND t <= ? ORDER BY t, seq",
+            rows = self._db.execute(f"SELECT {what} FROM samples WHERE t >= ? AND t <= ? ORDER BY t, seq",
                                     (float(self._t[i0]), float(self._t[i1 - 1])))
             return [r for r in rows if r[0] in wanted]
         except DB_ERRORS as e:
@@ -520,7 +626,9 @@ class TraceReader:
             raise XdpscopeError(f"{self.path}: samples changed while the trace was open "
                                 f"({len(rows)} rows where {i1 - i0} were)")
         t, dt = self._times(rows)
-        return self._json_block(rows, t, dt) if self.version == 1 else self._decode(rows, t, dt)
+        if self.version == 1:
+            return self._json_block(rows, t, dt)
+        return self._decode(rows, t, dt) if self.version == 2 else self._decode_compact(rows, t, dt)
 
     def _times(self, rows: list[tuple]) -> tuple[np.ndarray, np.ndarray]:
         """t and dt of the rows, checked: numbers, |t| <= MAX_T, dt 0 or MIN_DT..MAX_DT."""
@@ -530,7 +638,8 @@ class TraceReader:
                                  f"interval of 0 or {MIN_DT:g}..{MAX_DT:g} s")
         try:
             t = np.array([r[1] for r in rows], np.float64)
-            dt = np.array([r[2] for r in rows], np.float64)
+            dt = np.array([r[2] / 1e6 if type(r[2]) is int and self.version >= 3 else r[2] for r in rows],
+                          np.float64)  # format_version 3: integer microseconds, or seconds
         except (ValueError, TypeError):  # text or a blob where a number belongs
             raise bad(next((r for r in rows if not all(isinstance(x, (int, float)) for x in r[1:3])), rows[0])) \
                 from None
@@ -615,6 +724,58 @@ class TraceReader:
             raise XdpscopeError(f"{self.path}: sample row seq={seq}: unreadable data (a column appears twice)")
         return Block(t, dt, [self._keys[int(i)] for i in used], values, present)
 
+    def _decode_compact(self, rows: list[tuple], t: np.ndarray, dt: np.ndarray) -> Block:
+        """format_version 3 rows -> Block: per colset, the rows' bitmaps unpacked and their varints
+        decoded in numpy, then one scatter into the matrix."""
+        n = len(rows)
+        groups: dict[Any, list[int]] = {}
+        for i, r in enumerate(rows):
+            groups.setdefault(r[4], []).append(i)
+        cells = 0
+        prow, pslot, vrow, vslot, vals = [], [], [], [], []
+        for cid, idx in groups.items():
+            slots = self._colsets.get(cid) if isinstance(cid, int) else None
+            if slots is None:
+                raise XdpscopeError(f"{self.path}: sample row seq={rows[idx[0]][0]}: unknown colset {cid!r}")
+            m = len(slots)
+            cells += m * len(idx)
+            if cells > MAX_CELLS:
+                raise XdpscopeError(f"{self.path}: more than {MAX_CELLS} counters in one window")
+            datas = [rows[i][3] for i in idx]
+            for i, d in zip(idx, datas):
+                if not isinstance(d, bytes):
+                    raise XdpscopeError(f"{self.path}: sample row seq={rows[i][0]}: unreadable data (not a blob)")
+            try:
+                owner, col, values = _compact_rows(datas, m)
+            except ValueError:   # name the first bad row and say what is wrong with it
+                for i, d in zip(idx, datas):
+                    try:
+                        _compact_rows([d], m)
+                    except ValueError as e:
+                        raise XdpscopeError(f"{self.path}: sample row seq={rows[i][0]}: unreadable data ({e})") \
+                            from None
+                raise AssertionError("a bad group of good rows")  # noqa: B904 (cannot happen)
+            rows_of = np.array(idx, np.intp)
+            prow.append(np.repeat(rows_of, m))
+            pslot.append(np.tile(slots, len(idx)))
+            vrow.append(rows_of[owner])
+            vslot.append(slots[col])
+            vals.append(values)
+        cat = lambda parts, dtype: np.concatenate(parts) if parts else np.zeros(0, dtype)  # noqa: E731
+        prow, pslot = cat(prow, np.intp), cat(pslot, np.intp)
+        vrow, vslot, vals = cat(vrow, np.intp), cat(vslot, np.intp), cat(vals, np.int64)
+        keep, vkeep = pslot >= 0, vslot >= 0    # columns of a newer xdpscope are left out
+        prow, pslot, vrow, vslot, vals = prow[keep], pslot[keep], vrow[vkeep], vslot[vkeep], vals[vkeep]
+        used = np.flatnonzero(np.bincount(pslot, minlength=len(self._keys)))
+        self._check_cells(n, len(used))
+        remap = np.zeros(len(self._keys), np.intp)
+        remap[used] = np.arange(len(used))
+        values = np.zeros((n, len(used)), np.int64)
+        present = np.zeros((n, len(used)), bool)
+        present[prow, remap[pslot]] = True
+        values[vrow, remap[vslot]] = vals
+        return Block(t, dt, [self._keys[int(i)] for i in used], values, present)
+
     def index_range(self, t_from: float | None = None, t_to: float | None = None) -> tuple[int, int]:
         """Indices [i0, i1) of the samples with t_from <= t <= t_to (either bound optional)."""
         i0 = 0 if t_from is None else int(np.searchsorted(self._t, t_from, side="left"))
@@ -659,6 +820,36 @@ class TraceReader:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _compact_rows(datas: list[bytes], m: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows of one colset of m columns (format_version 3 data) -> (row, column, value) of every
+    nonzero value, rows in order, columns ascending. ValueError says what is wrong."""
+    nbytes = (m + 7) // 8           # the bitmap's bytes, and their own bitmap's
+    nlevel = (nbytes + 7) // 8
+    if any(len(d) < nlevel for d in datas):
+        raise ValueError(f"shorter than its {nlevel}-byte bitmap")
+    level = np.unpackbits(np.frombuffer(b"".join(d[:nlevel] for d in datas), np.uint8).reshape(len(datas), nlevel),
+                          axis=1, bitorder="little")
+    if level[:, nbytes:].any():
+        raise ValueError("bits set past the row's columns")
+    level = level[:, :nbytes].astype(bool)
+    kept = level.sum(axis=1).tolist()
+    if any(len(d) < nlevel + k for d, k in zip(datas, kept)):
+        raise ValueError("shorter than its bitmap")
+    bitmap = np.zeros((len(datas), nbytes), np.uint8)
+    bitmap[level] = np.frombuffer(b"".join(d[nlevel:nlevel + k] for d, k in zip(datas, kept)), np.uint8)
+    bits = np.unpackbits(bitmap, axis=1, bitorder="little")
+    if bits[:, m:].any() or (bitmap[level] == 0).any():
+        raise ValueError("a bitmap byte of no bits, or bits set past the row's columns")
+    nonzero = bits[:, :m].astype(bool)
+    values, counts = decode_varints([d[nlevel + k:] for d, k in zip(datas, kept)])
+    if (counts != nonzero.sum(axis=1)).any():
+        raise ValueError("its values are not its bitmap's")
+    if not values.all():
+        raise ValueError("a zero where its bitmap says nonzero")
+    owner, col = np.nonzero(nonzero)
+    return owner, col, values
 
 
 def json_leaves(d: Any) -> list[tuple[Key, int]]:
