@@ -18,12 +18,20 @@ Reported for ticks that redrew (`redraw_*`) and for all ticks (`tick_*`), p50/p9
 The default dock layout is used: Verdicts, Fan-out, Flushes and Errors are visible; NAPI is a
 hidden tab (a hidden panel is not redrawn). `--all-panels` shows NAPI too (Errors then hidden).
 
-    QT_QPA_PLATFORM=offscreen .venv/bin/python benchmarks/gui_frame_time.py [--window 3600]
+`--profile` runs cProfile over the draw + paint run and says where the time goes: Python time by
+pyqtgraph item kind (axes, text, legends, curves, images, view boxes, the Path dock, xdpscope's own
+code), Qt painter calls (drawText, drawPath, ...) charged to the Python function that made them, and
+what Qt did in C++ without calling Python (widgets, docks, compositing): processEvents' own time.
+Also how many times each item kind's paint() ran per redraw.
+
+    QT_QPA_PLATFORM=offscreen .venv/bin/python benchmarks/gui_frame_time.py [--window 3600] [--profile]
 """
 from __future__ import annotations
 
 import argparse
+import cProfile
 import json
+import pstats
 import os
 import sys
 import time
@@ -44,6 +52,51 @@ def stats(ms: list[float]) -> dict:
             "max": round(float(a.max()), 2)}
 
 
+KINDS = (("AxisItem.py", "axes"), ("LegendItem.py", "legends"), ("TextItem.py", "text"), ("LabelItem.py", "text"),
+         ("PlotCurveItem.py", "curves"), ("PlotDataItem.py", "curves"), ("ScatterPlotItem.py", "curves"),
+         ("ImageItem.py", "images"), ("BarGraphItem.py", "bars"), ("ViewBox", "view boxes"),
+         ("GraphicsScene", "scene"), ("GraphicsView", "scene"), ("path_view.py", "path dock"),
+         ("/gui/", "xdpscope gui code"), ("/backend/", "xdpscope data code"), ("pyqtgraph", "pyqtgraph other"),
+         ("numpy", "numpy"))
+
+
+def kind(key: tuple) -> str:
+    filename = key[0]
+    for part, name in KINDS:
+        if part in filename:
+            return name
+    return "python other"
+
+
+def where_time_goes(prof: cProfile.Profile, redraws: int) -> dict:
+    """ms per redraw by kind; a builtin's time (a Qt or numpy call) goes to its callers' kinds."""
+    st = pstats.Stats(prof).stats
+    ms: dict[str, float] = {}
+    calls: dict[str, int] = {}
+    painter: dict[str, float] = {}
+    for key, (cc, nc, tt, ct, callers) in st.items():
+        if key[0] == "~":                              # a builtin: Qt, numpy, ...
+            name = key[2]
+            if "processEvents" in name:
+                ms["Qt C++ without Python (widgets, docks, text items, compositing)"] = tt * 1000
+                continue
+            for caller, (_, _, ctt, _) in callers.items():
+                k = kind(caller)
+                ms[k] = ms.get(k, 0.0) + ctt * 1000
+                if "QPainter" in name:
+                    painter[f"{k}: {name}"] = painter.get(f"{k}: {name}", 0.0) + ctt * 1000
+        else:
+            k = kind(key)
+            ms[k] = ms.get(k, 0.0) + tt * 1000
+            if key[2] == "paint":
+                calls[k] = calls.get(k, 0) + nc
+    n = max(redraws, 1)
+    top_painter = sorted(painter.items(), key=lambda kv: -kv[1])[:12]
+    return {"ms_per_redraw": {k: round(v / n, 3) for k, v in sorted(ms.items(), key=lambda kv: -kv[1])},
+            "paint_calls_per_redraw": {k: round(v / n, 2) for k, v in sorted(calls.items(), key=lambda kv: -kv[1])},
+            "qpainter_calls_ms_per_redraw": {k: round(v / n, 3) for k, v in top_painter}}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--history", type=int, default=72_000, help="samples fed before timing (default 1 h at 20 Hz)")
@@ -53,6 +106,7 @@ def main() -> int:
     ap.add_argument("--live-seconds", type=float, default=30.0, help="simulated live time that is timed")
     ap.add_argument("--size", default="1600x1000")
     ap.add_argument("--all-panels", action="store_true", help="raise the NAPI tab as well")
+    ap.add_argument("--profile", action="store_true", help="where the draw + paint time goes (cProfile)")
     a = ap.parse_args()
 
     from gui.main_window import FRAME_MS
@@ -84,6 +138,8 @@ def main() -> int:
     visible = [type(p).__name__ for p in w.panels if getattr(p, "shown", p.isVisible)()]
     ticks = int(a.live_seconds * 1000 / FRAME_MS)
 
+    prof = cProfile.Profile() if a.profile else None
+
     def run(paint: str, start: int) -> tuple[list[float], list[float], int, dict]:
         """Real time: a tick every FRAME_MS of wall clock, samples appended as their 1/hz comes due
         (panels pace their redraws by the clock, so the simulation must not run faster)."""
@@ -102,6 +158,9 @@ def main() -> int:
                 nxt += 1
                 src.model.append(synthetic(nxt, dt, targets=a.targets))
             keys = [p._key for p in w.panels]
+            profiling = prof is not None and paint == "events"
+            if profiling:
+                prof.enable()
             t = time.perf_counter()
             w.frame()
             drew = [p for p, k in zip(w.panels, keys) if p._key != k]
@@ -112,6 +171,8 @@ def main() -> int:
                 app.processEvents()  # queued scene updates -> viewport update requests
                 app.processEvents()  # -> painting
             ms = (time.perf_counter() - t) * 1000
+            if profiling:
+                prof.disable()
             every.append(ms)
             if drew:
                 redraw.append(ms)
@@ -138,6 +199,7 @@ def main() -> int:
         "draw_and_paint": {"redraw": stats(p_redraw), "tick": stats(p_every), **p_rate},
         "draw_and_repaint": {"redraw": stats(r_redraw), "tick": stats(r_every), **r_rate},
         "load_average_at_end": os.getloadavg()[0],
+        **({"profile_draw_and_paint": where_time_goes(prof, len(p_redraw))} if prof is not None else {}),
         "target_p99_ms": 16,
     }
     print(json.dumps(out, indent=1))
