@@ -493,7 +493,7 @@ class MainWindow(QMainWindow):
         self.sources_panel.set_attached(True, meta)
         self.sources_panel.set_cpus(meta.get("cpus") if isinstance(meta.get("cpus"), int) else None)
         self.log_line(f"attached: {meta.get('program', '?')} on {meta.get('iface', '?')}")
-        if self.source is None or self.source is self.live:
+        if self.source is None or self.source.caps.attachable:  # showing a live session (not a trace): this one
             self.set_source(self.live)
 
     def _detached(self, reason: str) -> None:

@@ -247,7 +247,7 @@ def test_replayed_windows_equal_summarize(qapp_module, trace):
     the path of summarize() over exactly the samples of that window."""
     from gui.path_view import window_summary
     from gui.plots import make_view
-    from gui.replay import ReplaySource
+    from gui.sources.replay import ReplaySource
     src = ReplaySource(trace, window=10.0)
     try:
         for t in (3.0, 10.0, 17.5, 29.0, src.t_last):
@@ -271,7 +271,7 @@ def test_ab_range_of_a_replay_is_summarized_from_the_trace(qapp_module):
     """With an A-B range the path shows the range, also the part outside the loaded window."""
     from gui.path_view import summary_for
     from gui.plots import make_view
-    from gui.replay import ReplaySource
+    from gui.sources.replay import ReplaySource
     src = ReplaySource(VIRTIO, window=5.0)
     try:
         src.seek(30.0)
