@@ -137,9 +137,9 @@ def one_session(lab, frames: int) -> dict:
     """redirect round-robin over the lab's 2 targets, the default probes, frames injected live."""
     iface = nic.interface(lab.ingress)
     spec = programs.ProgramSpec(name="redirect", targets=lab.targets)
-    build_cache.prefetch(programs.source_of(spec), programs.cflags_of(spec), "program 'redirect'")
-    prb = probes.load(iface.ifindex, targets=[nic.ifindex_of(t) for t in lab.targets], cpumap_id=0)
-    loaded = programs.load(spec, nic.ifindex_of)      # the prefetched compile's output
+    with build_cache.prefetch(programs.source_of(spec), programs.cflags_of(spec), "program 'redirect'"):
+        prb = probes.load(iface.ifindex, targets=[nic.ifindex_of(t) for t in lab.targets], cpumap_id=0)
+        loaded = programs.load(spec, nic.ifindex_of)      # the prefetched compile's output
     stats = bpfsys.enable_run_stats()
     link = attach.attach(loaded.fd, iface, "native")
     try:
@@ -178,10 +178,13 @@ def test_session_from_kept_output_counts_like_a_fresh_compile(lab2, cache):
 def test_prefetched_compile_error_says_why_and_leaves_nothing(lab2, cache):
     before, err_inode = held(), os.fstat(2).st_ino
     iface = nic.interface(lab2.ingress)
-    build_cache.prefetch("int broken( {\n", [], "program 'broken'")
-    probes.load(iface.ifindex, cpumap_id=0).close()
-    with pytest.raises(XdpscopeError) as e:
-        build_cache.compile_bpf("int broken( {\n", [], "program 'broken'")
+    with build_cache.prefetch("int broken( {\n", [], "program 'broken'"):
+        probes.load(iface.ifindex, cpumap_id=0).close()
+        with pytest.raises(XdpscopeError) as e:
+            build_cache.compile_bpf("int broken( {\n", [], "program 'broken'")
     assert str(e.value).startswith("program 'broken': compile error") and "error:" in str(e.value)
     assert os.fstat(2).st_ino == err_inode          # fd 2 is stderr again
     assert held() == before
+    with build_cache.prefetch("int unused(void) { return 0; }\n", [], "unused"):
+        pass                                        # its output is not taken: the child is stopped
+    assert held() == before and not build_cache._prefetched

@@ -20,6 +20,7 @@ prefetch is used once either way (`record` compiles its program in a child while
 from __future__ import annotations
 
 import atexit
+import contextlib
 import copy
 import ctypes
 import hashlib
@@ -33,7 +34,7 @@ import struct
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterator
 
 from backend.errors import XdpscopeError
 from backend.kernel import bpfsys, compile as bcompile, host
@@ -99,6 +100,11 @@ class _Child:
         os.close(w)
         self.pid, self.fd, self.what = pid, r, what
 
+    def stop(self) -> None:
+        os.kill(self.pid, signal.SIGKILL)
+        os.waitpid(self.pid, 0)
+        os.close(self.fd)
+
     def result(self) -> Build | None:
         """The child's Build; raises its XdpscopeError; None if it gave nothing (compile here then)."""
         chunks, deadline = [], time.monotonic() + CHILD_TIMEOUT_S
@@ -150,16 +156,26 @@ def uses(text: str, cflags: list[str]) -> int:
     return -1 if b is None else b.uses
 
 
-def prefetch(text: str, cflags: list[str], what: str) -> None:
-    """Start compiling this source in a child process now; the next compile_bpf of the same
-    source takes its output (a session prefetches its program, then compiles the probes here)."""
+@contextlib.contextmanager
+def prefetch(text: str, cflags: list[str], what: str) -> Iterator[None]:
+    """Compile this source in a child process while the block runs; a compile_bpf of the same
+    source inside the block takes the child's output (a session prefetches its program, then
+    compiles its probes here). A child whose output nobody took is stopped at the end of the block."""
     key = key_of(text, cflags)
     with _lock:
-        if key in _builds or key in _prefetched:
-            return
-    child = _Child(text, cflags, what)
-    with _lock:
-        _prefetched[key] = child
+        start = key not in _builds and key not in _prefetched
+    child = _Child(text, cflags, what) if start else None
+    if child is not None:
+        with _lock:
+            _prefetched[key] = child
+    try:
+        yield
+    finally:
+        if child is not None:
+            with _lock:
+                unused = _prefetched.pop(key, None)
+            if unused is not None:
+                unused.stop()
 
 
 def compile_bpf(text: str, cflags: list[str], what: str):
