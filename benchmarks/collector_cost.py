@@ -10,6 +10,11 @@ measures --seconds idle, then --seconds with traffic, and detaches; trees altern
 Per sample: the agent process's CPU time (user + system, all threads: reading the maps, decoding,
 the JSON it writes) divided by the samples it emitted. Late: an interval longer than 1.5 periods.
 
+Control: the same fixed Python workload (no BPF, no I/O), pinned to the agent's CPU, timed in CPU
+seconds with no traffic and with traffic on the other CPU (an XDP PASS program, frames injected
+as above). If the VM's CPUs share a physical core or cache, the workload costs more under traffic,
+and so does any collector, whatever it reads: `control_traffic_over_idle`.
+
     sudo .venv/bin/python benchmarks/collector_cost.py [--rounds 3] [--seconds 20]
 """
 from __future__ import annotations
@@ -18,6 +23,7 @@ import argparse
 import json
 import os
 import statistics
+import subprocess
 import sys
 import threading
 import time
@@ -25,7 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from backend.kernel import host, injector  # noqa: E402
+from backend.kernel import attach, bpfsys, host, injector, nic  # noqa: E402
 from backend.labs import veth as lab  # noqa: E402
 from benchmarks.baseline import BASELINE, Agent, cpu_seconds, spread, trees  # noqa: E402
 
@@ -72,6 +78,37 @@ def measure(ag: Agent, seconds: float) -> dict:
             "longest_dt_ms": round(max(dts, default=0) * 1000, 1)}
 
 
+CONTROL = ("import json, time\n"
+           "d = {'a': list(range(50)), 'b': {str(i): i for i in range(50)}}\n"
+           "t = time.process_time()\n"
+           "for _ in range(20000): json.loads(json.dumps(d))\n"
+           "print(time.process_time() - t)")
+
+
+def control(cpu: int) -> float:
+    """CPU seconds of the fixed workload on that CPU."""
+    out = subprocess.run([sys.executable, "-c", CONTROL], capture_output=True, text=True, check=True,
+                         preexec_fn=lambda: os.sched_setaffinity(0, {cpu}))
+    return float(out.stdout)
+
+
+def control_runs(ingress: str, agent_cpu: int, traffic_cpu: int, rounds: int) -> dict:
+    """The control workload idle and under traffic, alternating."""
+    fd = bpfsys.load_xdp_pass()
+    link = attach.attach(fd, nic.interface(ingress), "native")
+    idle, busy = [], []
+    try:
+        for _ in range(rounds):
+            idle.append(control(agent_cpu))
+            with Traffic(ingress, traffic_cpu):
+                busy.append(control(agent_cpu))
+    finally:
+        link.close()
+        os.close(fd)
+    return {"idle_s": spread(idle), "traffic_s": spread(busy),
+            "control_traffic_over_idle": round(statistics.median(busy) / statistics.median(idle), 3)}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--baseline", default=BASELINE, help="commit to compare against (default: %(default)s)")
@@ -89,6 +126,7 @@ def main() -> int:
         topo = lab.up(PREFIX, a.targets)
         agents = {}
         try:
+            ctl = control_runs(topo.ingress, a.agent_cpu, a.traffic_cpu, max(3, a.rounds))
             for t in (base, cur):
                 agents[t.name] = Agent(t, cpus={a.agent_cpu})
                 rows[t.name] = {"idle": [], "traffic": []}
@@ -113,7 +151,7 @@ def main() -> int:
                 ag.close()
             lab.down(PREFIX)
     out: dict = {"hz": HZ, "targets": a.targets, "seconds_per_phase": a.seconds, "rounds": a.rounds,
-                 "agent_cpu": a.agent_cpu, "traffic_cpu": a.traffic_cpu, "trees": {}}
+                 "agent_cpu": a.agent_cpu, "traffic_cpu": a.traffic_cpu, "control": ctl, "trees": {}}
     med = {}
     for name, phases in rows.items():
         tree = out["trees"][name] = {"traffic_mpps": spread(mpps[name])}
