@@ -70,8 +70,7 @@ CREATE TABLE columns (id INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE);
 CREATE TABLE colsets (id INTEGER PRIMARY KEY, cols BLOB NOT NULL UNIQUE);
 CREATE TABLE samples (seq INTEGER PRIMARY KEY, t REAL NOT NULL, dt NOT NULL, colset INTEGER NOT NULL,
                       data BLOB NOT NULL);
-CREATE INDEX samples_t ON samples (t);
-"""}
+"""}  # version 3 keeps no index on t: it cost as much as the rows; the reader sorts the times itself
 COLSET = np.dtype("<u4")   # a colset: the column ids of a row, in its order
 MAX_VARINT = 10            # bytes of a 64-bit LEB128 value
 
@@ -505,12 +504,16 @@ class TraceReader:
             self._load_columns(tables)
         if version >= 3:
             self._load_colsets(tables)
-        # One pass over the covering index on t (it holds the rowid): no table pages, no per-row objects kept.
+        # Version 2: one pass over the covering index on t (it holds the rowid), no table pages.
+        # Version 3 has no index: one pass over the rows in rowid order, sorted here (by t, then seq).
+        order = "t, seq" if version < 3 else "seq"
         try:
-            rows = np.fromiter(self._db.execute("SELECT t, seq FROM samples ORDER BY t, seq"),
+            rows = np.fromiter(self._db.execute(f"SELECT t, seq FROM samples ORDER BY {order}"),
                                dtype=[("t", "f8"), ("seq", "i8")])
         except (ValueError, TypeError, OverflowError) as e:
             raise XdpscopeError(f"{self.path}: a sample time is not a number ({e})") from None
+        if version >= 3 and np.any(np.diff(rows["t"]) < 0):   # written out of time order (rare)
+            rows = rows[np.lexsort((rows["seq"], rows["t"]))]
         bad = ~(np.abs(rows["t"]) <= MAX_T)  # NaN too
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
