@@ -6,7 +6,13 @@
  * ifindexes. The raw tracepoints give net_device pointers; the ifindex and the namespace's inode
  * are read at the running kernel's BTF offsets (XS_OFF_*). The namespace of the collector is 0.
  * xs_devs, filled by the collector, holds the session's devices and their roles: events of other
- * devices are not counted (unless XS_ALL_DEVICES asks for every device's flushes and polls). */
+ * devices are not counted (unless XS_ALL_DEVICES asks for every device's flushes and polls).
+ *
+ * Hot path: what a net_device or napi_struct address stands for (its DevId and roles) is cached by
+ * address for one generation (xs_gen): a freed object's address may come back as another's, so
+ * the collector starts a new generation every half second and whenever the session's devices
+ * change, and every cached address is checked again (three reads). The ingress of a flush is
+ * checked against a per-CPU slot (an array: no hash lookup). */
 
 #define XS_ROLE_INGRESS 1   /* the program's events: exceptions, redirect errors, flushes from it */
 #define XS_ROLE_POLLED 2    /* NAPI polls counted: ingress, targets and their peers */
@@ -17,8 +23,14 @@ struct xs_err_key { struct xs_dev to; int err; };
 struct xs_napi_val { u64 polls; u64 work; u64 budget; u64 full; u64 hist[XS_NAPI_BINS]; };
 struct xs_cpu_enq { u64 processed; u64 drops; u64 bulks; };
 struct xs_kthread { u64 processed; u64 drops; u64 sched; };
+struct xs_ptr_val { struct xs_dev dev; u32 roles; u32 gen; };   /* an address, resolved */
+struct xs_slot { u64 ptr; u32 gen; u32 pad; };                  /* the ingress, last seen */
 
 BPF_HASH(xs_devs, struct xs_dev, u32, XS_DEVS_ENTRIES);                 /* device -> roles */
+BPF_ARRAY(xs_gen, u32, 1);                                              /* cache generation */
+BPF_TABLE("lru_hash", u64, struct xs_ptr_val, xs_devptr, XS_PTR_ENTRIES);   /* net_device address */
+BPF_TABLE("lru_hash", u64, struct xs_ptr_val, xs_napiptr, XS_PTR_ENTRIES);  /* napi_struct address */
+BPF_PERCPU_ARRAY(xs_from, struct xs_slot, 1);
 BPF_PERCPU_HASH(xs_devtx, struct xs_dev, struct xs_devtx_val, XS_DEVTX_ENTRIES);  /* by target */
 BPF_PERCPU_HASH(xs_rerr, struct xs_err_key, u64, XS_RERR_ENTRIES);
 BPF_PERCPU_ARRAY(xs_exc, u64, XS_EXC_SLOTS);          /* index = verdict, XS_EXC_INVALID = other */
@@ -62,6 +74,62 @@ static __always_inline u32 xs_roles(struct xs_dev *d)
     return r ? *r : 0;
 }
 
+static __always_inline u32 xs_gen_now(void)
+{
+    u32 zero = 0, *g = xs_gen.lookup(&zero);
+    return g ? *g : 0;
+}
+
+/* DevId and roles of the device at an address, resolved (three reads, a lookup) */
+static __always_inline struct xs_ptr_val xs_resolve(const void *dev, u32 gen)
+{
+    struct xs_ptr_val v = {.dev = xs_dev_of(dev), .gen = gen};
+    v.roles = xs_roles(&v.dev);
+    return v;
+}
+
+/* ... cached by the net_device's address */
+static __always_inline struct xs_ptr_val *xs_netdev(const void *dev, u32 gen)
+{
+    u64 key = (u64)dev;
+    struct xs_ptr_val *c = xs_devptr.lookup(&key);
+    if (c && c->gen == gen)
+        return c;
+    struct xs_ptr_val v = xs_resolve(dev, gen);
+    xs_devptr.update(&key, &v);
+    return xs_devptr.lookup(&key);
+}
+
+/* ... cached by the address of a napi_struct (its device read from napi->dev) */
+static __always_inline struct xs_ptr_val *xs_napidev(u64 napi, u32 gen)
+{
+    struct xs_ptr_val *c = xs_napiptr.lookup(&napi);
+    if (c && c->gen == gen)
+        return c;
+    void *dev = 0;
+    bpf_probe_read_kernel(&dev, sizeof(dev), (void *)napi + XS_OFF_NAPI_DEV);
+    struct xs_ptr_val v = xs_resolve(dev, gen);
+    xs_napiptr.update(&napi, &v);
+    return xs_napiptr.lookup(&napi);
+}
+
+/* Is dev the session's ingress (the program's events)? A per-CPU slot remembers it. */
+static __always_inline int xs_is_ingress(const void *dev, u32 gen)
+{
+    u32 zero = 0;
+    struct xs_slot *slot = xs_from.lookup(&zero);
+    if (slot && slot->ptr == (u64)dev && slot->gen == gen)
+        return 1;
+    struct xs_ptr_val *c = xs_netdev(dev, gen);
+    if (!c || !(c->roles & XS_ROLE_INGRESS))
+        return 0;
+    if (slot) {
+        slot->ptr = (u64)dev;
+        slot->gen = gen;
+    }
+    return 1;
+}
+
 static __always_inline void xs_add_err(struct xs_dev to, int err, u64 n)
 {
     struct xs_err_key k = {.to = to, .err = err};
@@ -80,7 +148,8 @@ static __always_inline struct xs_dev xs_redirect_target(struct xs_dev from, cons
         void *dev = 0;
         if (tgt)  /* struct bpf_dtab_netdev starts with its net_device pointer */
             bpf_probe_read_kernel(&dev, sizeof(dev), tgt);
-        return xs_dev_of(dev);
+        struct xs_ptr_val *c = dev ? xs_netdev(dev, xs_gen_now()) : 0;
+        return c ? c->dev : none;
     }
     if (map_type == BPF_MAP_TYPE_UNSPEC && map_id == 0x7fffffff) {
         struct xs_dev d = {.ns = from.ns, .ifindex = index};
@@ -94,12 +163,15 @@ static __always_inline struct xs_dev xs_redirect_target(struct xs_dev from, cons
  * args: from_dev, to_dev, sent, drops, err. */
 RAW_TRACEPOINT_PROBE(xdp_devmap_xmit)
 {
-    struct xs_dev from = xs_dev_of((void *)ctx->args[0]);
+    u32 gen = xs_gen_now();
 #ifndef XS_ALL_DEVICES
-    if (!(xs_roles(&from) & XS_ROLE_INGRESS))
+    if (!xs_is_ingress((void *)ctx->args[0], gen))
         return 0;
 #endif
-    struct xs_dev to = xs_dev_of((void *)ctx->args[1]);
+    struct xs_ptr_val *target = xs_netdev((void *)ctx->args[1], gen);
+    if (!target)
+        return 0;
+    struct xs_dev to = target->dev;
     int sent = (int)ctx->args[2], drops = (int)ctx->args[3], err = (int)ctx->args[4];
     struct xs_devtx_val *d = xs_devtx.lookup(&to);
     if (!d) {
@@ -109,7 +181,12 @@ RAW_TRACEPOINT_PROBE(xdp_devmap_xmit)
         d = xs_devtx.lookup(&to);
         if (!d)
             return 0;
-        xs_devs.lookup_or_try_init(&to, &polled);  /* a new target: count its polls from now */
+        if (!xs_devs.lookup(&to)) {  /* a new target: count its polls from now on */
+            xs_devs.update(&to, &polled);
+            u32 zero = 0, *g = xs_gen.lookup(&zero);
+            if (g)
+                __sync_fetch_and_add(g, 1);   /* cached roles are stale */
+        }
     }
     u32 bin = sent + drops;
     if (bin > XS_DEV_MAP_BULK_SIZE)
@@ -129,10 +206,13 @@ RAW_TRACEPOINT_PROBE(xdp_devmap_xmit)
  * args: dev, xdp, tgt, err, map_type, map_id, index. */
 RAW_TRACEPOINT_PROBE(xdp_redirect_err)
 {
-    struct xs_dev from = xs_dev_of((void *)ctx->args[0]);
-    if (!(xs_roles(&from) & XS_ROLE_INGRESS))
+    u32 gen = xs_gen_now();
+    if (!xs_is_ingress((void *)ctx->args[0], gen))
         return 0;
-    struct xs_dev to = xs_redirect_target(from, (void *)ctx->args[2], (u32)ctx->args[4],
+    struct xs_ptr_val *from = xs_netdev((void *)ctx->args[0], gen);
+    if (!from)
+        return 0;
+    struct xs_dev to = xs_redirect_target(from->dev, (void *)ctx->args[2], (u32)ctx->args[4],
                                           (u32)ctx->args[5], (u32)ctx->args[6]);
     xs_add_err(to, (int)ctx->args[3], 1);
     return 0;
@@ -143,8 +223,7 @@ RAW_TRACEPOINT_PROBE(xdp_redirect_err)
 /* args: dev, xdp, act */
 RAW_TRACEPOINT_PROBE(xdp_exception)
 {
-    struct xs_dev dev = xs_dev_of((void *)ctx->args[0]);
-    if (!(xs_roles(&dev) & XS_ROLE_INGRESS))
+    if (!xs_is_ingress((void *)ctx->args[0], xs_gen_now()))
         return 0;
     u32 act = (u32)ctx->args[2];
     u32 k = act < XS_EXC_INVALID ? act : XS_EXC_INVALID;
@@ -204,13 +283,14 @@ RAW_TRACEPOINT_PROBE(xdp_cpumap_kthread)
  * args: napi, work, budget; the device through napi->dev (none: the per-CPU backlog). */
 RAW_TRACEPOINT_PROBE(napi_poll)
 {
-    void *dev = 0;
-    bpf_probe_read_kernel(&dev, sizeof(dev), (void *)ctx->args[0] + XS_OFF_NAPI_DEV);
-    struct xs_dev d = xs_dev_of(dev);
+    struct xs_ptr_val *c = xs_napidev(ctx->args[0], xs_gen_now());
+    if (!c)
+        return 0;
 #ifndef XS_ALL_DEVICES
-    if (!(xs_roles(&d) & XS_ROLE_POLLED))
+    if (!(c->roles & XS_ROLE_POLLED))
         return 0;
 #endif
+    struct xs_dev d = c->dev;
     struct xs_napi_val *v = xs_napi.lookup(&d);
     if (!v) {
         struct xs_napi_val z = {};
@@ -240,10 +320,13 @@ RAW_TRACEPOINT_PROBE(napi_poll)
  * args: dev, xdp, tgt, err, map_type, map_id, index. */
 RAW_TRACEPOINT_PROBE(xdp_redirect)
 {
-    struct xs_dev from = xs_dev_of((void *)ctx->args[0]);
-    if (!(xs_roles(&from) & XS_ROLE_INGRESS))
+    u32 gen = xs_gen_now();
+    if (!xs_is_ingress((void *)ctx->args[0], gen))
         return 0;
-    struct xs_dev to = xs_redirect_target(from, (void *)ctx->args[2], (u32)ctx->args[4],
+    struct xs_ptr_val *from = xs_netdev((void *)ctx->args[0], gen);
+    if (!from)
+        return 0;
+    struct xs_dev to = xs_redirect_target(from->dev, (void *)ctx->args[2], (u32)ctx->args[4],
                                           (u32)ctx->args[5], (u32)ctx->args[6]);
     u64 zero = 0, *v = xs_redir.lookup_or_try_init(&to, &zero);
     if (v)

@@ -104,13 +104,19 @@ def netns_remove(ns: str) -> None:
 
 
 def send_foreign(ns: str, ifname: str, count: int) -> None:
-    with labmod.inside(ns):
-        s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
-    with s:
-        s.bind((ifname, 0))
-        frame = injector.frame(64, 0)
-        for _ in range(count):
-            s.send(frame)
+    """From one CPU: the foreign program's per-CPU sequence then splits the frames as computed."""
+    old = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {0})
+    try:
+        with labmod.inside(ns):
+            s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+        with s:
+            s.bind((ifname, 0))
+            frame = injector.frame(64, 0)
+            for _ in range(count):
+                s.send(frame)
+    finally:
+        os.sched_setaffinity(0, old)
 
 
 def _frames(hist: dict[str, int]) -> int:

@@ -5,6 +5,7 @@ kthread's stats stay per CPU: the CPU is the one it serves)."""
 from __future__ import annotations
 
 import ctypes
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -31,7 +32,9 @@ ARITY = {"xdp:xdp_devmap_xmit": 5, "xdp:xdp_redirect_err": 7, "xdp:xdp_exception
 CPUMAP_TPS = {"xdp:xdp_cpumap_enqueue", "xdp:xdp_cpumap_kthread"}
 RAW_PROBES = frozenset(TRACEPOINTS)   # every probe is a raw tracepoint (attach names: raw_tracepoint__<name>)
 # map sizes that are not counter shapes (the schema has those)
-SIZES = {"XS_DEVS_ENTRIES": 256, "XS_DEVTX_ENTRIES": 1024, "XS_REDIR_ENTRIES": 1024, "XS_CPUMAPS_ENTRIES": 16}
+SIZES = {"XS_DEVS_ENTRIES": 256, "XS_DEVTX_ENTRIES": 1024, "XS_REDIR_ENTRIES": 1024, "XS_CPUMAPS_ENTRIES": 16,
+         "XS_PTR_ENTRIES": 1024}
+GENERATION_S = 0.5   # how long the probes trust a cached net_device / napi_struct address
 
 Raw = dict[tuple, int]   # (family, *parts) -> cumulative count
 DevId = nic.DevId
@@ -93,6 +96,15 @@ class Probes:
     raw: bool = True                    # raw tracepoints (all of them: RAW_PROBES)
     names: nic.DeviceNames = field(default_factory=nic.DeviceNames)
     _maps: dict[str, _Map] = field(default_factory=dict)
+    _gen_t: float = 0.0
+
+    def new_generation(self) -> None:
+        """Make the probes check every cached device address again (a freed device's address may
+        have come back as another device's; roles may have changed)."""
+        table = self.bpf[b"xs_gen"]
+        key = table.Key(0)
+        table[key] = table.Leaf(table[key].value + 1)
+        self._gen_t = time.monotonic()
 
     def close(self) -> None:
         """Detach every probe and close its programs and maps; safe to call twice."""
@@ -106,6 +118,7 @@ class Probes:
         for (ns, ifindex), roles in devices.items():
             table[table.Key(ns, ifindex)] = ctypes.c_uint32(roles)
         self.devices.update(devices)
+        self.new_generation()
 
     def describe(self) -> dict:
         """For the session's metadata: which devices the probes count, and what is left out."""
@@ -120,6 +133,8 @@ class Probes:
 
     def read(self, raw: Raw) -> None:
         """Add every probe counter to raw: one batch read per map, sums over CPUs in numpy."""
+        if time.monotonic() - self._gen_t >= GENERATION_S:
+            self.new_generation()
         u64, on = np.dtype("<u8"), self.enabled   # a map whose probe is off is not read
         redirect_err = "xdp:xdp_redirect_err" in on
         if "xdp:xdp_devmap_xmit" in on:
