@@ -26,7 +26,7 @@ from .driver_panel import DriverPanel
 from .input_guard import InputGuard
 from .layout import DockLayout
 from .meta_panel import MetaPanel
-from .path_view import PathPanel
+from .plots.path import PathPanel
 from .plots import ErrorsPanel, FanoutPanel, FlushPanel, NapiPanel, Panel, QueuesPanel, VerdictPanel, make_view
 from .programs_table import ProgramsTable
 from .recorder import Recorder, default_name

@@ -9,6 +9,7 @@ from .errors import ErrorsPanel
 from .fanout import FanoutPanel
 from .flush import FlushPanel
 from .napi import NapiPanel
+from .path import PathPanel
 from .queues import QueuesPanel
 from .verdicts import VerdictPanel
 from .view import MAX_POINTS, View, make_view
@@ -16,4 +17,4 @@ from .view import MAX_POINTS, View, make_view
 PANELS = (VerdictPanel, FanoutPanel, FlushPanel, ErrorsPanel, NapiPanel, QueuesPanel)
 
 __all__ = ["MAX_POINTS", "MIN_PLOT_PX", "PANELS", "ErrorsPanel", "FanoutPanel", "FlushPanel", "NapiPanel", "Panel",
-           "QueuesPanel", "SeriesPlot", "VerdictPanel", "View", "make_view", "nice_ceiling"]
+           "PathPanel", "QueuesPanel", "SeriesPlot", "VerdictPanel", "View", "make_view", "nice_ceiling"]
