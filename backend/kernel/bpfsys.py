@@ -143,6 +143,9 @@ def xdp_live_run(prog_fd: int, frame: bytes, repeat: int, batch: int, ingress_if
     _check(lib().bpf_prog_test_run_opts(prog_fd, ctypes.byref(opts)))
 
 
+ENOTSUPP = 524   # the kernel's own "operation not supported" (not in Python's errno)
+
+
 class MapBatchOpts(ctypes.Structure):
     _fields_ = [("sz", ctypes.c_size_t), ("elem_flags", ctypes.c_uint64), ("flags", ctypes.c_uint64)]
 
@@ -173,9 +176,35 @@ class BatchReader:
         f.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
                       ctypes.POINTER(ctypes.c_uint32), ctypes.POINTER(MapBatchOpts)]
         self._f = f
+        self._batch = True
+        lib().bpf_map_get_next_key.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p]
+        lib().bpf_map_lookup_elem.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p]
 
     def read(self) -> int:
         """Read every element; returns how many (their keys and values fill the buffers' fronts)."""
+        if self._batch:
+            try:
+                return self._read_batch()
+            except OSError as e:
+                if e.errno not in (errno.EINVAL, ENOTSUPP, errno.EOPNOTSUPP):
+                    raise
+                self._batch = False   # a kernel before 5.6: one lookup per key, same buffers
+        return self._read_each()
+
+    def _read_each(self) -> int:
+        l, prev = lib(), ctypes.addressof(self._token[0])
+        got, first = 0, True
+        while got < self.max:
+            k = ctypes.addressof(self.keys) + got * self.key_size
+            if l.bpf_map_get_next_key(self.fd, None if first else prev, k) != 0:
+                break
+            ctypes.memmove(prev, k, self.key_size)
+            first = False
+            if l.bpf_map_lookup_elem(self.fd, k, ctypes.addressof(self.values) + got * self.stride) == 0:
+                got += 1   # else it left the map meanwhile: its slot is reused
+        return got
+
+    def _read_batch(self) -> int:
         got, first = 0, True
         tok_in, tok_out = ctypes.addressof(self._token[0]), ctypes.addressof(self._token[1])
         base_k, base_v = ctypes.addressof(self.keys), ctypes.addressof(self.values)
