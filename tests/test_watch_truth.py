@@ -168,6 +168,7 @@ def test_guest_fexit_watch_is_exact_per_cpu():
         prog = vlab.run([vlab.GUEST_PYTHON, "-c", "from tests import third_party; print(third_party.prog_id('vnic1'))"],
                         cwd=str(vlab.ROOT), timeout=120, check=True)
         prog_id = int(prog.stdout)
+        assert prog_id > 0, prog.stdout
         rec = vlab.record(["--iface", "vnic1", "--watch", "--hz", "10"], out, cpu=0)
         try:
             rx0 = vlab.guest_rx_packets(1)
@@ -177,6 +178,9 @@ def test_guest_fexit_watch_is_exact_per_cpu():
             cp = rec.stop()
         assert cp.returncode == 0, cp.stderr
         assert sent["sent"] == n
+        still = vlab.run([vlab.GUEST_PYTHON, "-c", "from tests import third_party; print(third_party.prog_id('vnic1'))"],
+                         cwd=str(vlab.ROOT), timeout=120, check=True)
+        assert int(still.stdout) == prog_id, "the watched program is no longer on vnic1"   # watching left it there
         read = vlab.run([vlab.GUEST_PYTHON, "-c", "import json; from tests import third_party; "
                          f"print(json.dumps(third_party.read_percpu({prog_id}, 'truth', 5)))"],
                         cwd=str(vlab.ROOT), timeout=120, check=True)
