@@ -1,7 +1,7 @@
-"""GUI frame time, the baseline commit against this tree, 1 h and 30 s windows, in one run: each
-tree's own benchmarks/gui_frame_time.py (the same measurement; see its docstring) in the order
-base 3600, this 3600, this 30, base 30, then this tree once more with --profile (where the draw +
-paint time goes; profiling slows it, so its times are not the figures).
+"""GUI frame time, the baseline commit against this tree, 1 h and 30 s windows, in one run: this
+tree's benchmarks/gui_frame_time.py (see its docstring) on each tree's GUI code (XS_TREE) in the
+order base 3600, this 3600, this 30, base 30, then both once more with --profile (where the draw +
+paint time goes; profiling slows it, so those runs' times are not the figures).
 
     .venv/bin/python benchmarks/gui_ab.py [--live-seconds 15] [--json out.json]
 """
@@ -20,9 +20,9 @@ from benchmarks.baseline import BASELINE, Tree, trees  # noqa: E402
 
 
 def run(tree: Tree, window: int, live: float, profile: bool = False) -> dict:
-    cmd = [sys.executable, str(tree.root / "benchmarks" / "gui_frame_time.py"), "--window", str(window),
+    cmd = [sys.executable, str(Path(__file__).with_name("gui_frame_time.py")), "--window", str(window),
            "--live-seconds", str(live), *(["--profile"] if profile else [])]
-    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "XS_TREE": str(tree.root)}
     p = subprocess.run(cmd, capture_output=True, text=True, cwd=tree.root, env=env, timeout=1800)
     if p.returncode:
         raise RuntimeError(f"{tree.name}: {p.stderr[-1500:]}")
@@ -48,7 +48,9 @@ def main() -> int:
             res["runs"][f"{t.name}, {w} s window"] = row(run(t, w, a.live_seconds))
             print(f"{t.name}, {w} s:", json.dumps(res["runs"][f"{t.name}, {w} s window"]["draw_and_paint"]),
                   file=sys.stderr)
-        res["profile_this_tree_3600"] = run(cur, 3600, min(a.live_seconds, 10.0), profile=True)["profile_draw_and_paint"]
+        for t in (base, cur):
+            res[f"profile {t.name}, 3600 s window"] = run(t, 3600, min(a.live_seconds, 10.0),
+                                                            profile=True)["profile_draw_and_paint"]
     for t in (base, cur):
         one, half = (res["runs"][f"{t.name}, {w} s window"]["draw_and_paint"]["p99"] for w in (3600, 30))
         res[f"{t.name}: p99 30 s / 1 h"] = round(half / one, 3)

@@ -38,7 +38,8 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+# XS_TREE: measure another checkout's GUI with this script (benchmarks/gui_ab.py: the baseline's)
+sys.path.insert(0, os.environ.get("XS_TREE") or str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402

@@ -5,7 +5,8 @@ set -e
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/xdpscope-issue15}
 mkdir -p "$OUT"
-PY=.venv/bin/python
+# niceness -10 for both trees alike: other work on the machine disturbs the figures less
+PY="nice -n -10 .venv/bin/python"
 $PY benchmarks/startup.py --rounds 5 --json "$OUT/startup.json"
 $PY benchmarks/collector_cost.py --rounds 2 --seconds 15 --json "$OUT/collector_cost.json"
 $PY benchmarks/trace_size.py --seconds 40 --json "$OUT/trace_size.json"

@@ -53,25 +53,29 @@ def read_bcc(p: probes.Probes, raw: dict) -> None:
         dev = (key.ns, key.ifindex)
         raw[("devmap", dev, "sent")] = sum(v.sent for v in per_cpu)
         raw[("devmap", dev, "drops")] = sum(v.drops for v in per_cpu)
-        for size in range(oversize):
-            raw[("flush", dev, size)] = sum(v.flush[size] for v in per_cpu)
-        raw[("oversize_flushes", dev)] = sum(v.flush[oversize] for v in per_cpu)
+        for size in range(oversize + 1):   # bins still 0 are left out, as probes.read does
+            n = sum(v.flush[size] for v in per_cpu)
+            if n:
+                raw[("flush", dev, size) if size < oversize else ("oversize_flushes", dev)] = n
     for key, per_cpu in p.bpf[b"xs_rerr"].items():
         raw[("redirect_errors", (key.to.ns, key.to.ifindex), key.err)] = sum(per_cpu)
     for key, per_cpu in p.bpf[b"xs_exc"].items():
-        raw[("exceptions", key.value)] = sum(per_cpu)
+        if sum(per_cpu):
+            raw[("exceptions", key.value)] = sum(per_cpu)
     if "xdp:xdp_cpumap_enqueue" in p.enabled:
         slots = [sum(per_cpu) for _, per_cpu in p.bpf[b"xs_cpumap"].items()]
         drops = schema.define("XS_CPUMAP_DROPS")
         for size in range(drops):
-            raw[("cpumap_bulk", size)] = slots[size]
+            if slots[size]:
+                raw[("cpumap_bulk", size)] = slots[size]
         raw[("cpumap_drops",)] = slots[drops]
     for key, per_cpu in p.bpf[b"xs_napi"].items():
         dev = (key.ns, key.ifindex)
         for f in probes.NAPI_FIELDS:
             raw[("napi", dev, f)] = sum(getattr(v, f) for v in per_cpu)
         for b in range(schema.define("XS_NAPI_BINS")):
-            raw[("napi_hist", dev, b)] = sum(v.hist[b] for v in per_cpu)
+            if sum(v.hist[b] for v in per_cpu):
+                raw[("napi_hist", dev, b)] = sum(v.hist[b] for v in per_cpu)
 
 
 def per_read_us(fn, reads: int) -> float:
