@@ -18,7 +18,7 @@ their trace keys (schema Family.key), as every earlier xdpscope wrote it.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, field, make_dataclass
+from dataclasses import field, make_dataclass
 from typing import Any, Iterable
 
 from backend.data import schema
@@ -162,4 +162,3 @@ def _make_sample() -> type:
 
 Sample = _make_sample()
 Sample.__module__ = __name__
-_ = asdict  # dataclasses.asdict works on a Sample as on any dataclass

@@ -5,27 +5,29 @@ A family names one kind of counter and says, in one place:
     and positions (Index: a list index; Name: any name; Members: one of a fixed set). The Sample
     field of the family nests its values by those positions, in order: ("flush", Name, Index(17))
     is `Sample.flush[target][size]`; a family with no positions is a plain int.
-  - `agg`: how values of several samples combine: SUM (deltas add), HISTOGRAM (deltas add, bins
-    of one distribution) or LAST (a level: the newest value stands, no delta is taken).
+  - `agg`: how values of several samples combine: SUM (deltas add) or HISTOGRAM (deltas add, the
+    bins of one distribution: the GUI's History keeps a wide one with names sparse).
   - `c_map` / `c_field` / `c_slot`: the BPF map (and struct member or array slot) it is read from,
     and `defines`: the -D constants the C is compiled with (sizes and bins: no literal in bpf/).
   - `sparse`: which zeros a sample leaves out (None: none; ENTRY: a whole entry of zeros;
     LEAF: every zero) - a zero that is written means "measured, nothing happened".
 
-Every layer reads this table: decode (raw kernel reads -> Sample), the Sample's fields, Block
-columns and the trace's key check, summarize(), the Prometheus exporter and the GUI's History.
+Every layer reads this table: decode (raw kernel reads -> Sample, backend/data/decode.py), the
+Sample's fields (backend/data/sample.py builds them from it), Block columns and the trace's key
+check (match), the GUI's History column groups (backend/data/history.py), summarize()'s
+`counters`, and the C's constants (cflags()).
 
 How to add a counter
 --------------------
-1. Declare a Family below (a name, its key shape, agg, its map and its -D constants) and append it
-   to FAMILIES. The Sample gets a field of that name; traces, Blocks, History (a generic column
-   group), summarize() (under the key's field name) and /metrics pick it up.
+1. Declare a Family below (a name, its key shape, agg, sparse, its map and its -D constants) and
+   append it to FAMILIES. The Sample gets a field of that name; decode, traces, Blocks, History
+   and summarize() pick it up with no code.
 2. Write its C: the map (sized by the -D constants, see `cflags()`), the probe that fills it.
-3. Read it in backend/kernel: a per-CPU array slot range is read by `probes.read` with no code
-   (c_map + c_slot); a new hash map needs its read in probes.py, producing raw keys
-   (name, *parts) -> value as `backend/data/decode.py` describes.
-4. tests/test_schema.py round-trips every family (kernel-raw -> Sample -> trace -> Block ->
-   summary) from this table: a new family is tested by that test with no change.
+3. Read its map in backend/kernel (probes.read, or the collector's read_raw), producing raw keys
+   (name, *parts) -> cumulative count as `backend/data/decode.py` describes.
+4. tests/test_schema.py round-trips every family (kernel-raw -> decode -> Sample -> trace ->
+   Block -> History -> summary) from this table: a new family is tested with no change.
+Views that show a family by name (a plot, a report table, a metric) are written for it.
 
 Devices: a raw key names a device by a DevId = (netns id, ifindex) (netns 0: the collector's own
 namespace), never by ifindex alone; decode turns it into the name the trace stores.
@@ -44,7 +46,7 @@ DEV_MAP_BULK_SIZE = 16   # kernel/bpf/devmap.c: a bulk queue flushes at 16 frame
 CPU_MAP_BULK_SIZE = 8    # kernel/bpf/cpumap.c
 NAPI_LOG2_BINS = 9       # napi work per poll: 0, 1, 2-3, 4-7, ... 64-127, >=128
 
-SUM, HISTOGRAM, LAST = "sum", "histogram", "last"
+SUM, HISTOGRAM = "sum", "histogram"
 ENTRY, LEAF = "entry", "leaf"
 
 DevId = tuple[int, int]  # (netns id, ifindex); netns 0 = the collector's own namespace

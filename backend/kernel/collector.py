@@ -1,5 +1,6 @@
-"""Collector: reads every counter map at a chosen rate and turns raw cumulative per-CPU counters
-into Samples of deltas. dt is measured with the monotonic clock at each read (never assumed)."""
+"""Collector: reads every counter at a chosen rate (read_raw: the kernel's cumulative counts,
+keyed as backend/data/schema.py says) and turns the deltas of two reads into a Sample with the
+pure backend/data/decode.py. dt is measured with the monotonic clock at each read (never assumed)."""
 from __future__ import annotations
 
 import socket
