@@ -481,6 +481,24 @@ def test_convert_script_rewrites_v1_as_current(tmp_path: Path) -> None:
     assert bad.returncode == 1 and bad.stderr.count("\n") == 1 and "no such trace file" in bad.stderr
 
 
+@pytest.mark.parametrize("name", ["sample.xst", "virtio-sample.xst"])
+def test_convert_script_rewrites_the_bundled_traces_losslessly(tmp_path: Path, name: str) -> None:
+    """The bundled version 2 recordings, rewritten as version 3: every sample, and every number of
+    their summary, the same."""
+    from backend.data.summary import summarize
+    src, new = ROOT / "resources" / name, tmp_path / name
+    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "convert-trace.py"), str(src), str(new)],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    with TraceReader(src) as a, TraceReader(new) as b:
+        assert (a.version, b.version) == (2, FORMAT_VERSION)
+        assert list(a.samples()) == list(b.samples()) and len(a) > 300
+        assert b.meta["converted"]["from_format_version"] == 2
+    before, after = summarize(src), summarize(new)
+    differs = {k for k in before if before[k] != after[k]}
+    assert differs == {"format_version", "meta"}, differs
+
+
 def test_compact_rows_are_far_smaller(tmp_path: Path) -> None:
     """format_version 3 against 2, for the same samples (the bundled lab session): the rows and
     their index take less than a third of the bytes, and read back the same."""
