@@ -90,7 +90,7 @@ def stats(values: list[float]) -> dict:
 
 
 def measure(app, w, path: Path, windows: list[int], seeks: int, n: int) -> dict:
-    from gui.replay import ReplaySource
+    from gui.sources.replay import ReplaySource
 
     w.window_box.setValue(windows[0])
     app.processEvents()

@@ -10,7 +10,6 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QHBoxLayout, QLabel, QSlider, QStyle, QToolButton,
                                QWidget)
 
-from .sources.replay import ReplaySource  # noqa: F401  (its old import path: gui.replay.ReplaySource)
 from .transport import SPEED_MAX, SPEED_MIN, SPEEDS
 _SP = QStyle.StandardPixmap
 ICONS = {"⏮": _SP.SP_MediaSkipBackward, "◀|": _SP.SP_MediaSeekBackward, "▶": _SP.SP_MediaPlay,

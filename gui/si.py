@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import math
 
-from backend.data.findings import rate_text  # noqa: F401  (one definition: reports and findings)
-
 PREFIXES = ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"))
 SMALL = ((1e-3, "m"), (1e-6, "µ"), (1e-9, "n"))
 

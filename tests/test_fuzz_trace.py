@@ -574,7 +574,7 @@ def test_replay_opens_fuzzed_traces_or_says_why(fuzz, qapp):
     """The GUI's replay source on the same corpus: it opens (reading meta, duration() and the first
     window) and seeks to the end, or fails the open with one XdpscopeError line; never anything else."""
     from backend.errors import XdpscopeError
-    from gui.replay import ReplaySource
+    from gui.sources.replay import ReplaySource
     cases, _ = fuzz
     failures, opened = [], 0
     for case in cases:
@@ -618,7 +618,7 @@ def test_replay_of_a_trace_whose_first_row_is_lost(qapp, tmp_path):
 
     from backend.errors import XdpscopeError
     from gui.main_window import MainWindow
-    from gui.replay import ReplaySource
+    from gui.sources.replay import ReplaySource
     path = tmp_path / "lost.xst"
     write_trace(path, 3000)
     db = _db(path)

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from PySide6.QtCore import QSettings
 
+from backend.data.findings import rate_text
 from backend.data.sample import ACTIONS, Sample
 from backend.data.trace import TraceReader
 from gui import si
@@ -45,7 +46,7 @@ def test_si_numbers_read_alike():
     assert [si.tick(v, 5e5) for v in (0, 5e5, 1e6, 1.5e6, 2e6)] == ["0", "500 k", "1 M", "1.5 M", "2 M"]
     assert [si.tick(v, 2500) for v in (0, 2500, 5000, 7500)] == ["0", "2.5 k", "5 k", "7.5 k"]
     assert si.si(651234, "pps") == "651 kpps" and si.si(999_950, "pps") == "1 Mpps" and si.si(12.5) == "12.5"
-    assert si.thousands(651234) == "651,234" and si.rate_text(71923.3) == "71,923" and si.rate_text(12.54) == "12.5"
+    assert si.thousands(651234) == "651,234" and rate_text(71923.3) == "71,923" and rate_text(12.54) == "12.5"
     assert si.byte_size(151_234) == "151.2 kB" and si.byte_size(999) == "999 B"
 
 
