@@ -52,6 +52,16 @@ def test_every_family_decodes_to_its_field() -> None:
     assert s.cpumap_enqueue == [{}, {"processed": 16, "drops": 0, "bulks": 2}]   # CPU 0 enqueued nothing
 
 
+def test_an_entry_is_whole_when_the_read_left_out_zeros() -> None:
+    """The probes leave out counters still at 0; an entry that counted anything is still whole."""
+    raw = {("devmap", T0, "sent"): 8, ("flush", T0, 8): 1, ("cpumap_enqueue", 1, "bulks"): 2,
+           ("napi", NX, "polls"): 3}
+    s = decode(raw, NAMES, 0, 0)
+    assert s.devmap == {"xs-t0": {"sent": 8, "drops": 0}} and s.flush == {"xs-t0": [0] * 8 + [1] + [0] * 8}
+    assert s.cpumap_enqueue == [{}, {"processed": 0, "drops": 0, "bulks": 2}]
+    assert s.napi == {"veth0@blue": {"polls": 3}}   # LEAF: only what counted
+
+
 def test_unnamed_devices_and_slots_keep_their_numbers() -> None:
     s = decode({("flush", (0, 9), 1): 1, ("devmap", (77, 9), "sent"): 1, ("targets", 5, 0): 3}, {}, 0, 0)
     assert list(s.flush) == ["if9"] and list(s.devmap) == ["if9@77"] and s.targets == {"5": [3]}

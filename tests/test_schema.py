@@ -115,8 +115,8 @@ def test_a_family_added_to_the_schema_round_trips(tmp_path: Path) -> None:
     try:
         round_trip(fam, tmp_path)
         s = decode({("widgets", DEV, "lost"): 3}, NAMES, 1.0, 1.0)
-        assert s.extra == {"widgets": {"xs-t7": {"lost": 3}}}
-        assert s.to_dict()["widgets"] == {"xs-t7": {"ring": {"lost": 3}}}   # nested by its trace key
+        assert s.extra == {"widgets": {"xs-t7": {"lost": 3, "filled": 0}}}   # an entry is whole
+        assert s.to_dict()["widgets"] == {"xs-t7": {"ring": {"lost": 3, "filled": 0}}}   # nested by trace key
         assert Sample.from_dict(s.to_dict()) == s
     finally:
         schema.remove("widgets")

@@ -15,7 +15,8 @@ another source (the per-packet xdp_redirect tracepoint: "redirect_tp").
 
 Sparseness (schema Family.sparse) decides which zeros are kept: None all, ENTRY an entry (the
 values under the first position; of a one-position family, all of it) only if one of them is not
-0, LEAF only leaves that are not 0.
+0, and then all of it (bins and members the raw read left out are 0), LEAF only leaves that are
+not 0. The kernel layer may leave out counters still at 0: their delta is 0 either way.
 """
 from __future__ import annotations
 
@@ -60,7 +61,23 @@ def decode(raw_delta: RawDelta, names: Names, t: float, dt: float) -> Sample:
         touched[name] = fam
     for name, fam in touched.items():
         schema.finish(fam, s.get(name))
+        if fam.sparse == ENTRY:
+            _members(fam, s.get(name), 0)
     return s
+
+
+def _members(fam: schema.Family, node: Any, i: int) -> None:
+    """A written entry holds every member, 0 for one the kernel read left out (a counter still at
+    0 since the start: its delta is 0)."""
+    ps = fam.positions
+    if i == len(ps) - 1:
+        if isinstance(ps[i], Members) and node:
+            for m in ps[i].names:
+                node.setdefault(m, 0)
+        return
+    for child in (node.values() if isinstance(node, dict) else node):
+        if child:
+            _members(fam, child, i + 1)
 
 
 def _family(key: tuple) -> tuple[schema.Family, str | None]:
