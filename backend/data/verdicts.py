@@ -43,9 +43,9 @@ def method(watching: bool, mode: str, driver: str, kernel: str, fexit: bool = Fa
     if driver not in _driver.SEMANTICS:
         return f"{INEXACT}{driver or 'this driver'} has no XDP counters xdpscope knows, and fexit is not available here"
     if (driver, release) not in MEASURED:
-        return (f"{INEXACT}{driver}'s counters on kernel {release} are not measured (derived as "
-                f"{', '.join(f'{d} {k}' for d, k in sorted(MEASURED) if d == driver) or 'on other drivers'}; "
-                "fexit is not available here)")
+        seen = ", ".join(k for d, k in sorted(MEASURED) if d == driver)
+        how = f"derived as measured on {seen}" if seen else "derived from what its counters' names say"
+        return f"{INEXACT}{driver}'s counters on kernel {release} are not measured ({how}; fexit is not available here)"
     return f"driver counters ({driver}, {release})"
 
 
