@@ -12,8 +12,8 @@ from PySide6.QtWidgets import QApplication, QDockWidget, QMainWindow
 from .plots import MIN_PLOT_PX, Panel
 
 SIDE = ("Sources", "Session", "Log", "Driver", "Programs")
-PLOTS = ("Verdicts", "Fan-out", "Flushes", "Errors", "NAPI", "RX queues")
-KEY = "layout-v3"          # older saved states (another set of docks) are never restored
+PLOTS = ("Verdicts", "Fan-out", "Flushes", "Errors", "NAPI", "RX queues", "Program maps")
+KEY = "layout-v4"          # older saved states (another set of docks) are never restored
 WIDE_MIN = (1280, 820)     # below either: the compact layout
 SETTLE_MS = 150            # resizes are settled this long after the last one
 SNAPSHOT_MS = 2000         # the layout of the current size class is remembered this often
@@ -65,12 +65,14 @@ class DockLayout:
             win.addDockWidget(Area.BottomDockWidgetArea, d["Errors"])
             win.splitDockWidget(d["Errors"], d["NAPI"], H)
             win.tabifyDockWidget(d["NAPI"], d["RX queues"])
+            win.tabifyDockWidget(d["RX queues"], d["Program maps"])
         else:  # two rows of tabs beside the controls
             win.tabifyDockWidget(d["Verdicts"], d["Fan-out"])
             win.tabifyDockWidget(d["Fan-out"], d["Flushes"])
             win.addDockWidget(Area.BottomDockWidgetArea, d["Errors"])
             win.tabifyDockWidget(d["Errors"], d["NAPI"])
             win.tabifyDockWidget(d["NAPI"], d["RX queues"])
+            win.tabifyDockWidget(d["RX queues"], d["Program maps"])
         if "Path" in d:  # the kernel path (gui/path_view.py): a tab over the verdicts, shown first
             win.tabifyDockWidget(d["Verdicts"], d["Path"])
             QTimer.singleShot(0, d["Path"].raise_)  # once the tab bar exists

@@ -27,7 +27,8 @@ from .input_guard import InputGuard
 from .layout import DockLayout
 from .meta_panel import MetaPanel
 from .plots.path import PathPanel
-from .plots import ErrorsPanel, FanoutPanel, FlushPanel, NapiPanel, Panel, QueuesPanel, VerdictPanel, make_view
+from .plots import (ErrorsPanel, FanoutPanel, FlushPanel, NapiPanel, Panel, QueuesPanel, UserMapsPanel, VerdictPanel,
+                    make_view)
 from .programs_table import ProgramsTable
 from .recorder import Recorder, default_name
 from .si import byte_size
@@ -70,8 +71,9 @@ class MainWindow(QMainWindow):
         self.fanout, self.flush, self.errors, self.napi = FanoutPanel(), FlushPanel(), ErrorsPanel(), NapiPanel()
         self.queues = QueuesPanel()  # per RX queue, from the driver's rx_queue_N_xdp_* counters
         self.path_panel = PathPanel()  # the kernel path with the window's numbers on it (gui/path_view.py)
+        self.user_maps = UserMapsPanel()  # a user program's own maps (schema family user_maps)
         self.panels: list[Panel] = [self.verdicts, self.fanout, self.flush, self.errors, self.napi, self.queues,
-                                    self.path_panel]
+                                    self.user_maps, self.path_panel]
         self.programs = ProgramsTable()  # bpftop: the XDP programs on the agent's machine
         self.choose_record_path: Callable[[Path], str | None] = self._ask_record_path  # tests replace it
         self.sources_panel = SourcesPanel()
@@ -85,7 +87,7 @@ class MainWindow(QMainWindow):
                               ("Driver", self.driver_panel), ("Programs", self.programs),
                               ("Verdicts", self.verdicts), ("Fan-out", self.fanout), ("Flushes", self.flush),
                               ("Errors", self.errors), ("NAPI", self.napi), ("RX queues", self.queues),
-                              ("Path", self.path_panel)):
+                              ("Program maps", self.user_maps), ("Path", self.path_panel)):
             self._dock(title, widget, Qt.DockWidgetArea.LeftDockWidgetArea)
         self.layout_manager = DockLayout(self, self.docks, self.settings)
         self.input_guard = InputGuard(self, self.toggle_play)  # wheel and Space rules (gui/input_guard.py)

@@ -5,9 +5,14 @@ import datetime
 import json
 from typing import Any
 
+from PySide6.QtGui import QBrush, QColor, QFont
 from PySide6.QtWidgets import QTreeWidget, QTreeWidgetItem, QWidget
 
+from backend.data import verdicts
+
 TIME_KEYS = ("created", "ended", "started", "wall_start")
+METHOD = "verdict_method"   # shown first: how the verdicts were counted (inexact: a warning colour)
+WARN = "#E69F00"
 
 
 class MetaPanel(QTreeWidget):
@@ -18,9 +23,20 @@ class MetaPanel(QTreeWidget):
         self.meta: dict = {}
 
     def set_meta(self, meta: dict) -> None:
+        """The metadata, the verdict method first (a trace from before it existed: as derived)."""
         self.meta = dict(meta)
         self.clear()
-        for key in sorted(meta):
+        if meta:
+            method = verdicts.legacy(meta)
+            item = self._item(METHOD, method)
+            bold = QFont()
+            bold.setBold(True)
+            item.setFont(0, bold)
+            item.setFont(1, bold)
+            if not verdicts.is_exact(method):
+                item.setForeground(1, QBrush(QColor(WARN)))
+            self.addTopLevelItem(item)
+        for key in sorted(k for k in meta if k != METHOD):
             self.addTopLevelItem(self._item(key, meta[key]))
         self.resizeColumnToContents(0)
 

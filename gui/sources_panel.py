@@ -5,6 +5,7 @@ Its limits, defaults and choices come from the agent's catalog (set_catalog), ne
 """
 from __future__ import annotations
 
+import html
 import math
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QFormLayout, Q
                                QLabel, QLineEdit, QListWidget, QListWidgetItem, QPushButton, QSpinBox,
                                QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget, QScrollArea)
 
+from backend.data import verdicts
 from backend.data.sample import ACTIONS
 
 from . import si
@@ -34,6 +36,14 @@ AGENT_COLORS = {"ready": "#009E73", "starting": "#E69F00", "unprivileged": "#E69
 AGENT_WORDS = {"unprivileged": "no privileges"}
 TARGET_PROGRAMS = ("redirect", "cpumap", "mix", "user")  # until the agent's catalog says (target_kind)
 SUGGESTED = {"count": 100_000}  # a first value where the catalog has no default (within its limits)
+# optional numbers without a default: the box's lowest step means "not sent" (the agent's default):
+# rate 0 is the catalog's own "as fast as possible"; the CPU box gets one step below the catalog's minimum
+OPTIONAL = {"rate": "as fast as possible", "cpu": "any"}
+BELOW_MIN = {"cpu"}
+WIRE_TIP = ("Through the driver: frames are sent from the ingress's veth peer, so the NIC's NAPI poll runs the "
+            "program as on a real NIC (NAPI poll → driver receive → program → flush), and the driver counts them.\n"
+            "Off: BPF_PROG_TEST_RUN with live frames runs the program in a syscall (the redirect, bulk-queue and "
+            "flush path runs; no NAPI poll, no driver counter).")
 # IFLA_XDP_ATTACHED as pyroute2 names it, and as the kernel numbers it
 XDP_MODES = {"xdp": "native", "xdpgeneric": "generic", "xdpoffload": "offload", "xdpmulti": "multi",
              "native": "native", "generic": "generic", "offload": "offload", "multi": "multi"}
@@ -57,10 +67,15 @@ def session_line(meta: dict | None) -> str:
     parts = [f"<b>{meta.get('program', '?')}</b> ({meta.get('mode', '?')}) on <b>{meta.get('iface', '?')}</b>"]
     if targets:
         parts[0] += " → " + ", ".join(map(str, targets))
+    method = verdicts.legacy(meta)
+    parts.append(f"verdicts: {html.escape(method)}" if verdicts.is_exact(method) else
+                 f"<span style='color:#E69F00'>⚠ verdicts {html.escape(method)}</span>")
     parts.append(f"{si.thousands(meta.get('hz') or 0)} Hz")
     parts.append("run time on" if meta.get("run_time") else "run time off")
     if "xdp:xdp_redirect" in probes:
         parts.append("every redirect traced")
+    if isinstance(meta.get("probe_devices"), dict) and meta["probe_devices"].get("devices") == "all":
+        parts.append("all devices of every namespace")
     return " · ".join(parts)
 
 
@@ -186,6 +201,11 @@ class SourcesPanel(QWidget):
         self.trace_redirects.setToolTip("The per-packet xdp:xdp_redirect tracepoint: fan-out of programs that are "
                                         "not ours; costs ~30 % of redirect throughput")
         form.addRow(self.trace_redirects)
+        self.all_devices = QCheckBox("all devices, every namespace (NAPI, devmap)")
+        self.all_devices.setToolTip("NAPI polls and devmap flushes of every device of the machine, each named in its "
+                                    "namespace (name@netns); off: the session's devices only")
+        self.all_devices.setEnabled(False)  # offered once the agent's catalog has it
+        form.addRow(self.all_devices)
         row = QHBoxLayout()
         self.attach_btn = QPushButton("Attach")
         self.attach_btn.setToolTip("Attach the program; while one runs: switch to this program in place "
@@ -199,15 +219,21 @@ class SourcesPanel(QWidget):
         return box
 
     def _inject_box(self) -> QGroupBox:
-        box = QGroupBox("Inject (live frames)")
-        box.setToolTip("BPF_PROG_TEST_RUN with live frames on the attached program: the real redirect, "
-                       "bulk-queue and flush path runs")
+        box = QGroupBox("Inject")
         form = QFormLayout(box)
+        self.inj_wire = QCheckBox("through the driver (from the ingress's peer)")
+        self.inj_wire.setToolTip(WIRE_TIP)
+        self.inj_wire.setChecked(True)  # the real path: NAPI poll -> driver receive -> program -> flush
+        self.inj_wire.toggled.connect(self._wire_toggled)
+        form.addRow(self.inj_wire)
         # ranges and defaults: the agent's catalog (set_catalog); until it answers they show nothing
-        self.inj_count, self.inj_batch, self.inj_size, self.inj_flows = (self._spin() for _ in range(4))
-        for label, w in (("frames", self.inj_count), ("batch", self.inj_batch), ("size", self.inj_size),
-                         ("flows", self.inj_flows)):
+        self.inj_count, self.inj_batch, self.inj_size, self.inj_flows, self.inj_rate, self.inj_cpu = \
+            (self._spin() for _ in range(6))
+        self.inj_rate.setSuffix(" pps")
+        for label, w in (("frames", self.inj_count), ("rate", self.inj_rate), ("batch", self.inj_batch),
+                         ("size", self.inj_size), ("flows", self.inj_flows), ("CPU", self.inj_cpu)):
             form.addRow(label, w)
+        self.inj_rate_label = form.labelForField(self.inj_rate)
         self.inj_loop = QCheckBox("repeat until stopped")
         form.addRow(self.inj_loop)
         row = QHBoxLayout()
@@ -218,7 +244,14 @@ class SourcesPanel(QWidget):
         row.addWidget(self.inject_btn)
         row.addWidget(self.stop_inject_btn)
         form.addRow(row)
+        self._wire_toggled(self.inj_wire.isChecked())
         return box
+
+    def _wire_toggled(self, on: bool) -> None:
+        """The rate paces the sender on the wire only (BPF_PROG_TEST_RUN runs as fast as it can)."""
+        self.inj_rate.setVisible(on)
+        if self.inj_rate_label is not None:
+            self.inj_rate_label.setVisible(on)
 
     def _lab_box(self) -> QGroupBox:
         box = QGroupBox("Lab (veth + netns)")
@@ -250,7 +283,8 @@ class SourcesPanel(QWidget):
     def spin_params(self) -> dict[str, tuple[str, QSpinBox]]:
         """Spin box per catalog parameter: name -> (catalog section, box)."""
         return {"hz": ("session", self.hz), "count": ("inject", self.inj_count), "batch": ("inject", self.inj_batch),
-                "size": ("inject", self.inj_size), "flows": ("inject", self.inj_flows)}
+                "size": ("inject", self.inj_size), "flows": ("inject", self.inj_flows),
+                "rate": ("inject", self.inj_rate), "cpu": ("inject", self.inj_cpu)}
 
     def set_catalog(self, cat: dict) -> None:
         """Limits, defaults and choices from the agent's catalog (docs/agent-protocol.md): never
@@ -262,6 +296,7 @@ class SourcesPanel(QWidget):
             if p is None or p.get("min") is None or p.get("max") is None:
                 continue
             lo, hi = int(math.ceil(p["min"])), int(min(math.floor(p["max"]), 2**31 - 1))
+            lo -= name in BELOW_MIN and p.get("default") is None
             current = box.value() if box.isEnabled() else None
             box.setSpecialValueText("")
             box.setRange(lo, hi)
@@ -271,6 +306,17 @@ class SourcesPanel(QWidget):
             box.setValue(int(min(max(value, lo), hi)))
             box.setToolTip(str(p.get("help", "")))
             box.setEnabled(True)
+            if p.get("default") is None and name in OPTIONAL:  # no value sent: the agent's default
+                box.setSpecialValueText(OPTIONAL[name])
+                if current is None:
+                    box.setValue(lo)
+        wire = params.get(("inject", "wire"))
+        if wire:
+            self.inj_wire.setToolTip(f"{WIRE_TIP}\n{wire.get('help', '')}")
+        alldev = params.get(("session", "all_devices"))
+        self.all_devices.setEnabled(alldev is not None)
+        if alldev is not None:
+            self.all_devices.setToolTip(str(alldev.get("help", "")))
         mode = params.get(("session", "mode"))
         if mode and mode.get("choices"):
             self._set_items(self.mode, list(mode["choices"]), mode.get("default"))
@@ -461,6 +507,8 @@ class SourcesPanel(QWidget):
             self.hz.setValue(int(round(meta["hz"])))
         self.run_time.setChecked(bool(meta.get("run_time")))
         self.trace_redirects.setChecked("xdp:xdp_redirect" in (meta.get("probes_enabled") or []))
+        probe = meta.get("probe_devices") if isinstance(meta.get("probe_devices"), dict) else {}
+        self.all_devices.setChecked(probe.get("devices") == "all")
         self._fill_targets()
 
     # -- requests --------------------------------------------------------------------------
@@ -478,6 +526,8 @@ class SourcesPanel(QWidget):
         args: dict[str, Any] = {"iface": self.selected_iface(), "program": prog, "mode": self.mode.currentText(),
                                 "hz": self.hz.value(), "run_time": self.run_time.isChecked(),
                                 "trace_redirects": self.trace_redirects.isChecked()}
+        if self.all_devices.isEnabled():  # the agent's catalog offers it (an older agent refuses the argument)
+            args["all_devices"] = self.all_devices.isChecked()
         if self.target_kind(prog) != "none":
             args["targets"] = self.selected_targets()
             args["policy"] = self.policy.currentText()
@@ -501,8 +551,16 @@ class SourcesPanel(QWidget):
         self.sig_attach.emit(args)
 
     def inject_args(self) -> dict[str, Any]:
-        return {"iface": self.selected_iface(), "count": self.inj_count.value(), "batch": self.inj_batch.value(),
-                "size": self.inj_size.value(), "flows": self.inj_flows.value()}
+        """The inject request (docs/agent-protocol.md): through the driver (wire) or BPF_PROG_TEST_RUN;
+        a rate or CPU at its "no value" end is left out (the agent's default)."""
+        args: dict[str, Any] = {"iface": self.selected_iface(), "count": self.inj_count.value(),
+                                "batch": self.inj_batch.value(), "size": self.inj_size.value(),
+                                "flows": self.inj_flows.value(), "wire": self.inj_wire.isChecked()}
+        if args["wire"] and self.inj_rate.isEnabled() and self.inj_rate.value() > self.inj_rate.minimum():
+            args["rate"] = float(self.inj_rate.value())
+        if self.inj_cpu.isEnabled() and self.inj_cpu.value() > self.inj_cpu.minimum():
+            args["cpu"] = self.inj_cpu.value()
+        return args
 
     def _inject(self) -> None:
         self.sig_inject.emit(self.inject_args(), self.inj_loop.isChecked())

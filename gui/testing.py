@@ -110,7 +110,12 @@ for line in sys.stdin:
               "params": {{"targets": req.get("targets", []), "policy": req.get("policy", "rr")}},
               "requested_mode": req.get("mode", "auto"), "run_time": bool(req.get("run_time")),
               "probes_enabled": []}}}})
-    elif cmd == "inject":
+    elif cmd == "inject":  # checked as the real agent checks it (the catalog)
+        try:
+            catalog.inject_args(req, iface_check=lambda v, label: v)
+        except catalog.BadRequest as e:
+            send({{"id": rid, "ok": False, "error": str(e)}})
+            continue
         time.sleep(0.05)
         send({{"id": rid, "ok": True, "result": {{"frames": req.get("count", 0), "runs": 1, "seconds": 0.05, "prog_id": 9}}}})
     elif cmd == "detach":

@@ -11,6 +11,7 @@ from PySide6.QtCore import QSettings
 from backend.data.trace import TraceReader
 from gui.agent_client import AgentClient
 from gui.main_window import MainWindow
+from gui.sources_panel import BELOW_MIN, OPTIONAL
 from gui.testing import fake_agent_command, failing_agent_command, write_trace
 
 
@@ -118,10 +119,23 @@ def test_sources_panel_limits_are_the_agents_catalog(qtbot, tmp_path):
     params = {(sec, p["name"]): p for sec in ("session", "inject") for p in cat[sec]}
     for name, (sec, box) in sp.spin_params().items():
         p = params[(sec, name)]
-        assert (box.minimum(), box.maximum()) == (p["min"], min(p["max"], 2**31 - 1)), name
+        # an optional number without a default (the CPU) has one step below the catalog's minimum: "any"
+        below = name in BELOW_MIN and p["default"] is None
+        assert (box.minimum(), box.maximum()) == (p["min"] - below, min(p["max"], 2**31 - 1)), name
         assert box.isEnabled()
         if isinstance(p["default"], (int, float)):
             assert box.value() == p["default"], name
+        elif name in OPTIONAL:  # not sent: the agent's default
+            assert box.value() == box.minimum() and box.text() == OPTIONAL[name], name
+    args = sp.inject_args()
+    assert args["wire"] is True and "rate" not in args and "cpu" not in args  # through the driver by default
+    assert catalog.inject_args(args, iface_check=lambda v, label: v)["wire"] is True  # the agent takes it
+    sp.inj_rate.setValue(5000)
+    sp.inj_cpu.setValue(0)
+    assert sp.inject_args()["rate"] == 5000.0 and sp.inject_args()["cpu"] == 0
+    sp.inj_wire.setChecked(False)  # BPF_PROG_TEST_RUN takes no rate (the agent refuses one)
+    assert "rate" not in sp.inject_args() and not sp.inj_rate.isVisibleTo(sp)
+    catalog.inject_args(sp.inject_args(), iface_check=lambda v, label: v)
     assert [sp.mode.itemText(i) for i in range(sp.mode.count())] == params[("session", "mode")]["choices"]
     policy = next(q for prog in cat["programs"] for q in prog["params"] if q["name"] == "policy")
     assert [sp.policy.itemText(i) for i in range(sp.policy.count())] == policy["choices"]

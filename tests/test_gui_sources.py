@@ -14,6 +14,7 @@ import pytest
 from PySide6.QtCore import QSettings
 
 from gui.main_window import MainWindow
+from gui.sources_panel import BELOW_MIN
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.kernel
@@ -56,8 +57,9 @@ def test_sources_panel_equals_the_kernel_after_attach_switch_detach(win, qtbot, 
         w.session.client.request("catalog", got)
     ok, cat = got.args
     params = {(sec, p["name"]): p for sec in ("session", "inject") for p in cat[sec]}
-    assert ok and all((box.minimum(), box.maximum()) == (params[(sec, n)]["min"], min(params[(sec, n)]["max"], 2**31 - 1))
-                      for n, (sec, box) in sp.spin_params().items())
+    assert ok and all((box.minimum(), box.maximum()) ==
+                      (params[(sec, n)]["min"] - (n in BELOW_MIN and params[(sec, n)]["default"] is None),
+                       min(params[(sec, n)]["max"], 2**31 - 1)) for n, (sec, box) in sp.spin_params().items())
     w.set_source(w.live)
     targets = [*lab.targets, lab.nxtarget]
 

@@ -123,6 +123,7 @@ class Probes:
     def describe(self) -> dict:
         """For the session's metadata: which devices the probes count, and what is left out."""
         return {"devices": "all" if self.all_devices else sorted(self.names(d) for d in self.devices),
+                **({"session": sorted(self.names(d) for d in self.devices)} if self.all_devices else {}),
                 "note": self.note}
 
     def _map(self, name: str, key: np.dtype, value: np.dtype, per_cpu: bool = True) -> _Map:

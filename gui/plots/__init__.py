@@ -11,10 +11,11 @@ from .flush import FlushPanel
 from .napi import NapiPanel
 from .path import PathPanel
 from .queues import QueuesPanel
+from .user_maps import UserMapsPanel
 from .verdicts import VerdictPanel
 from .view import MAX_POINTS, View, make_view
 
-PANELS = (VerdictPanel, FanoutPanel, FlushPanel, ErrorsPanel, NapiPanel, QueuesPanel)
+PANELS = (VerdictPanel, FanoutPanel, FlushPanel, ErrorsPanel, NapiPanel, QueuesPanel, UserMapsPanel)
 
 __all__ = ["MAX_POINTS", "MIN_PLOT_PX", "PANELS", "ErrorsPanel", "FanoutPanel", "FlushPanel", "NapiPanel", "Panel",
-           "PathPanel", "QueuesPanel", "SeriesPlot", "VerdictPanel", "View", "make_view", "nice_ceiling"]
+           "PathPanel", "QueuesPanel", "SeriesPlot", "UserMapsPanel", "VerdictPanel", "View", "make_view", "nice_ceiling"]

@@ -22,6 +22,24 @@ class NapiState:
     device: str = SESSION_DEVICES  # the session's devices, all devices, or one device's name
 
 
+def session_device_names(meta: dict, names: list[str]) -> list[str]:
+    """The session's devices among NAPI device names: as the probes listed them in the session's
+    metadata (probe_devices: its devices, or with all devices counted, "session"), each named in its
+    own namespace (name@netns); for older traces, by the session's interface, targets and peers."""
+    probe = meta.get("probe_devices") if isinstance(meta.get("probe_devices"), dict) else {}
+    listed = probe.get("session") if probe.get("devices") == "all" else probe.get("devices")
+    if isinstance(listed, list):
+        mine = {str(d) for d in listed}
+        return [n for n in names if n in mine]
+    return session_devices(meta, names)
+
+
+def all_devices(meta: dict) -> bool:
+    """The session counted every device of every namespace (session option all_devices)."""
+    probe = meta.get("probe_devices") if isinstance(meta.get("probe_devices"), dict) else {}
+    return probe.get("devices") == "all"
+
+
 class NapiPanel(Panel):
     title = "NAPI and run time"
     State = NapiState
@@ -42,7 +60,7 @@ class NapiPanel(Panel):
         """(devices to sum: a list, one name, or None for all; the session's devices); the box
         offers what the history holds now."""
         names = h.napi_dev["polls"].names
-        mine = session_devices(meta, names)
+        mine = session_device_names(meta, names)
         i = set_choices(self.device, [SESSION_DEVICES, ALL_DEVICES], names, self.st.device)
         if i <= 0:
             return mine, mine
@@ -74,6 +92,8 @@ class NapiPanel(Panel):
         others = len(names) - len(mine)
         if isinstance(dev, list) and others:
             notes.append(f"{others} other device{'s' * (others > 1)} not shown (choose '{ALL_DEVICES}')")
+        if h.has_napi and not all_devices(v.meta):
+            notes.append("only the session's devices are counted (attach with 'all devices' for every namespace's)")
         if not h.has_napi:
             notes.append("no NAPI data in this session (napi:napi_poll not traced)")
         elif isinstance(dev, list) and not mine:

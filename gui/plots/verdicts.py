@@ -1,12 +1,14 @@
 """Verdicts: packets/s per verdict and their total, optionally per CPU, with two cursors."""
 from __future__ import annotations
 
+import html
 from dataclasses import dataclass
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtWidgets import QCheckBox, QComboBox, QWidget
+from PySide6.QtWidgets import QCheckBox, QComboBox, QLabel, QWidget
 
+from backend.data import verdicts as methods
 from backend.data.sample import ACTIONS
 from backend.data.series import cpu_counts, per_second, verdict_counts
 
@@ -16,6 +18,23 @@ from .base import Panel, SeriesPlot, Summary
 from .view import View
 
 ALL_VERDICTS = "all verdicts"
+RUNS = "runs (kernel)"   # the kernel's run count: the total where the verdicts are unknown
+WARN = "#E69F00"
+
+
+def method_of(meta: dict) -> str:
+    """The session's verdict method (trace metadata "verdict_method"; older traces: derived), or
+    "" when there is no session."""
+    return methods.legacy(meta) if meta else ""
+
+
+def method_html(method: str) -> str:
+    """The method as the panel's label says it: plain when exact, a warning when inexact."""
+    if not method:
+        return ""
+    if methods.is_exact(method):
+        return f"verdicts: <b>{html.escape(method)}</b> (exact)"
+    return f"<span style='color:{WARN}'>⚠ verdicts <b>inexact</b>: {html.escape(method[len(methods.INEXACT):])}</span>"
 
 
 @dataclass(frozen=True)
@@ -24,6 +43,11 @@ class VerdictState:
     per_cpu: bool = False
     cpu_verdict: str = ALL_VERDICTS        # the verdict the per-CPU plot shows (or all)
     cursors: tuple[float, float] | None = None  # C1, C2 (seconds since session start)
+
+
+def run_counts(h, sl: slice) -> np.ndarray:
+    """Rows: the kernel's run count of the program (BPF stats) in each sample."""
+    return h.run[sl][:, 0]
 
 
 class VerdictPanel(Panel):
@@ -48,6 +72,15 @@ class VerdictPanel(Panel):
             self.controls.addWidget(w)
         self.cursor_text = Summary()
         self.controls.addWidget(self.cursor_text, 1)
+        # how the verdicts were counted (docs/verdict-methods.md): a line of its own, always in view
+        self.method_label = QLabel()
+        self.method_label.setWordWrap(True)
+        self.method_label.setContentsMargins(4, 0, 4, 0)
+        self.layout().insertWidget(1, self.method_label)
+        self.method = ""
+        self.runs_text = Summary()  # inexact: the kernel's run count in the window
+        self.layout().insertWidget(2, self.runs_text)
+        self.runs_text.hide()
         self.cpu: SeriesPlot | None = None
         self.cursors: list[pg.InfiniteLine] = []
         self._view: View | None = None
@@ -140,13 +173,36 @@ class VerdictPanel(Panel):
             f"C1 {d['a']:.3f} s  C2 {d['b']:.3f} s  Δt {d['dt']:.3f} s ({d['samples']} samples): "
             + ", ".join(f"{k} {d['frames'][k]:,} frames ({si.si(d['rates'][k], 'pps')})" for k in busy))
 
+    def show_method(self, meta: dict) -> None:
+        method = method_of(meta)
+        if method != self.method:
+            self.method = method
+            self.method_label.setText(method_html(method))
+            self.method_label.setToolTip(method)
+            self.method_label.setVisible(bool(method))
+            self.runs_text.setVisible(bool(method) and not methods.is_exact(method))
+
+    def window_runs(self, v: View) -> int:
+        """The kernel's run count of the program over the window (BPF stats)."""
+        return int(round(v.total(("runs",), run_counts)))
+
     def draw(self, v: View) -> None:
         self._view = v
+        self.show_method(v.meta)
         n = v.smooth
         t, rates = v.series(("verdicts", n), per_second(verdict_counts, n))
         for a, name in enumerate(ACTIONS):
             self.rates.set(name, t, rates[:, a], self.theme.verdicts[name])
-        self.rates.set("total", t, rates[:, -1], self.theme.verdicts["total"])
+        inexact = bool(self.method) and not methods.is_exact(self.method)
+        if inexact:  # the verdicts are unknown: the total is what the kernel ran
+            self.rates.set(RUNS, *v.series(("runs", n), per_second(run_counts, n)), self.theme.verdicts["total"])
+            self.rates.hide_except({*ACTIONS, RUNS})
+            runs = self.window_runs(v)
+            self.runs_text.setText(f"total: the program ran {runs:,} times in the window (the kernel's run count)"
+                                   if v.h.has_run else "total unknown: no run count in this session")
+        else:
+            self.rates.set("total", t, rates[:, -1], self.theme.verdicts["total"])
+            self.rates.hide_except({*ACTIONS, "total"})
         self.rates.finish(v)
         if self.cpu is not None:
             sel = ACTIONS.index(self.st.cpu_verdict) if self.st.cpu_verdict in ACTIONS else -1
