@@ -71,6 +71,19 @@ class Observer:
             self.bpf.detach_tracepoint(tp)
 
 
+class OneProbe:
+    """One raw tracepoint program of a module attached for a run."""
+
+    def __init__(self, bpf, fn: str):
+        self.bpf, self.fn, self.tp = bpf, fn.encode(), fn[len("raw_tracepoint__"):].encode()
+
+    def set(self, on: bool) -> None:
+        if on:
+            self.bpf.attach_raw_tracepoint(tp=self.tp, fn_name=self.fn)
+        else:
+            self.bpf.detach_raw_tracepoint(tp=self.tp)
+
+
 def spread(xs: list[float], seed: int = 1) -> dict:
     """Median, interquartile range and a 95 % bootstrap interval of the median."""
     q = statistics.quantiles(xs, n=4)
@@ -87,6 +100,8 @@ def main() -> int:
     ap.add_argument("--batch", type=int, default=64, help="injector batch (default: %(default)s)")
     ap.add_argument("--targets", type=int, default=2, help="redirect targets (default: %(default)s)")
     ap.add_argument("--cpu", type=int, default=os.cpu_count() - 1, help="CPU the injection runs on (default: the last)")
+    ap.add_argument("--per-probe", action="store_true",
+                    help="also each part alone: the verdict counters, and each probe on the bare program")
     a = ap.parse_args()
     host.require_root("the benchmark")
     os.sched_setaffinity(0, {a.cpu})  # this process and the injection it drives: one CPU
@@ -101,12 +116,17 @@ def main() -> int:
         default_probes = Observer(prb.bpf)
         peer = Observer(bcompile.compile_bpf(PEER_C, [], "peer tracepoint"))
         variants = {"A": (instrumented.fd, default_probes), "B": (bare.fd, None), "C": (bare.fd, peer)}
+        if a.per_probe:
+            variants["counters"] = (instrumented.fd, None)
+            for fn in prb.bpf.function_names():
+                if fn.startswith("raw_tracepoint__"):
+                    variants[fn[len("raw_tracepoint__"):]] = (bare.fd, OneProbe(prb.bpf, fn))
         mpps(bare.fd, iface, a.frames // 4, a.batch, a.cpu)  # warm-up
         runs: dict[str, list[float]] = {k: [] for k in variants}
         cpu_runs: dict[str, list[float]] = {k: [] for k in variants}
         order = list(variants)
         for r in range(a.rounds):
-            for k in order[r % 3:] + order[:r % 3]:
+            for k in order[r % len(order):] + order[:r % len(order)]:
                 fd, p = variants[k]
                 if p:
                     p.set(True)
@@ -119,6 +139,7 @@ def main() -> int:
         cb = [x / y for x, y in zip(runs["C"], runs["B"])]
         ab_cpu = [x / y for x, y in zip(cpu_runs["A"], cpu_runs["B"])]
         cb_cpu = [x / y for x, y in zip(cpu_runs["C"], cpu_runs["B"])]
+        parts = {k: spread([x / y for x, y in zip(cpu_runs[k], cpu_runs["B"])]) for k in variants if k not in "ABC"}
         result = {
             "frames_per_run": a.frames, "rounds": a.rounds, "batch": a.batch, "targets": a.targets,
             "cpu": a.cpu, "probes": enabled, "peer": "classic tracepoint xdp:xdp_redirect, per-CPU count per target",
@@ -128,6 +149,7 @@ def main() -> int:
             "cpu_time_mpps": {k: spread(v) for k, v in cpu_runs.items()},
             "cpu_time_ratio_instrumented_over_bare": spread(ab_cpu),
             "cpu_time_ratio_per_packet_peer_over_bare": spread(cb_cpu),
+            **({"cpu_time_ratio_each_part_over_bare": parts} if parts else {}),
             "runs_mpps": {k: [round(x, 3) for x in v] for k, v in runs.items()},
             "runs_cpu_time_mpps": {k: [round(x, 3) for x in v] for k, v in cpu_runs.items()},
         }
