@@ -24,6 +24,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
+from backend.data import schema
 from backend.data.driver import EXPLAIN as DRIVER_EXPLAIN
 from backend.errors import XdpscopeError
 from backend.data.sample import ACTIONS
@@ -479,10 +480,56 @@ def render_html(rep: Report, img_src: Callable[[int], str], img_width: int | Non
                 "difference = driver - program; the driver column is derived from the "
                 f"{s.get('driver') or '?'} counters above.")
         d.add(f'<p class="note">Why they differ: {html.escape(DRIVER_EXPLAIN)}.</p>')
+    _schema_tables(d, s)
     d.add(f'<p class="note">Made by xdpscope from {html.escape(str(rep.name))}; every number in '
           "these tables is a value of <code>xdpscope summary --json</code> for the same window.</p>")
     d.add("</body></html>")
     return "\n".join(d.parts)
+
+
+MAX_COUNTER_ROWS = 64   # rows of one family in the appendix; summary --json has them all
+
+
+def _leaves(value: Any, path: tuple = ()) -> Iterator[tuple[tuple, Any]]:
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield from _leaves(v, (*path, k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _leaves(v, (*path, i))
+    else:
+        yield path, value
+
+
+def _position_name(p: Any) -> str:
+    return getattr(p, "what", None) or "member"
+
+
+def _schema_tables(d: "_Html", s: dict) -> None:
+    """The appendix: every counter family of the schema with what it counted in the window, from
+    summary's generic "counters" section, so a family added to the schema is reported with no code."""
+    rows: dict[str, list[list[str]]] = {}
+    more: dict[str, int] = {}
+    for field_name, value in (s.get("counters") or {}).items():
+        for path, v in _leaves(value):
+            got = schema.match((field_name, *path)) if v else None
+            if got is None:
+                continue
+            fam, parts = got
+            fam_rows = rows.setdefault(fam.name, [])
+            if len(fam_rows) >= MAX_COUNTER_ROWS:
+                more[fam.name] = more.get(fam.name, 0) + 1
+                continue
+            fam_rows.append([label(x) for x in parts] + [d.cell(["counters", field_name, *path], "int")])
+    if rows:
+        d.add("<h2>Every counter (the schema's families)</h2>")
+        d.add('<p class="note">Each counter family xdpscope records (backend/data/schema.py) with its '
+              "nonzero totals in the window.</p>")
+    for fam in schema.FAMILIES:
+        if fam.name in rows:
+            extra = f" ({more[fam.name]} more rows in summary --json)" if fam.name in more else ""
+            d.table(f"{fam.name}", [*(_position_name(p) for p in fam.positions), "total"], rows[fam.name],
+                    fam.doc + extra)
 
 
 # -- output -------------------------------------------------------------------------------------
