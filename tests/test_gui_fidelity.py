@@ -29,7 +29,6 @@ from tests.test_namespaces import foreign, send_foreign  # noqa: F401  (a fixtur
 from tests.test_user_programs import _frame, _send, shipped
 from tests.test_watch_truth import _program, tp_lab  # noqa: F401  (a fixture)
 
-pytestmark = pytest.mark.kernel
 HZ = 20
 
 
@@ -77,6 +76,7 @@ def select(sp, iface: str, program: str, targets: list[str] = ()) -> None:
                          else Qt.CheckState.Unchecked)
 
 
+@pytest.mark.kernel
 def test_inject_through_the_driver_from_the_inject_panel(win, qtbot, lab):
     """Inject panel, through the driver: N frames -> verdicts N, NAPI work N on the ingress, and veth's
     own counters (ethtool -S) equal what the Driver dock and the plots show."""
@@ -136,6 +136,7 @@ def test_inject_through_the_driver_from_the_inject_panel(win, qtbot, lab):
         sp.detach_btn.click()
 
 
+@pytest.mark.kernel
 def test_generic_watch_is_labelled_inexact_live_and_replayed(win, qtbot, tp_lab, tmp_path):  # noqa: F811
     """A program iproute2 attached in generic mode, watched: the Verdicts panel, the Session dock and
     the Sources panel say inexact, and the total shown is the kernel's run count (= frames sent, = the
@@ -192,6 +193,7 @@ def check_inexact(w, n: int) -> None:
     assert top.foreground(1).color().name().lower() == "#e69f00"
 
 
+@pytest.mark.kernel
 def test_user_maps_of_bccs_xdp_drop_count_replayed(qtbot, record, lab, tmp_path):
     """bcc's xdp_drop_count as shipped, recorded by the CLI; replayed, the Program maps panel shows
     one series per dropcnt entry whose window totals equal summary --json's user_maps (and what was sent)."""
@@ -224,6 +226,7 @@ def test_user_maps_of_bccs_xdp_drop_count_replayed(qtbot, record, lab, tmp_path)
     assert w.verdicts.method == "program counters" and "(exact)" in w.verdicts.method_label.text()
 
 
+@pytest.mark.kernel
 def test_cpumap_fanout_per_cpu_and_kthreads_replayed(qtbot, record, lab, tmp_path):
     """The cpumap program: the Fan-out panel shows target CPUs (not interfaces) and the kthreads'
     processed, drops and sched, equal to summarize() of the same trace."""
@@ -257,6 +260,7 @@ def test_cpumap_fanout_per_cpu_and_kthreads_replayed(qtbot, record, lab, tmp_pat
     assert "kthreads CPU" in f.summary.text()
 
 
+@pytest.mark.kernel
 def test_all_devices_is_a_choice_and_names_namespaces(win, qtbot, lab, foreign):  # noqa: F811
     """By default NAPI covers the session's devices; 'all devices' from the Sources panel goes to the
     agent as all_devices, is read back, and the NAPI view then lists every device, the foreign
@@ -297,3 +301,44 @@ def test_all_devices_is_a_choice_and_names_namespaces(win, qtbot, lab, foreign):
     assert f"{key} " in w.napi.summary.text() and f"{m:,} packets" in w.napi.summary.text()
     with qtbot.waitSignal(w.session.sig_detached, timeout=15_000):
         sp.detach_btn.click()
+
+
+@pytest.mark.unit
+def test_long_traces_window_totals_equal_summary(qtbot, tmp_path):
+    """5000 samples (the plots then draw min/max bins, and window totals come from cached sum bins):
+    the Program maps totals, the cpumap totals and the run count of an inexact session equal
+    summarize() of the same trace; a map entry and a CPU that appear late are counted too."""
+    from backend.data.sample import Sample
+    from backend.data.trace import TraceWriter
+    path, n = tmp_path / "long.xst", 5000
+    meta = {"program": "cpumap", "iface": "xs-in", "hz": 100, "host": "test", "source": "watch",
+            "verdict_method": "inexact: generic XDP runs before the driver (test)"}
+    with TraceWriter(path, meta) as tw:
+        for i in range(1, n + 1):
+            maps = {"dropcnt": {"17": i % 7, **({"6": 2} if i > 4000 else {})}}
+            enq = [{"processed": i % 5, "drops": i % 2, "bulks": 1}] + ([{"processed": 3, "drops": 0, "bulks": 1}]
+                                                                      if i > 2500 else [])
+            kt = [{"processed": i % 5, "drops": 0, "sched": i % 3}]
+            tw.write(Sample(t=i / 100, dt=0.01, run={"cnt": i % 11, "ns": 40 * (i % 11)}, user_maps=maps,
+                            cpumap_enqueue=enq, cpumap_kthread=kt))
+    s = summarize(path)
+    w = MainWindow(settings=QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat))
+    qtbot.addWidget(w)
+    w.window_box.setValue(3600)
+    w.show()
+    assert w.open_trace(path), w.last_error
+    w.replay.to_end()
+    w.frame(force=True)
+    assert len(w.replay.model.history) == n
+    assert w.user_maps.window_totals == s["user_maps"]
+    f = w.fanout
+    enq = {c: d for c, d in enumerate(s["counters"]["cpumap_enqueue"]) if d}
+    assert f.cpu_totals == {c: {k: d.get(k, 0) for k in ("processed", "drops", "bulks")} for c, d in enq.items()}
+    assert set(f.cpu_totals) == {0, 1}
+    kt = s["counters"]["cpumap_kthread"]
+    assert f.kthread_totals == {0: {k: kt[0].get(k, 0) for k in ("processed", "drops", "sched")}}
+    assert w.verdicts.method.startswith("inexact: ") and s["verdict_total"] == s["run"]["cnt"] > 0
+    assert w.verdicts.runs_text.text() == \
+        f"total: the program ran {s['run']['cnt']:,} times in the window (the kernel's run count)"
+    top = w.meta_panel.topLevelItem(0)
+    assert (top.text(0), top.text(1)) == ("verdict_method", meta["verdict_method"])

@@ -69,20 +69,20 @@ class FanoutPanel(Panel):
         enq = v.h.per_cpu(ENQUEUE)
         cpus = enq.shape[1]
         names = [f"CPU {c}" for c in range(cpus)]
-        t, rates = v.series((ENQUEUE, n), per_second(lambda h, sl: h.per_cpu(ENQUEUE)[sl][:, :, 0], n))
+        t, rates = v.series((ENQUEUE, cpus, n), per_second(lambda h, sl: h.per_cpu(ENQUEUE)[sl][:, :, 0], n))
         for c, name in enumerate(names):
             self.rates.set(name, t, rates[:, c], self.theme.color(c))
         self.rates.hide_except(set(names))
         self.rates.finish(v)
         kt = v.h.per_cpu(KTHREAD)
-        t, krates = v.series((KTHREAD, n), per_second(lambda h, sl: h.per_cpu(KTHREAD)[sl][:, :, 0], n))
+        t, krates = v.series((KTHREAD, kt.shape[1], n), per_second(lambda h, sl: h.per_cpu(KTHREAD)[sl][:, :, 0], n))
         knames = [f"kthread CPU {c}" for c in range(kt.shape[1])]
         for c, name in enumerate(knames):
             self.kthreads.set(name, t, krates[:, c], self.theme.color(c))
         self.kthreads.hide_except(set(knames))
         self.kthreads.finish(v)
-        enq_tot = v.total((ENQUEUE, "totals"), lambda h, sl: h.per_cpu(ENQUEUE)[sl])     # cpus x members
-        kt_tot = v.total((KTHREAD, "totals"), lambda h, sl: h.per_cpu(KTHREAD)[sl])
+        enq_tot = v.total((ENQUEUE, "totals", cpus), lambda h, sl: h.per_cpu(ENQUEUE)[sl])     # cpus x members
+        kt_tot = v.total((KTHREAD, "totals", kt.shape[1]), lambda h, sl: h.per_cpu(KTHREAD)[sl])
         self.cpu_totals = {c: dict(zip(ENQ_MEMBERS, map(int, np.rint(row)))) for c, row in enumerate(enq_tot) if row.any()}
         self.kthread_totals = {c: dict(zip(KT_MEMBERS, map(int, np.rint(row)))) for c, row in enumerate(kt_tot)
                                if row.any()}

@@ -56,16 +56,17 @@ class UserMapsPanel(Panel):
         i = set_choices(self.map, ALL_MAPS, maps, self.st.map)
         shown = [j for j, c in enumerate(columns) if i == 0 or entry(c)[0] == maps[i - 1]]
         n = v.smooth
-        t, rates = v.series((FAMILY, n), per_second(entry_counts, n))
         names = set()
-        for k, j in enumerate(shown):
-            m, key = entry(columns[j])
-            label = f"{m}[{key}]"
-            names.add(label)
-            self.rates.set(label, t, rates[:, j], self.theme.color(k))
+        if columns:  # (no series of no columns: the binned path cannot shape them)
+            t, rates = v.series((FAMILY, len(columns), n), per_second(entry_counts, n))
+            for k, j in enumerate(shown):
+                m, key = entry(columns[j])
+                label = f"{m}[{key}]"
+                names.add(label)
+                self.rates.set(label, t, rates[:, j], self.theme.color(k))
         self.rates.hide_except(names)
         self.rates.finish(v)
-        totals = v.total((FAMILY,), entry_counts) if columns else np.zeros(0)
+        totals = v.total((FAMILY, len(columns)), entry_counts) if columns else np.zeros(0)
         self.window_totals = {}
         for j, c in enumerate(columns):
             m, key = entry(c)
