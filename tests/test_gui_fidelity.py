@@ -342,3 +342,41 @@ def test_long_traces_window_totals_equal_summary(qtbot, tmp_path):
         f"total: the program ran {s['run']['cnt']:,} times in the window (the kernel's run count)"
     top = w.meta_panel.topLevelItem(0)
     assert (top.text(0), top.text(1)) == ("verdict_method", meta["verdict_method"])
+
+
+@pytest.mark.kernel
+def test_embedded_default_shows_the_real_path(win, qtbot):
+    """The lab demo (Agent → Run the lab demo) injects through the driver: every frame the agent sent
+    from the ingress's peer was run by the program in the ingress's NAPI poll, and veth counted it."""
+    from backend.labs import veth as labmod
+    from gui.session import DEMO_PPS
+    assert labmod.status("xs") is None, "the demo's lab (prefix xs) must not exist before this test"
+    w = win
+    sent = []
+    try:
+        w.run_default_live()
+        qtbot.waitUntil(lambda: w.session.attached and w.session.inject_args is not None, timeout=120_000)
+        assert w.session.inject_args["wire"] is True and w.session.inject_args["rate"] == DEMO_PPS
+        w.session.client.sig_response.connect(lambda rid, ok, res: ok and isinstance(res, dict) and "peer" in res
+                                              and sent.append(res["frames"]))
+        qtbot.waitUntil(lambda: len(sent) >= 3, timeout=30_000)
+        w.session.stop_inject()
+        n = len(sent)
+        qtbot.wait(1500)  # a run in flight when the loop stopped answers too; then NAPI settles
+        assert len(sent) <= n + 1
+        w.frame(force=True)
+        h = w.live.model.history
+        total = sum(sent)
+        rows = slice(h.start, h.end)
+        redirected = int(h.actions[rows, ACTIONS.index("REDIRECT")].sum())
+        assert redirected == int(h.actions[rows].sum()) == total
+        names = h.napi_dev["work"].names
+        assert "xs-in" in names and int(h.napi_dev["work"].data[rows, names.index("xs-in")].sum()) == total
+        drv = {name: int(h.driver.data[rows, i].sum()) for i, name in enumerate(h.driver.names)}
+        assert drv["rx_queue_0_xdp_packets"] == total
+        assert w.driver_panel.values["REDIRECT"][:2] == (total, total)
+        assert any("through the driver" in m.label for m in w.live.model.markers if m.kind == "inject")
+        with qtbot.waitSignal(w.session.sig_detached, timeout=15_000):
+            w.sources_panel.detach_btn.click()
+    finally:
+        labmod.down("xs")
