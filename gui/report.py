@@ -419,6 +419,17 @@ def render_html(rep: Report, img_src: Callable[[int], str], img_width: int | Non
               d.cell(["rates", "peak_pps", a], "rate")] for a in ACTIONS],
             "Totals are sums of the counter deltas; mean = total / duration; peak = the largest "
             "delta / interval of one sample.")
+    if str(s.get("verdict_method", "")).startswith("inexact: "):   # backend/data/verdicts.py
+        d.table("Verdicts are inexact", ["", "value"],
+                [[label("why"), d.cell(["verdict_method"], "text")],
+                 [label("frames the program ran (the kernel's run count)"), d.cell(["verdict_total"], "int")]],
+                "The verdicts above are not known exactly for this session; the total is the kernel's run count.")
+    if s.get("user_maps"):
+        d.table("The program's own maps", ["map", "key", "total change"],
+                [[label(name), label(key), d.cell(["user_maps", name, key], "int")]
+                 for name, keys in s["user_maps"].items() for key in keys],
+                "The user program's array and hash maps of integers, sampled as counters: the change of "
+                "each entry's value over the window.")
     if len(s["per_cpu_actions"]) > 1:
         d.table("Verdicts per CPU (frames)", ["CPU", *ACTIONS],
                 [[label(f"cpu{i}")] + [d.cell(["per_cpu_actions", i, a], "int") for a in ACTIONS]
@@ -461,6 +472,13 @@ def render_html(rep: Report, img_src: Callable[[int], str], img_width: int | Non
             else:
                 rows.append([label(key), d.cell(["cpumap", key], "int")])
         d.table("cpumap enqueue", ["", "count"], rows)
+    counters = s.get("counters") or {}
+    for fam, title, members in (("cpumap_enqueue", "cpumap fan-out per target CPU", ("processed", "drops", "bulks")),
+                                ("cpumap_kthread", "cpumap kthreads per CPU", ("processed", "drops", "sched"))):
+        per_cpu = counters.get(fam) or []
+        d.table(title, ["CPU", *members],
+                [[label(f"CPU {c}")] + [d.cell_if(["counters", fam, c, k], "int") for k in members]
+                 for c, v in enumerate(per_cpu) if isinstance(v, dict) and any(v.values())])
     if s["napi"]:
         heads = {"polls": "polls", "work": "work (packets)", "budget": "budget", "full": "full polls"}
         fields = [f for f in heads if any(f in dev for dev in s["napi"].values())]

@@ -342,6 +342,19 @@ def test_long_traces_window_totals_equal_summary(qtbot, tmp_path):
         f"total: the program ran {s['run']['cnt']:,} times in the window (the kernel's run count)"
     top = w.meta_panel.topLevelItem(0)
     assert (top.text(0), top.text(1)) == ("verdict_method", meta["verdict_method"])
+    # the report of the same trace: the method, the maps and cpumap per CPU, every cell = summary --json
+    from tests.test_report import check_tables, report, summary_json
+    out = tmp_path / "r.html"
+    report(path, out)
+    s = summary_json(path)
+    cells = check_tables(out, s)
+    for h in ("Verdicts are inexact", "The program's own maps", "cpumap fan-out per target CPU",
+              "cpumap kthreads per CPU"):
+        assert h in cells.headings, h
+    keys = {json.dumps(k) for k, _, _ in cells.cells}
+    assert all(json.dumps(["user_maps", "dropcnt", k]) in keys for k in s["user_maps"]["dropcnt"])
+    assert json.dumps(["counters", "cpumap_enqueue", 1, "processed"]) in keys
+    assert json.dumps(["verdict_total"]) in keys
 
 
 @pytest.mark.kernel
