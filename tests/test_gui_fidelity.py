@@ -21,6 +21,7 @@ from PySide6.QtCore import QSettings, Qt
 from backend.data.sample import ACTIONS
 from backend.data.summary import summarize
 from gui.main_window import MainWindow
+from gui.plots.flush import ALL_TARGETS, SESSION_TARGETS
 from gui.plots.napi import ALL_DEVICES, SESSION_DEVICES
 from gui.plots.verdicts import RUNS
 from tests import third_party, wire
@@ -299,6 +300,18 @@ def test_all_devices_is_a_choice_and_names_namespaces(win, qtbot, lab, foreign):
     w.napi.device.setCurrentText(key)
     w.frame(force=True)
     assert f"{key} " in w.napi.summary.text() and f"{m:,} packets" in w.napi.summary.text()
+    # devmap flushes: the session's targets by default; all devices (the foreign ones too) on request
+    qtbot.waitUntil(lambda: sum(sum(i * c for i, c in enumerate(hist)) for smp in samples
+                                for t, hist in smp.flush.items() if t in (t0, t1)) == n, timeout=10_000)
+    w.frame(force=True)
+    fl = w.flush
+    assert [fl.target.itemText(i) for i in range(2)] == [SESSION_TARGETS, ALL_TARGETS]
+    assert fl.target.currentIndex() == 0 and f" flushes, {n:,} frames in window" in fl.summary.text()
+    assert {f"{t0}@{foreign}", f"{t1}@{foreign}"} <= {fl.target.itemText(i) for i in range(fl.target.count())}
+    fl.target.setCurrentText(ALL_TARGETS)
+    w.frame(force=True)
+    frames = int(fl.summary.text().split(" flushes, ")[1].split(" frames")[0].replace(",", ""))
+    assert frames >= n + (m - m // 10)   # the foreign program's redirects too (and any other namespace's)
     with qtbot.waitSignal(w.session.sig_detached, timeout=15_000):
         sp.detach_btn.click()
 

@@ -1,5 +1,6 @@
 """Flush batches: devmap flush sizes in the window (histogram), the mean flush size over time, and
-a time x size heatmap; of all targets or of one target's bulk queue."""
+a time x size heatmap; of all targets or of one target's bulk queue (a session that counted every
+device of every namespace: of the session's targets by default)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -16,15 +17,27 @@ from .. import si
 from ..palette import DARK, Theme
 from .base import (BULK_SIZE, TIME_LABEL, Hover, Panel, SeriesPlot, Summary, nice_ceiling, set_choices, set_label,
                    style_plot)
+from .napi import all_devices, session_device_names
 from .view import View
 
 HEATMAP_MAX_COLUMNS = 600  # heatmap time bins; beyond this, samples are summed per column
 ALL_TARGETS = "all targets"
+SESSION_TARGETS = "session targets"   # offered when the session counted every device (all_devices)
 
 
 @dataclass(frozen=True)
 class FlushState:
-    target: str = ALL_TARGETS  # the flushes of all devmap targets, or of one
+    target: str = ""  # the flushes of the session's targets (""), of all devmap targets, or of one
+
+
+def flush_sum(h, sl: slice, targets: list[str] | None) -> np.ndarray:
+    """Rows x sizes: flushes of these targets together (None: all targets)."""
+    if targets is None:
+        return flush_counts(h, sl)
+    out = np.zeros((sl.stop - sl.start, FLUSH_BINS))
+    for t in targets:
+        out += flush_counts(h, sl, t)
+    return out
 
 
 class FlushPanel(Panel):
@@ -78,11 +91,27 @@ class FlushPanel(Panel):
         self.summary = Summary()
         self.controls.addWidget(self.summary, 1)
 
-    def draw(self, v: View) -> None:
-        names = v.h.flush_by_target.names
+    def selection(self, v: View) -> tuple[list[str] | None, tuple | None]:
+        """(targets to sum, None for all; a cache key). The data holds the session's devices only,
+        unless the session counted every device of every namespace: then the session's targets
+        come first (the default), all devices next, then each one (name@netns when foreign)."""
+        names = list(v.h.flush_by_target.names)
+        if all_devices(v.meta):
+            i = set_choices(self.target, [SESSION_TARGETS, ALL_TARGETS], names, self.st.target)
+            if i == 0:
+                mine = session_device_names(v.meta, names)
+                return mine, ("session", tuple(mine))
+            return (None, None) if i == 1 else ([names[i - 2]], names[i - 2])
         i = set_choices(self.target, ALL_TARGETS, names, self.st.target)
-        target = None if i <= 0 else names[i - 1]
-        counts = lambda h, sl: flush_counts(h, sl, target)  # noqa: E731
+        return (None, None) if i <= 0 else ([names[i - 1]], names[i - 1])
+
+    def draw(self, v: View) -> None:
+        targets, target = self.selection(v)
+        if targets is not None and len(targets) == 1:
+            target = targets[0]   # one target: its own cached series, as before
+            counts = lambda h, sl: flush_counts(h, sl, target)  # noqa: E731
+        else:
+            counts = lambda h, sl: flush_sum(h, sl, targets)  # noqa: E731
         hist = v.total(("flush", target), counts)  # flushes of each size in the window
         self.hist.setOpts(height=hist)
         top = nice_ceiling(float(hist.max()), self._hist_top)
@@ -90,8 +119,8 @@ class FlushPanel(Panel):
             self._hist_top = top
             self.hist_plot.setYRange(0, top, padding=0.02)
         n = v.smooth
-        frames = lambda h, sl: flush_counts(h, sl, target) @ np.arange(FLUSH_BINS)  # noqa: E731
-        flushes = lambda h, sl: flush_counts(h, sl, target).sum(axis=1)  # noqa: E731
+        frames = lambda h, sl: counts(h, sl) @ np.arange(FLUSH_BINS)  # noqa: E731
+        flushes = lambda h, sl: counts(h, sl).sum(axis=1)  # noqa: E731
         self.mean.set("mean", *v.series(("flush mean", target, n), ratio(frames, flushes, n)), self.theme.color(1))
         self.mean.finish(v)
         if self._heat_x != (v.t0, v.t1):
