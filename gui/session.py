@@ -265,8 +265,9 @@ class Session(QObject):
         receive path (frames sent from the ingress's peer: NAPI poll -> driver receive -> program
         -> flush at the end of the poll), so the first thing shown is the real path."""
         def attached() -> None:
-            # short paced runs back to back: a steady DEMO_PPS that leaves the machine usable
-            self.inject({"iface": self.lab["ingress"], "count": DEMO_PPS // 5, "flows": 64, "wire": True,
+            # paced runs of a second back to back: a steady DEMO_PPS that leaves the machine usable
+            # (a stop takes effect within a second, when the run in flight ends)
+            self.inject({"iface": self.lab["ingress"], "count": DEMO_PPS, "flows": 64, "wire": True,
                          "rate": float(DEMO_PPS)}, loop=True)
 
         def lab_up(desc: Any) -> None:

@@ -151,7 +151,7 @@ class SourcesPanel(QWidget):
 
     def _program_box(self) -> QGroupBox:
         box = QGroupBox("Program")
-        form = QFormLayout(box)
+        form = self.program_form = QFormLayout(box)
         self.program = QComboBox()
         self.program.currentIndexChanged.connect(self._program_changed)
         form.addRow("program", self.program)
@@ -219,7 +219,7 @@ class SourcesPanel(QWidget):
         return box
 
     def _inject_box(self) -> QGroupBox:
-        box = QGroupBox("Inject")
+        box = self.inject_box = QGroupBox("Inject")
         form = QFormLayout(box)
         self.inj_wire = QCheckBox("through the driver (from the ingress's peer)")
         self.inj_wire.setToolTip(WIRE_TIP)
@@ -574,8 +574,11 @@ class SourcesPanel(QWidget):
         self.program_desc.setText(p.get("description", ""))
         self.targets.setEnabled(self.target_kind(name) != "none")
         self.policy.setEnabled(self.target_kind(name) != "none" and self.policy.count() > 0)
-        self.mix_row.setVisible(name == "mix")
-        self.file_row.setVisible(name == "user")
+        for row, on in ((self.mix_row, name == "mix"), (self.file_row, name == "user")):
+            row.setVisible(on)
+            label = self.program_form.labelForField(row)
+            if label is not None:  # a hidden row's label goes too
+                label.setVisible(on)
         if ("cpu" if self.target_kind(name) == "cpus" else "iface") != self._target_kind:
             self._fill_targets()
 
