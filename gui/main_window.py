@@ -311,8 +311,15 @@ class MainWindow(QMainWindow):
         for p in self.panels:
             p.new_session()  # no readout or line style of the last session stays
         self.driver_panel.invalidate()
+        self._show_user_maps(src.model.meta)
         self._show_source()
         self.frame(force=True)
+
+    def _show_user_maps(self, meta: dict) -> None:
+        """A user program's own maps are what its author wants to see: their tab comes to the front."""
+        info = meta.get("user_maps") if isinstance(meta.get("user_maps"), dict) else {}
+        if info.get("sampled"):
+            self.docks["Program maps"].raise_()
 
     def _show_source(self) -> None:
         """The status bar's source line, from the source's state (the agent's answers for live)."""
@@ -497,6 +504,7 @@ class MainWindow(QMainWindow):
         self.log_line(f"attached: {meta.get('program', '?')} on {meta.get('iface', '?')}")
         if self.source is None or self.source.caps.attachable:  # showing a live session (not a trace): this one
             self.set_source(self.live)
+            self._show_user_maps(meta)
 
     def _detached(self, reason: str) -> None:
         self.sources_panel.set_attached(False)

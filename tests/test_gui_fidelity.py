@@ -218,6 +218,7 @@ def test_user_maps_of_bccs_xdp_drop_count_replayed(qtbot, record, lab, tmp_path)
     w.frame(force=True)
     p = w.user_maps
     assert p.window_totals == s["user_maps"]
+    qtbot.waitUntil(lambda: w.user_maps.shown(), timeout=2_000)  # the maps' tab came to the front
     h = w.replay.model.history
     for key, total in sent.items():
         assert curve_total(p.rates, f"dropcnt[{key}]", h) == pytest.approx(total, abs=1e-6)
