@@ -32,10 +32,10 @@ from backend.labs import veth as lab  # noqa: E402
 OLD = "4661db0~1"   # the last commit before the batched, namespace-correct probes
 
 
-def load_old(ifindex: int, tmp: Path):
-    """The previous probes module and C, from git, loaded for ifindex."""
+def old_module(tmp: Path, old: str = OLD):
+    """The previous probes module (and its C), from git."""
     for path in ("backend/kernel/probes.py", "bpf/probes.c"):
-        text = subprocess.run(["git", "-C", str(ROOT), "show", f"{OLD}:{path}"], check=True,
+        text = subprocess.run(["git", "-C", str(ROOT), "show", f"{old}:{path}"], check=True,
                               capture_output=True, text=True).stdout
         (tmp / Path(path).name).write_text(text)
     spec = importlib.util.spec_from_file_location("old_probes", tmp / "probes.py")
@@ -43,7 +43,21 @@ def load_old(ifindex: int, tmp: Path):
     sys.modules["old_probes"] = mod   # dataclasses look their module up
     spec.loader.exec_module(mod)
     mod.BPF_DIR = tmp
-    return mod.load(ifindex)
+    return mod
+
+
+def load_old(ifindex: int, tmp: Path, old: str = OLD):
+    """The previous probes, loaded for ifindex (their own C and maps)."""
+    return old_module(tmp, old).load(ifindex)
+
+
+def wrap_old(p: probes.Probes, tmp: Path, old: str):
+    """The previous probes module's read over today's probes and maps (same keys, same work)."""
+    mod = old_module(tmp, old)
+    w = mod.Probes(p.bpf, p.available, list(p.enabled), devices=dict(p.devices), all_devices=p.all_devices,
+                   names=p.names)
+    w.close = lambda: None   # the session closes the maps
+    return w
 
 
 def read_bcc(p: probes.Probes, raw: dict) -> None:
@@ -71,7 +85,7 @@ def read_bcc(p: probes.Probes, raw: dict) -> None:
         raw[("cpumap_drops",)] = slots[drops]
     for key, per_cpu in p.bpf[b"xs_napi"].items():
         dev = (key.ns, key.ifindex)
-        for f in probes.NAPI_FIELDS:
+        for f in schema.NAPI.positions[-1].names:
             raw[("napi", dev, f)] = sum(getattr(v, f) for v in per_cpu)
         for b in range(schema.define("XS_NAPI_BINS")):
             if sum(v.hist[b] for v in per_cpu):
@@ -89,6 +103,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--reads", type=int, default=3000, help="reads per round and variant")
     ap.add_argument("--rounds", type=int, default=15)
+    ap.add_argument("--old", default=OLD, help="the commit whose probes are the 'old' variant")
+    ap.add_argument("--same-maps", action="store_true",
+                    help="the old variant is the old module's read of today's maps (for a commit with today's C)")
     args = ap.parse_args()
     lb = lab.up("pbr", targets=3)
     session = Session(session_config({"iface": lb.ingress, "program": "redirect", "targets": lb.targets,
@@ -96,10 +113,13 @@ def main() -> int:
     old = None
     try:
         session.start()
-        old = load_old(lb.ifindex[lb.ingress], Path(tempfile.mkdtemp()))
+        if not args.same_maps:
+            old = load_old(lb.ifindex[lb.ingress], Path(tempfile.mkdtemp()), args.old)
         subprocess.run([sys.executable, str(ROOT / "main.py"), "inject", "--iface", lb.ingress, "--wire",
                         "--count", "30000", "--batch", "64"], check=True, capture_output=True)
         p = session.collector.probes
+        if args.same_maps:
+            old = wrap_old(p, Path(tempfile.mkdtemp()), args.old)
         a, b = {}, {}
         p.read(a)
         read_bcc(p, b)
@@ -110,6 +130,12 @@ def main() -> int:
             return 1
         old_raw: dict = {}
         old.read(old_raw)
+        if args.same_maps:   # then both reads must give the same raw counters, to the key
+            new: dict = {}
+            p.read(new)
+            if new != old_raw:
+                print("old and new reads differ:", set(new.items()) ^ set(old_raw.items()), file=sys.stderr)
+                return 1
         times: dict[str, list[float]] = {"batch": [], "bcc": [], "old": []}
         fns = {"batch": p.read, "bcc": lambda raw: read_bcc(p, raw), "old": old.read}
         order = list(fns)

@@ -35,7 +35,7 @@ namespace), never by ifindex alone; decode turns it into the name the trace stor
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Any, Iterator
 
 ACTIONS = ("ABORTED", "DROP", "PASS", "TX", "REDIRECT")  # index == XDP action value
@@ -93,9 +93,16 @@ class Family:
     c_field: str | None = None       # struct member of the map's value
     c_slot: int | None = None        # first slot in a per-CPU array map (its positions fill the rest)
     defines: dict[str, int] = field(default_factory=dict)
+    # how backend/kernel/probes.py reads c_map (a map of bpf/probes.c): what its key holds ("dev":
+    # a DevId, "dev_errno": a DevId and an errno, "index": an array index, "cpu": the CPU of a
+    # per-CPU array's one entry, "slots": an array read as one value; probes.KEYS), and the
+    # tracepoints that fill it (the map is read while one of them is on)
+    c_key: str | None = None
+    tracepoints: tuple[str, ...] = ()
 
-    @property
+    @cached_property
     def positions(self) -> tuple:
+        """The key's non-literal parts (computed once: decode asks for every raw key)."""
         return tuple(p for p in self.key[1:] if not isinstance(p, str))
 
     @property
@@ -118,6 +125,7 @@ class Family:
 
 
 DEVICE = Name("target", raw="device")
+DEVMAP_XMIT, NAPI_POLL, CPUMAP_ENQ = ("xdp:xdp_devmap_xmit",), ("napi:napi_poll",), ("xdp:xdp_cpumap_enqueue",)
 DEVICE_NAME = Name("device", raw="device", none="(no device)")  # a napi without a net_device
 ACTIONS_F = Family("actions", ("actions", Index(MAX_CPUS, "cpu", dense=False), Index(len(ACTIONS), "verdict")),
                    "verdicts the program returned, per CPU (program counters, or the driver's when watching)",
@@ -129,36 +137,41 @@ TARGETS = Family("targets", ("targets", Name("target", raw="target"), Index(MAX_
                  c_map="xs_counters", c_field="target", defines={"XS_MAX_TARGETS": MAX_TARGETS})
 FLUSH = Family("flush", ("flush", DEVICE, Index(DEV_MAP_BULK_SIZE + 1, "size")),
                "devmap bulk-queue flushes by size (sent + drops of one xdp_devmap_xmit): bins 0..16 exact",
-               agg=HISTOGRAM, sparse=ENTRY, c_map="xs_devtx", c_field="flush",
+               agg=HISTOGRAM, sparse=ENTRY, c_map="xs_devtx", c_field="flush", c_key="dev", tracepoints=DEVMAP_XMIT,
                defines={"XS_DEV_MAP_BULK_SIZE": DEV_MAP_BULK_SIZE,
                         # one slot more for a flush larger than a bulk queue holds (impossible today,
                         # counted apart, never folded into bin 16); slots a power of two: the C masks
                         "XS_FLUSH_OVERSIZE": DEV_MAP_BULK_SIZE + 1, "XS_FLUSH_SLOTS": 1 << (DEV_MAP_BULK_SIZE + 1).bit_length()})
 DEVMAP = Family("devmap", ("devmap", DEVICE, Members(("sent", "drops"))),
                 "frames devmap flushes transmitted and dropped, per target", sparse=ENTRY,
-                c_map="xs_devtx", c_field="sent,drops")
+                c_map="xs_devtx", c_field="sent,drops", c_key="dev", tracepoints=DEVMAP_XMIT)
 OVERSIZE = Family("oversize_flushes", ("devmap", DEVICE, "oversize_flushes"),
                   "flushes of more than DEV_MAP_BULK_SIZE frames, per target", c_map="xs_devtx",
-                  c_field="flush", c_slot=DEV_MAP_BULK_SIZE + 1)
+                  c_field="flush", c_slot=DEV_MAP_BULK_SIZE + 1, c_key="dev", tracepoints=DEVMAP_XMIT)
 REDIRECT_ERRORS = Family("redirect_errors", ("redirect_errors", DEVICE, Name("errno", raw="errno")),
                          "frames whose redirect failed, per target and errno (enqueue and flush)",
-                         c_map="xs_rerr", defines={"XS_RERR_ENTRIES": 1024})
+                         c_map="xs_rerr", c_key="dev_errno", defines={"XS_RERR_ENTRIES": 1024},
+                         # flushes that failed (xdp_devmap_xmit's err) count there too
+                         tracepoints=("xdp:xdp_redirect_err", *DEVMAP_XMIT))
 EXCEPTIONS = Family("exceptions", ("exceptions", Name("verdict", raw="verdict", known=ACTIONS)),
                     "xdp:xdp_exception events, per verdict (INVALID: outside 0..4)",
-                    c_map="xs_exc", defines={"XS_EXC_SLOTS": len(ACTIONS) + 1, "XS_EXC_INVALID": len(ACTIONS)})
+                    c_map="xs_exc", c_key="index", tracepoints=("xdp:xdp_exception",),
+                    defines={"XS_EXC_SLOTS": len(ACTIONS) + 1, "XS_EXC_INVALID": len(ACTIONS)})
 CPUMAP_BULK = Family("cpumap_bulk", ("cpumap", "bulk", Index(CPU_MAP_BULK_SIZE + 1, "bulk size")),
                      "cpumap enqueue bulks by size (processed, drops included): bins 0..8", agg=HISTOGRAM,
-                     sparse=ENTRY, c_map="xs_cpumap", c_slot=0,
+                     sparse=ENTRY, c_map="xs_cpumap", c_slot=0, c_key="slots", tracepoints=CPUMAP_ENQ,
                      defines={"XS_CPU_MAP_BULK_SIZE": CPU_MAP_BULK_SIZE, "XS_CPUMAP_DROPS": CPU_MAP_BULK_SIZE + 1,
                               "XS_CPUMAP_SLOTS": CPU_MAP_BULK_SIZE + 2})
 CPUMAP_DROPS = Family("cpumap_drops", ("cpumap", "drops"), "frames cpumap enqueue dropped",
-                      c_map="xs_cpumap", c_slot=CPU_MAP_BULK_SIZE + 1)
+                      c_map="xs_cpumap", c_slot=CPU_MAP_BULK_SIZE + 1, c_key="slots", tracepoints=CPUMAP_ENQ)
 NAPI = Family("napi", ("napi", DEVICE_NAME, Members(("polls", "work", "budget", "full"))),
               "NAPI polls per device: polls, frames processed (work), budget, polls using all of it",
-              c_map="xs_napi", c_field="polls,work,budget,full", defines={"XS_NAPI_ENTRIES": 256})
+              c_map="xs_napi", c_field="polls,work,budget,full", c_key="dev", tracepoints=NAPI_POLL,
+              defines={"XS_NAPI_ENTRIES": 256})
 NAPI_HIST = Family("napi_hist", ("napi", DEVICE_NAME, "hist", Index(NAPI_LOG2_BINS, "work bin")),
                    "NAPI work per poll, log2 bins 0, 1, 2-3, 4-7, ... 64-127, >=128", agg=HISTOGRAM,
-                   sparse=ENTRY, c_map="xs_napi", c_field="hist", defines={"XS_NAPI_BINS": NAPI_LOG2_BINS})
+                   sparse=ENTRY, c_map="xs_napi", c_field="hist", c_key="dev", tracepoints=NAPI_POLL,
+                   defines={"XS_NAPI_BINS": NAPI_LOG2_BINS})
 DRIVER = Family("driver", ("driver", Name("counter")), "the driver's counters (ethtool -S)")
 RUN = Family("run", ("run", Members(("cnt", "ns"))), "kernel BPF run statistics: runs and run time (ns)")
 # a user program's own numeric maps (backend/kernel/user_maps.py: read whole, per-CPU values summed);
@@ -171,12 +184,12 @@ CPUMAP_ENQUEUE = Family("cpumap_enqueue", ("cpumap_enqueue", Index(MAX_CPUS, "cp
                                            Members(("processed", "drops", "bulks"))),
                         "cpumap fan-out per target CPU: frames enqueued to its queue (drops included), "
                         "frames dropped (queue full), enqueue bulks", sparse=ENTRY, c_map="xs_cpu_enq",
-                        c_field="processed,drops,bulks")
+                        c_field="processed,drops,bulks", c_key="index", tracepoints=CPUMAP_ENQ)
 CPUMAP_KTHREAD = Family("cpumap_kthread", ("cpumap_kthread", Index(MAX_CPUS, "cpu", dense=False),
                                            Members(("processed", "drops", "sched"))),
                         "cpumap kthreads per CPU they run on: frames processed, dropped, rounds that "
                         "scheduled out (xdp-monitor's kthread line)", sparse=ENTRY, c_map="xs_kthread",
-                        c_field="processed,drops,sched")
+                        c_field="processed,drops,sched", c_key="cpu", tracepoints=("xdp:xdp_cpumap_kthread",))
 FAMILIES: tuple[Family, ...] = (ACTIONS_F, TARGETS, FLUSH, DEVMAP, OVERSIZE, REDIRECT_ERRORS, EXCEPTIONS,
                                 CPUMAP_BULK, CPUMAP_DROPS, NAPI, NAPI_HIST, DRIVER, RUN, USER_MAPS,
                                 CPUMAP_ENQUEUE, CPUMAP_KTHREAD)
@@ -185,6 +198,10 @@ BY_NAME: dict[str, Family] = {f.name: f for f in FAMILIES}
 # xdp:xdp_redirect tracepoint counts redirects of programs that are not ours, summed over CPUs;
 # the program's own counters of a target win over it.
 RAW_ALIASES: dict[str, tuple[Family, str | None]] = {"redirect_tp": (TARGETS, ENTRY)}
+# what the probes read under an alias's name (not a Sample field: decode maps it by RAW_ALIASES)
+ALIAS_SOURCES: tuple[Family, ...] = (
+    Family("redirect_tp", ("redirect_tp", DEVICE), "frames xdp:xdp_redirect saw redirected, per target",
+           c_map="xs_redir", c_key="dev", tracepoints=("xdp:xdp_redirect",)),)
 FIELDS = tuple(dict.fromkeys(f.key[0] for f in FAMILIES))  # the trace's field names, in order
 MAX_DEPTH = max(len(f.key) for f in FAMILIES)
 KEEP, IGNORE = "keep", "ignore"

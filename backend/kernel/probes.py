@@ -1,7 +1,9 @@
 """Probes (bpf/probes.c): raw tracepoints compiled for the ones this kernel has, counting only the
 session's devices (by netns and ifindex, see nic.session_devices), read as raw cumulative counters
 keyed as backend/data/schema.py declares: (family, *parts) -> int, summed over CPUs (the cpumap
-kthread's stats stay per CPU: the CPU is the one it serves)."""
+kthread's stats stay per CPU: the CPU is the one it serves). What is read from which map follows
+the schema (Family.c_map, c_key, c_field, c_slot, tracepoints): a new family of a probe map needs
+no code here."""
 from __future__ import annotations
 
 import ctypes
@@ -35,15 +37,23 @@ RAW_PROBES = frozenset(TRACEPOINTS)   # every probe is a raw tracepoint (attach 
 SIZES = {"XS_DEVS_ENTRIES": 256, "XS_DEVTX_ENTRIES": 1024, "XS_REDIR_ENTRIES": 1024, "XS_CPUMAPS_ENTRIES": 16,
          "XS_PTR_ENTRIES": 1024}
 GENERATION_S = 0.5   # how long the probes trust a cached net_device / napi_struct address
+SOURCE = BPF_DIR / "probes.c"   # the probes' C (tests compile an edited copy: tests/test_add_counter.py)
 
 Raw = dict[tuple, int]   # (family, *parts) -> cumulative count
 DevId = nic.DevId
 NO_DEVICE = nic.NO_DEVICE
 
+U64, U32 = np.dtype("<u8"), np.dtype("<u4")
 DEV = np.dtype([("ns", "<u4"), ("ifindex", "<u4")])
-NAPI_FIELDS = ("polls", "work", "budget", "full")
-CPU_ENQ_FIELDS = ("processed", "drops", "bulks")
-KTHREAD_FIELDS = ("processed", "drops", "sched")
+# what a probe map's key holds (schema Family.c_key): its layout, and how many of the family's
+# positions it fills (the value's members fill the rest)
+KEYS: dict[str, tuple[np.dtype, int]] = {
+    "dev": (DEV, 1),                                          # struct xs_dev: a DevId
+    "dev_errno": (np.dtype([("ns", "<u4"), ("ifindex", "<u4"), ("err", "<i4")]), 2),   # + an errno
+    "index": (U32, 1),   # an array index: the first position (a target CPU, a verdict)
+    "cpu": (U32, 1),     # a per-CPU array of one entry: the CPU each value was counted on
+    "slots": (U32, 0),   # an array of u64 read as one value: slot i is word i
+}
 
 
 def in_flight(raw: Raw) -> int:
@@ -85,6 +95,63 @@ class _Map:
         return self.keys[:n], self.values[:n]
 
 
+Written = list[tuple[int, tuple]]   # (word of the value, raw key or the key's tail)
+Leaves = tuple[str, Written, Written, list[int]]
+
+
+@dataclass
+class _Reader:
+    """One probe map and what each of its families reads from an entry: (family name, always,
+    bins, words): (word, key tail) written as they are, (word, key tail) left out at 0, and all of
+    the family's words. The raw keys of an entry are made once (`entries`, by the key's parts)."""
+    map: _Map
+    kind: str                 # KEYS
+    leaves: list[Leaves]
+    entries: dict = field(default_factory=dict)   # key parts -> [(words or None, always, bins)]
+
+    def entry(self, parts: tuple) -> list[tuple[list[int] | None, Written, Written]]:
+        """The raw keys of one entry, per family; words: check them for an array's unused entry."""
+        array = self.kind in ("index", "cpu")   # a hash entry exists once counted, an array's always
+        return [(words if array else None, [(w, (name, *parts, *t)) for w, t in always],
+                 [(w, (name, *parts, *t)) for w, t in bins]) for name, always, bins, words in self.leaves]
+
+
+def _member(leaf, name: str | None, fam: schema.Family) -> tuple[int, bool]:
+    """(first u64 word, is a C array) of a member of the map's value (bcc's ctypes type of the C)."""
+    if name is None:
+        return 0, False
+    typ = dict(getattr(leaf, "_fields_", ())).get(name)
+    if typ is None:
+        raise XdpscopeError(f"schema: family {fam.name}: {fam.c_map}'s value has no member {name!r}")
+    return getattr(leaf, name).offset // 8, issubclass(typ, ctypes.Array)
+
+
+def _leaves(fam: schema.Family, leaf, nkey: int, width: int) -> Leaves:
+    """Where a family's counters sit in its map's value: the positions after the key's are one
+    Members (one struct member each, c_field), one Index (bins: a C array member, or slots from
+    c_slot), or none (one word: c_field, c_slot)."""
+    dims, slot = fam.positions[nkey:], fam.c_slot or 0
+    names = fam.c_field.split(",") if fam.c_field else [None]
+    always: Written = []
+    bins: Written = []
+    if not dims:
+        w, array = _member(leaf, names[0], fam)
+        (bins if array else always).append((w + slot, ()))
+    elif len(dims) == 1 and isinstance(dims[0], schema.Members) and len(names) == len(dims[0].names):
+        always = [(_member(leaf, n, fam)[0], (m,)) for n, m in zip(names, dims[0].names)]
+    elif len(dims) == 1 and isinstance(dims[0], schema.Index):
+        w = _member(leaf, names[0], fam)[0] + slot
+        bins = [(w + i, (i,)) for i in range(dims[0].n)]
+    else:
+        raise XdpscopeError(f"schema: family {fam.name}: the probes read a key ({fam.c_key}) and then one "
+                            "Members (a c_field member each), one Index or nothing from a map value")
+    words = [w for w, _ in always + bins]
+    if max(words) >= width:
+        raise XdpscopeError(f"schema: family {fam.name} reads word {max(words)} of {fam.c_map}, "
+                            f"whose value has {width}")
+    return fam.name, always, bins, words
+
+
 @dataclass
 class Probes:
     bpf: object
@@ -97,6 +164,8 @@ class Probes:
     names: nic.DeviceNames = field(default_factory=nic.DeviceNames)
     _maps: dict[str, _Map] = field(default_factory=dict)
     _gen_t: float = 0.0
+    _readers: list["_Reader"] = field(default_factory=list)
+    _plan_of: tuple | None = None     # the schema.FAMILIES the readers were planned for
 
     def new_generation(self) -> None:
         """Make the probes check every cached device address again (a freed device's address may
@@ -109,7 +178,7 @@ class Probes:
     def close(self) -> None:
         """Detach every probe and close its programs and maps; safe to call twice."""
         bpf, self.bpf = self.bpf, None
-        self._maps = {}
+        self._maps, self._readers, self._plan_of = {}, [], None
         release(bpf)
 
     def set_devices(self, devices: dict[DevId, int]) -> None:
@@ -126,79 +195,78 @@ class Probes:
                 **({"session": sorted(self.names(d) for d in self.devices)} if self.all_devices else {}),
                 "note": self.note}
 
-    def _map(self, name: str, key: np.dtype, value: np.dtype, per_cpu: bool = True) -> _Map:
-        m = self._maps.get(name)
-        if m is None:
-            m = self._maps[name] = _Map(self.bpf[name.encode()], key, value, per_cpu, bpfsys.possible_cpus())
-        return m
-
     def read(self, raw: Raw) -> None:
-        """Add every probe counter to raw: one batch read per map, sums over CPUs in numpy.
-        Histogram bins and per-verdict counts still at 0 are left out (counters only grow, so a
-        missing key's delta is 0: fewer keys for decode)."""
+        """Add every probe counter to raw, as the schema's families say (Family.c_map, c_key,
+        c_field, c_slot, tracepoints): one batch read per map whose probe is on, sums over CPUs in
+        numpy. Bins (Index positions, C array members) still at 0 are left out, and so are array
+        entries still all 0 (counters only grow, so a missing key's delta is 0: fewer keys for decode)."""
         if time.monotonic() - self._gen_t >= GENERATION_S:
             self.new_generation()
-        u64, on = np.dtype("<u8"), self.enabled   # a map whose probe is off is not read
-        redirect_err = "xdp:xdp_redirect_err" in on
-        if "xdp:xdp_devmap_xmit" in on:
-            keys, vals = self._map("xs_devtx", DEV, np.dtype((u64, 2 + schema.define("XS_FLUSH_SLOTS")))).read()
-            sums = vals.sum(axis=1).tolist()
-            oversize = schema.define("XS_FLUSH_OVERSIZE")
-            for dev, v in zip(self._devs(keys), sums):
-                raw[("devmap", dev, "sent")], raw[("devmap", dev, "drops")] = v[0], v[1]
-                for size in range(oversize):
-                    if v[2 + size]:   # a bin never hit is left out: cumulative, its delta is 0
-                        raw[("flush", dev, size)] = v[2 + size]
-                if v[2 + oversize]:
-                    raw[("oversize_flushes", dev)] = v[2 + oversize]
-            redirect_err = True   # flush errors are counted there too
-        if redirect_err:
-            err_key = np.dtype([("ns", "<u4"), ("ifindex", "<u4"), ("err", "<i4")])
-            keys, vals = self._map("xs_rerr", err_key, u64).read()
-            for dev, err, v in zip(self._devs(keys), keys["err"].tolist(), vals.sum(axis=(1, 2)).tolist()):
-                raw[("redirect_errors", dev, err)] = v
-        if "xdp:xdp_exception" in on:
-            _, vals = self._map("xs_exc", np.dtype("<u4"), u64).read()
-            for act, v in enumerate(vals.sum(axis=(1, 2)).tolist()):
-                if v:
-                    raw[("exceptions", act)] = v
-        self._read_cpumap(raw)
-        if "napi:napi_poll" in on:
-            napi = np.dtype((u64, len(NAPI_FIELDS) + schema.define("XS_NAPI_BINS")))
-            keys, vals = self._map("xs_napi", DEV, napi).read()
-            for dev, v in zip(self._devs(keys), vals.sum(axis=1).tolist()):
-                for i, f in enumerate(NAPI_FIELDS):
-                    raw[("napi", dev, f)] = v[i]
-                for b, n in enumerate(v[len(NAPI_FIELDS):]):
-                    if n:
-                        raw[("napi_hist", dev, b)] = n
-        if "xdp:xdp_redirect" in on:
-            keys, vals = self._map("xs_redir", DEV, u64).read()
-            for dev, v in zip(self._devs(keys), vals.sum(axis=(1, 2)).tolist()):
-                raw[("redirect_tp", dev)] = v
+        if self._plan_of is not schema.FAMILIES:   # a family added at run time (schema.add)
+            self._plan()
+        for r in self._readers:
+            keys, vals = r.map.read()
+            kind = r.kind
+            if kind == "cpu":     # kept per CPU: the CPU is the one the kthread serves, not a sum
+                rows, parts = vals[0].tolist(), range(vals.shape[1])
+            elif kind == "slots":
+                rows, parts = [vals.sum(axis=(1, 2)).tolist()], [()]
+            else:
+                rows = vals.sum(axis=1).tolist()
+                if kind == "index":
+                    parts = keys.tolist()
+                elif kind == "dev":
+                    parts = self._devs(keys)
+                else:   # dev_errno
+                    parts = list(zip(self._devs(keys), keys["err"].tolist()))
+            entries = r.entries
+            for part, row in zip(parts, rows):
+                entry = entries.get(part)
+                if entry is None:
+                    entry = entries[part] = r.entry(part if kind in ("dev_errno", "slots") else (part,))
+                for words, always, bins in entry:
+                    if words is not None and not any([row[w] for w in words]):
+                        continue
+                    for w, k in always:
+                        raw[k] = row[w]
+                    for w, k in bins:
+                        if row[w]:
+                            raw[k] = row[w]
 
-    def _read_cpumap(self, raw: Raw) -> None:
-        if "xdp:xdp_cpumap_enqueue" not in self.enabled:
-            return
-        u64 = np.dtype("<u8")
-        _, vals = self._map("xs_cpumap", np.dtype("<u4"), u64).read()
-        slots = vals.sum(axis=(1, 2)).tolist()
-        drops = schema.define("XS_CPUMAP_DROPS")
-        for size in range(drops):
-            if slots[size]:
-                raw[("cpumap_bulk", size)] = slots[size]
-        raw[("cpumap_drops",)] = slots[drops]
-        _, vals = self._map("xs_cpu_enq", np.dtype("<u4"), np.dtype((u64, 3))).read()
-        for cpu, v in enumerate(vals.sum(axis=1).tolist()):
-            if any(v):
-                for f, n in zip(CPU_ENQ_FIELDS, v):
-                    raw[("cpumap_enqueue", cpu, f)] = n
-        if "xdp:xdp_cpumap_kthread" in self.enabled:
-            _, vals = self._map("xs_kthread", np.dtype("<u4"), np.dtype((u64, 3))).read()
-            for cpu, v in enumerate(vals[0].tolist()):
-                if any(v):
-                    for f, n in zip(KTHREAD_FIELDS, v):
-                        raw[("cpumap_kthread", cpu, f)] = n
+    def _plan(self) -> None:
+        """What to read from which map: the schema's families grouped by their probe map."""
+        by_map: dict[str, list[schema.Family]] = {}
+        for fam in (*schema.FAMILIES, *schema.ALIAS_SOURCES):
+            if fam.c_key is not None:
+                by_map.setdefault(fam.c_map, []).append(fam)
+        readers = []
+        for name, fams in by_map.items():
+            kinds = {f.c_key for f in fams}
+            if len(kinds) != 1 or fams[0].c_key not in KEYS:
+                raise XdpscopeError(f"schema: the families of {name} give its key as {sorted(kinds)}, "
+                                    f"not one of {sorted(KEYS)}")
+            if not any(tp in self.enabled for f in fams for tp in f.tracepoints):
+                continue   # a map whose probes are off is not read
+            readers.append(self._reader(name, fams))
+        self._readers, self._plan_of = readers, schema.FAMILIES
+
+    def _reader(self, name: str, fams: list[schema.Family]) -> "_Reader":
+        kind = fams[0].c_key
+        key, nkey = KEYS[kind]
+        try:
+            table = self.bpf[name.encode()]
+        except KeyError:
+            raise XdpscopeError(f"schema: family {fams[0].name} reads map {name}, which bpf/probes.c "
+                                "does not declare") from None
+        leaf = getattr(table, "sLeaf", table.Leaf)   # a per-CPU table's Leaf is the CPUs' array of sLeaf
+        if ctypes.sizeof(table.Key) != key.itemsize:
+            raise XdpscopeError(f"probes: {name}'s key is {ctypes.sizeof(table.Key)} bytes, not a {kind!r} key")
+        words = (ctypes.sizeof(leaf) + 7) // 8
+        width = table.max_entries if kind == "slots" else words
+        leaves = [_leaves(f, leaf, nkey, width) for f in fams]
+        per_cpu = hasattr(table, "sLeaf")
+        m = self._maps[name] = _Map(table, key, np.dtype((U64, words)), per_cpu, bpfsys.possible_cpus())
+        return _Reader(m, kind, leaves)
 
     def _devs(self, keys: np.ndarray) -> list[DevId]:
         """DevIds of the keys; a target first seen (a program redirecting to a device it was not
@@ -248,7 +316,7 @@ def load(ifindex: int, trace_redirects: bool = False, cpumap_id: int | None = No
     if offs is None:   # the C still needs the macros to compile
         flags += [f"-D{k}=0" for k in ("XS_OFF_NETDEV_IFINDEX", "XS_OFF_NETDEV_NET", "XS_OFF_NET_INUM",
                                        "XS_OFF_NAPI_DEV")]
-    text = "#include <uapi/linux/bpf.h>\n" + (BPF_DIR / "probes.c").read_text()
+    text = "#include <uapi/linux/bpf.h>\n" + SOURCE.read_text()
     bpf = compile_bpf(text, flags, "probes")  # its RAW_TRACEPOINT_PROBEs are attached by compile_bpf
     probes = Probes(bpf, available, wanted, all_devices=all_devices, note=note)
     try:
