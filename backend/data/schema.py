@@ -21,13 +21,18 @@ How to add a counter
 --------------------
 1. Declare a Family below (a name, its key shape, agg, sparse, its map and its -D constants) and
    append it to FAMILIES. The Sample gets a field of that name; decode, traces, Blocks, History
-   and summarize() pick it up with no code.
-2. Write its C: the map (sized by the -D constants, see `cflags()`), the probe that fills it.
-3. Read its map in backend/kernel (probes.read, or the collector's read_raw), producing raw keys
-   (name, *parts) -> cumulative count as `backend/data/decode.py` describes.
-4. tests/test_schema.py round-trips every family (kernel-raw -> decode -> Sample -> trace ->
+   and summarize() pick it up with no code. A family of a probe map (bpf/probes.c) also says
+   how the probes read it: `c_key` (what the map's key holds), `c_field` / `c_slot` (the struct
+   members or array slots its positions read) and `tracepoints` (the probes that fill the map);
+   backend/kernel/probes.py reads it from that with no code.
+2. Write its C: the map (sized by the -D constants, see `cflags()`), the line that fills it.
+3. tests/test_schema.py round-trips every family (kernel-raw -> decode -> Sample -> trace ->
    Block -> History -> summary) from this table: a new family is tested with no change.
-Views that show a family by name (a plot, a report table, a metric) are written for it.
+   docs/architecture.md "Worked example: adding a counter" is this for a per-CPU count of
+   xdp_exception events, done on the real kernel by tests/test_add_counter.py.
+A counter from elsewhere (the program's own maps, ethtool, BPF run stats: no c_key) is read by
+the collector's read_raw (backend/kernel/collector.py) into raw keys (name, *parts) -> cumulative
+count. Views that show a family by name (a plot, a report table, a metric) are written for it.
 
 Devices: a raw key names a device by a DevId = (netns id, ifindex) (netns 0: the collector's own
 namespace), never by ifindex alone; decode turns it into the name the trace stores.
@@ -90,8 +95,8 @@ class Family:
     agg: str = SUM
     sparse: str | None = LEAF
     c_map: str | None = None         # BPF map (None: not from our C: ethtool, prog info...)
-    c_field: str | None = None       # struct member of the map's value
-    c_slot: int | None = None        # first slot in a per-CPU array map (its positions fill the rest)
+    c_field: str | None = None       # struct member(s) of the map's value (one per Members name)
+    c_slot: int | None = None        # first slot: in the c_field array, or of an array map read as one value
     defines: dict[str, int] = field(default_factory=dict)
     # how backend/kernel/probes.py reads c_map (a map of bpf/probes.c): what its key holds ("dev":
     # a DevId, "dev_errno": a DevId and an errno, "index": an array index, "cpu": the CPU of a
