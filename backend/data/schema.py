@@ -142,7 +142,8 @@ TARGETS = Family("targets", ("targets", Name("target", raw="target"), Index(MAX_
                  c_map="xs_counters", c_field="target", defines={"XS_MAX_TARGETS": MAX_TARGETS})
 FLUSH = Family("flush", ("flush", DEVICE, Index(DEV_MAP_BULK_SIZE + 1, "size")),
                "devmap bulk-queue flushes by size (sent + drops of one xdp_devmap_xmit): bins 0..16 exact",
-               agg=HISTOGRAM, sparse=ENTRY, c_map="xs_devtx", c_field="flush", c_key="dev", tracepoints=DEVMAP_XMIT,
+               agg=HISTOGRAM, sparse=ENTRY, c_map="xs_devtx", c_field="flush", c_key="dev",
+               tracepoints=DEVMAP_XMIT,
                defines={"XS_DEV_MAP_BULK_SIZE": DEV_MAP_BULK_SIZE,
                         # one slot more for a flush larger than a bulk queue holds (impossible today,
                         # counted apart, never folded into bin 16); slots a power of two: the C masks
