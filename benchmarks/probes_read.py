@@ -7,6 +7,8 @@ interleaved round after round, on maps populated by a redirect session to 3 targ
          today's, read by their own read() (its NAPI map keyed per napi_struct of every device).
 
     sudo .venv/bin/python benchmarks/probes_read.py [--reads 3000] [--rounds 15]
+    # an earlier commit's probes.py (same C) reading today's maps: before/after of one change
+    sudo .venv/bin/python benchmarks/probes_read.py --old <commit> --same-maps
 """
 from __future__ import annotations
 

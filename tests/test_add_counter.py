@@ -9,6 +9,7 @@ import json
 import os
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -20,6 +21,7 @@ from backend.data.summary import summarize
 from backend.data.trace import TraceWriter
 from backend.kernel import probes
 from tests import wire
+from tests.conftest import ROOT
 
 # -- the doc's two edits, verbatim ---------------------------------------------------------------
 EXCEPTIONS_CPU = Family("exceptions_cpu", ("exceptions_cpu", Index(MAX_CPUS, "cpu", dense=False)),
@@ -103,9 +105,14 @@ def test_worked_example_counts_exceptions_per_cpu(lab, tmp_path, new_counter, ca
 
 @pytest.mark.unit
 def test_the_edit_is_only_the_doc_s():
-    """The copy differs from bpf/probes.c by the doc's two lines, nothing else."""
+    """The copy differs from bpf/probes.c by the two C lines alone, and the doc shows these two
+    lines and this Family (blanks aside)."""
     c = probes.SOURCE.read_text()
     new = edited(c).splitlines(keepends=True)
     for line in (C_MAP, C_LINE):
         new.remove(line)
     assert "".join(new) == c
+    doc, me = (" ".join(p.read_text().split()) for p in (ROOT / "docs/architecture.md", Path(__file__)))
+    family = me[me.index("EXCEPTIONS_CPU = Family("):me.index('"XS_EXC_CPU_SLOTS": 1})') + 23]
+    for text in (family, C_MAP, C_LINE):
+        assert " ".join(text.split()) in doc[doc.index("## Worked example: adding a counter"):]
