@@ -33,6 +33,7 @@ import signal
 import struct
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
@@ -130,7 +131,8 @@ class _Child:
         return value
 
 
-_builds: dict[Key, Build] = {}
+MAX_BUILDS = 32     # kept outputs, least recently used dropped (a cpumap session's probes name its map id)
+_builds: OrderedDict[Key, Build] = OrderedDict()
 _prefetched: dict[Key, _Child] = {}
 _lock = threading.Lock()               # the two dicts
 _compile_lock = threading.Lock()       # bcc compiles in this process, one at a time
@@ -183,12 +185,13 @@ def compile_bpf(text: str, cflags: list[str], what: str):
     key = key_of(text, cflags)
     with _lock:
         build = _builds.get(key)
+        if build is not None:
+            _builds.move_to_end(key)
         child = _prefetched.pop(key, None) if build is None else None
     if build is None and child is not None:
         build = child.result()
         if build is not None and _enabled:
-            with _lock:
-                _builds[key] = build
+            _keep(key, build)
     if build is not None:
         return _instantiate(build)
     with _compile_lock:
@@ -200,9 +203,15 @@ def compile_bpf(text: str, cflags: list[str], what: str):
             bcompile.release(bpf)
             raise
         if build is not None:
-            with _lock:
-                _builds[key] = build
+            _keep(key, build)
     return bpf
+
+
+def _keep(key: Key, build: Build) -> None:
+    with _lock:
+        _builds[key] = build
+        while len(_builds) > MAX_BUILDS:
+            _builds.popitem(last=False)
 
 
 def warm(build: Callable[[], object]) -> threading.Thread:
