@@ -7,7 +7,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QLabel, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget
 
 from backend.data import driver
-from backend.data.sample import ACTIONS
+from backend.data.sample import VERDICTS
 from backend.data.series import verdict_counts
 
 from .model import History
@@ -24,7 +24,7 @@ def window_verdicts(view: View, driver_name: str) -> tuple[list[int], list[int] 
     """(program verdict totals, driver-derived verdict totals or None) over the view's window,
     from the history's cached sum bins (View.total)."""
     h = view.h
-    bpf = [int(round(x)) for x in view.total(("verdicts",), verdict_counts)[:len(ACTIONS)]]  # shared with the Verdicts plot
+    bpf = [int(round(x)) for x in view.total(("verdicts",), verdict_counts)[:len(VERDICTS)]]  # shared with the Verdicts plot
     names = tuple(h.driver.names)
     drv = None
     if names and driver_name in driver.VERDICT_COUNTERS:
@@ -40,9 +40,9 @@ class DriverPanel(QWidget):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.table = QTableWidget(len(ACTIONS), len(COLUMNS))
+        self.table = QTableWidget(len(VERDICTS), len(COLUMNS))
         self.table.setHorizontalHeaderLabels(list(COLUMNS))
-        self.table.setVerticalHeaderLabels(list(ACTIONS))
+        self.table.setVerticalHeaderLabels(list(VERDICTS))
         self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
         self.table.setToolTip(f"over the visible window; difference = driver - program.\n{driver.EXPLAIN}")
         self.note = QLabel()
@@ -68,7 +68,7 @@ class DriverPanel(QWidget):
         self._key = key
         bpf, drv = window_verdicts(view, name)
         values = {a: (b, d, d - b) if drv is not None else (b, None, None)
-                  for a, b, d in zip(ACTIONS, bpf, drv or [0] * len(ACTIONS))}
+                  for a, b, d in zip(VERDICTS, bpf, drv or [0] * len(VERDICTS))}
         if drv is not None:
             note = f"{name}: driver counters vs the program's verdicts in the window (difference = driver - program)"
         elif not name:
@@ -81,7 +81,7 @@ class DriverPanel(QWidget):
     def _show(self, values: dict, note: str) -> None:
         self.values = values
         self.note.setText(note)
-        for r, a in enumerate(ACTIONS):
+        for r, a in enumerate(VERDICTS):
             for c, v in enumerate(values.get(a, (None, None, None))):
                 item = QTableWidgetItem("–" if v is None else f"{v:,}")
                 item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)

@@ -21,7 +21,7 @@ from PySide6.QtWidgets import (QGraphicsPathItem, QGraphicsRectItem, QGraphicsSc
 
 from backend.data import driver as _driver
 from backend.data import pathmodel as pm
-from backend.data.sample import ACTIONS, FLUSH_BINS, NAPI_BINS
+from backend.data.sample import FLUSH_BINS, NAPI_BINS, VERDICTS
 
 from .model import NAPI_FIELDS, History
 from .plots.view import View
@@ -76,8 +76,8 @@ def window_summary(v: View) -> dict:
     history's columns: counts are exact (float64 holds every integer below 2**53)."""
     h, meta = v.h, v.meta or {}
     dur = float(v.total(("path", "dt"), lambda h, sl: h.dt[sl])) if v.n else 0.0
-    acts = _total(v, ("actions",), lambda h, sl: h.actions[sl]).tolist() if v.n else [0] * len(ACTIONS)
-    actions = dict(zip(ACTIONS, (int(x) for x in acts)))
+    counts = _total(v, ("verdicts",), lambda h, sl: h.verdicts[sl]).tolist() if v.n else [0] * len(VERDICTS)
+    verdicts = dict(zip(VERDICTS, (int(x) for x in counts)))
     targets = _keyed_totals(v, "targets", h.targets)
     for t in meta.get("targets") or []:
         targets.setdefault(t, 0)
@@ -110,7 +110,7 @@ def window_summary(v: View) -> dict:
     if derived is not None and not any(_driver._matches(counters, p) for pats in
                                        _driver.VERDICT_COUNTERS[drv].values() for p in pats):
         derived = None
-    dv = dict(zip(ACTIONS, derived)) if derived is not None else None
+    dv = dict(zip(VERDICTS, derived)) if derived is not None else None
     run = _total(v, ("run",), lambda h, sl: h.run[sl]).tolist() if v.n else [0, 0]
     cnt, ns = int(run[0]), int(run[1])
     cpumap_bulk = _total(v, ("cpumap",), lambda h, sl: h.cpumap[sl]).tolist() if v.n and h.has_cpumap else []
@@ -118,7 +118,7 @@ def window_summary(v: View) -> dict:
     cpumap = {**({"bulk": _bins(cpumap_bulk)} if any(cpumap_bulk) else {}), **({"drops": cpumap_drops} if cpumap_drops else {})}
     return {
         "iface": meta.get("iface"), "program": meta.get("program"), "mode": meta.get("mode"), "driver": meta.get("driver"),
-        "meta": meta, "samples": v.n, "duration_s": dur, "actions": actions, "redirect_targets": targets,
+        "meta": meta, "samples": v.n, "duration_s": dur, "actions": verdicts, "redirect_targets": targets,
         "redirect_errors": errors, "redirect_errors_by_errno": by_errno, "devmap": devmap,
         "flush_batches": _bins(flush_all), "flush_batches_by_target": {t: _bins(x) for t, x in by_target.items() if any(x)},
         "flush_count": flushes, "flush_frames": frames, "flush_mean": frames / flushes if flushes else None,
@@ -126,7 +126,7 @@ def window_summary(v: View) -> dict:
                                  for t, x in by_target.items()},
         "exceptions": {k: n for k, n in _keyed_totals(v, "exc", h.exceptions).items() if n},
         "cpumap": cpumap, "napi": napi, "driver_counters": counters, "driver_verdicts": dv,
-        "driver_difference": ({a: n - actions[a] for a, n in dv.items()} if dv is not None else None),
+        "driver_difference": ({a: n - verdicts[a] for a, n in dv.items()} if dv is not None else None),
         "run": {"cnt": cnt, "ns": ns, "ns_per_run": ns / cnt if cnt else None},
     }
 

@@ -27,7 +27,7 @@ import numpy as np
 from backend.data import schema
 from backend.data.driver import EXPLAIN as DRIVER_EXPLAIN
 from backend.errors import XdpscopeError
-from backend.data.sample import ACTIONS
+from backend.data.sample import VERDICTS
 from backend.data.block import Block
 from backend.data.series import queue_columns
 from backend.data.summary import summarize_blocks
@@ -416,7 +416,7 @@ def render_html(rep: Report, img_src: Callable[[int], str], img_width: int | Non
 
     d.table("Verdicts", ["verdict", "frames", "mean rate (pps)", "peak rate (pps)"],
             [[label(a), d.cell(["actions", a], "int"), d.cell(["rates", "mean_pps", a], "rate"),
-              d.cell(["rates", "peak_pps", a], "rate")] for a in ACTIONS],
+              d.cell(["rates", "peak_pps", a], "rate")] for a in VERDICTS],
             "Totals are sums of the counter deltas; mean = total / duration; peak = the largest "
             "delta / interval of one sample.")
     if str(s.get("verdict_method", "")).startswith("inexact: "):   # backend/data/verdicts.py
@@ -431,8 +431,8 @@ def render_html(rep: Report, img_src: Callable[[int], str], img_width: int | Non
                 "The user program's array and hash maps of integers, sampled as counters: the change of "
                 "each entry's value over the window.")
     if len(s["per_cpu_actions"]) > 1:
-        d.table("Verdicts per CPU (frames)", ["CPU", *ACTIONS],
-                [[label(f"cpu{i}")] + [d.cell(["per_cpu_actions", i, a], "int") for a in ACTIONS]
+        d.table("Verdicts per CPU (frames)", ["CPU", *VERDICTS],
+                [[label(f"cpu{i}")] + [d.cell(["per_cpu_actions", i, a], "int") for a in VERDICTS]
                  for i in range(len(s["per_cpu_actions"]))])
     if s["redirect_targets"]:
         d.table("Redirect fan-out", ["target", "frames", "share (%)", "mean flush size (frames)"],
@@ -494,7 +494,7 @@ def render_html(rep: Report, img_src: Callable[[int], str], img_width: int | Non
     if s.get("driver_verdicts") is not None:
         d.table("BPF vs driver (frames)", ["verdict", "program (BPF)", "driver", "difference"],
                 [[label(a), d.cell(["actions", a], "int"), d.cell(["driver_verdicts", a], "int"),
-                  d.cell(["driver_difference", a], "int")] for a in ACTIONS],
+                  d.cell(["driver_difference", a], "int")] for a in VERDICTS],
                 "difference = driver - program; the driver column is derived from the "
                 f"{s.get('driver') or '?'} counters above.")
         d.add(f'<p class="note">Why they differ: {html.escape(DRIVER_EXPLAIN)}.</p>')

@@ -17,7 +17,7 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QFormLayout, Q
                                QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget, QScrollArea)
 
 from backend.data import verdicts
-from backend.data.sample import ACTIONS
+from backend.data.sample import VERDICTS
 
 from . import si
 
@@ -168,7 +168,7 @@ class SourcesPanel(QWidget):
         form.addRow("policy", self.policy)
         mix = QHBoxLayout()
         self.mix: dict[str, QSpinBox] = {}
-        for name, default in zip(ACTIONS, (0, 25, 50, 0, 25)):
+        for name, default in zip(VERDICTS, (0, 25, 50, 0, 25)):
             sb = QSpinBox()
             sb.setRange(0, 100)
             sb.setValue(default)

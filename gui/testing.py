@@ -19,13 +19,13 @@ def synthetic(i: int, dt: float = 0.1, cpus: int = 2, targets: int = 2) -> Sampl
     """Sample number i (1-based) of a session sampled every dt seconds."""
     names = [f"xs-t{k}" for k in range(targets)]
     redirect = [(k + 1) * i for k in range(targets)]           # per target, all on cpu0 but the last
-    actions = [[0, i % 3, 10 + i, 0, sum(redirect)]] + [[1 if i % 50 == 0 else 0, 0, 5, 0, 0]
-                                                          for _ in range(cpus - 1)]
+    verdicts = [[0, i % 3, 10 + i, 0, sum(redirect)]] + [[1 if i % 50 == 0 else 0, 0, 5, 0, 0]
+                                                           for _ in range(cpus - 1)]
     flush = {names[0]: [1 if b == i % FLUSH_BINS else 0 for b in range(FLUSH_BINS)]}
     if targets > 1:
         flush[names[1]] = [0] * (FLUSH_BINS - 1) + [i % 4]
     return Sample(
-        t=round(i * dt, 9), dt=dt, actions=actions,
+        t=round(i * dt, 9), dt=dt, verdicts=verdicts,
         targets={n: [r] + [0] * (cpus - 1) for n, r in zip(names, redirect)},
         flush=flush,
         devmap={names[-1]: {"sent": redirect[-1], "drops": i % 2}},

@@ -26,6 +26,10 @@ def test_leaves_and_nest_are_inverse():
     assert d["cpumap"] == {"bulk": [0, 1, 0, 0, 0, 0, 0, 0, 2], "drops": 0} and d["napi"]["eth0"]["hist"][1] == 2
     assert d == {"t": s.t, "dt": s.dt, **nest(pairs)} and Sample.from_dict(d) == s
     assert Sample(0, 0).cpumap_drops is None and ("cpumap", "drops") not in dict(leaves(Sample(0, 0)))  # unmeasured
+    # a sample event as agents have always sent it: the verdicts family's JSON name is "actions"
+    old = {"t": 1.2, "dt": 0.1, "actions": [[0, 0, 0, 0, 64], [1, 0, 2, 0, 0]], "targets": {"xs-t0": [64, 0]}}
+    s = Sample.from_dict(old)
+    assert s.verdicts == old["actions"] and s.verdict_totals() == [1, 0, 2, 0, 64] and s.to_dict() == old
 
 
 def test_block_round_trip_with_members_that_come_and_go():

@@ -19,7 +19,6 @@ pytestmark = pytest.mark.unit
 
 
 def test_limits_are_the_engines():
-    from backend.data.sample import ACTIONS
     from backend.kernel import attach, compile, injector, programs, wire
     from backend.kernel.collector import MAX_HZ, MIN_HZ
     inject = {p.name: p for p in catalog.INJECT}
@@ -33,7 +32,6 @@ def test_limits_are_the_engines():
     assert catalog.POLICY.choices == tuple(programs.POLICIES)
     assert catalog.MAX_TARGETS == programs.MAX_TARGETS and catalog.MAX_SOURCE == compile.MAX_SOURCE
     assert catalog.param(catalog.SESSION, "mode").choices == ("auto", *attach.MODES)
-    assert catalog.VERDICTS == tuple(ACTIONS)
 
 
 def test_the_answer_has_the_contracts_shape():
@@ -135,7 +133,7 @@ def test_old_traces_read_their_mode_as_native_generic(tmp_path):
     from tests.conftest import run_cli
     path = tmp_path / "old.xst"
     with TraceWriter(path, {"iface": "xs-in", "mode": "xdpgeneric", "requested_mode": "xdp"}) as w:
-        w.write(Sample(t=0.1, dt=0.1, actions=[[0, 0, 5, 0, 0]]))
+        w.write(Sample(t=0.1, dt=0.1, verdicts=[[0, 0, 5, 0, 0]]))
     with TraceReader(path) as r:
         assert (r.meta["mode"], r.meta["requested_mode"]) == ("generic", "native")
     s = json.loads(run_cli("summary", str(path), "--json").stdout)

@@ -247,8 +247,8 @@ def test_counter_totals_beyond_int64(tmp_path):
     from backend.data.trace import TraceWriter
     path = tmp_path / "big.xst"
     with TraceWriter(path, {"iface": "xs-in"}) as w:
-        w.write(Sample(t=0.1, dt=0.1, actions=[[0, 0, 0, 0, 2**62]]))
-        w.write(Sample(t=0.2, dt=0.1, actions=[[0, 0, 0, 0, 2**62]]))
+        w.write(Sample(t=0.1, dt=0.1, verdicts=[[0, 0, 0, 0, 2**62]]))
+        w.write(Sample(t=0.2, dt=0.1, verdicts=[[0, 0, 0, 0, 2**62]]))
     err = fails("summary", str(path), "--json")
     assert "['actions', 0, 4] is 9223372036854775808, beyond int64" in err, err
 

@@ -14,8 +14,8 @@ NAMES = {T0: "xs-t0", T1: "xs-t1", NX: "veth0@blue", 0: "xs-t0", 1: "xs-t1"}
 
 def test_every_family_decodes_to_its_field() -> None:
     raw = {
-        ("actions", 0, 0): 1, ("actions", 0, 1): 0, ("actions", 0, 2): 3, ("actions", 0, 3): 0, ("actions", 0, 4): 8,
-        ("actions", 1, 0): 0, ("actions", 1, 1): 0, ("actions", 1, 2): 0, ("actions", 1, 3): 0, ("actions", 1, 4): 2,
+        ("verdicts", 0, 0): 1, ("verdicts", 0, 1): 0, ("verdicts", 0, 2): 3, ("verdicts", 0, 3): 0, ("verdicts", 0, 4): 8,
+        ("verdicts", 1, 0): 0, ("verdicts", 1, 1): 0, ("verdicts", 1, 2): 0, ("verdicts", 1, 3): 0, ("verdicts", 1, 4): 2,
         ("targets", 0, 0): 6, ("targets", 0, 1): 2, ("targets", 1, 0): 0, ("targets", 1, 1): 0,
         **{("flush", T0, size): (1 if size == 8 else 0) for size in range(17)},
         **{("flush", T1, size): 0 for size in range(17)},                 # a target with no flush
@@ -36,7 +36,7 @@ def test_every_family_decodes_to_its_field() -> None:
     }
     s = decode(raw, NAMES, t=1.23456789, dt=0.1000004)
     assert (s.t, s.dt) == (1.234568, 0.1)                           # microseconds, as traces keep them
-    assert s.actions == [[1, 0, 3, 0, 8], [0, 0, 0, 0, 2]]          # every CPU, zeros kept
+    assert s.verdicts == [[1, 0, 3, 0, 8], [0, 0, 0, 0, 2]]          # every CPU, zeros kept
     assert s.targets == {"xs-t0": [6, 2], "xs-t1": [0, 0]}          # every target, zeros kept
     assert s.flush == {"xs-t0": [0] * 8 + [1] + [0] * 8}            # entries with a flush only, all bins
     assert s.devmap == {"xs-t0": {"sent": 8, "drops": 0}}
@@ -84,7 +84,7 @@ def test_nothing_happened_is_an_empty_sample() -> None:
     (("flush", T0), "2 parts expected"),
     (("flush", T0, 17), "17 does not fit"),
     (("napi", NX, "repoll"), "'repoll' does not fit"),
-    (("actions", -1, 0), "-1 does not fit"),
+    (("verdicts", -1, 0), "-1 does not fit"),
     ((), "not (family, *parts)"),
 ])
 def test_bad_raw_keys_say_what_is_wrong(key: tuple, why: str) -> None:

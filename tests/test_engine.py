@@ -28,7 +28,7 @@ def session(record, lab, program: str, *args: str, count: int, batch: int = 64, 
     return rec.summary()
 
 
-def actions(**nonzero: int) -> dict:
+def by_verdict(**nonzero: int) -> dict:
     return {a: nonzero.get(a, 0) for a in ("ABORTED", "DROP", "PASS", "TX", "REDIRECT")}
 
 
@@ -37,7 +37,7 @@ def test_redirect_round_robin_exact(record, lab, ntargets, count, batch):
     targets = lab.targets[:ntargets]
     s = session(record, lab, "redirect", "--targets", ",".join(targets), count=count, batch=batch)
     want = expect.flushes(expect.round_robin(count, targets), batch)
-    assert s["actions"] == actions(REDIRECT=count)
+    assert s["actions"] == by_verdict(REDIRECT=count)
     assert sum(s["redirect_targets"].values()) == count
     assert s["redirect_targets"] == {t: count // ntargets + (i < count % ntargets) for i, t in enumerate(targets)}
     assert s["flush_batches_by_target"] == expect.as_json(want)
@@ -54,7 +54,7 @@ def test_batch_64_over_two_targets_flushes_only_16(record, lab):
 @pytest.mark.parametrize("program,verdict", [("drop", "DROP"), ("pass", "PASS")])
 def test_drop_and_pass_exact(record, lab, program, verdict):
     s = session(record, lab, program, count=5000, batch=50)
-    assert s["actions"] == actions(**{verdict: 5000})
+    assert s["actions"] == by_verdict(**{verdict: 5000})
     assert s["flush_batches"] == {} and s["redirect_targets"] == {}
     assert sum(cpu[verdict] for cpu in s["per_cpu_actions"]) == 5000  # per-CPU detail adds up
 
@@ -62,7 +62,7 @@ def test_drop_and_pass_exact(record, lab, program, verdict):
 def test_tx_exact(record, lab):
     """Live-frame XDP_TX goes back out of the ingress device, through its bulk queue."""
     s = session(record, lab, "tx", count=3200, batch=40)
-    assert s["actions"] == actions(TX=3200)
+    assert s["actions"] == by_verdict(TX=3200)
     want = expect.flushes([lab.ingress] * 3200, 40)
     assert s["flush_batches_by_target"] == expect.as_json(want)  # 40 = 16 + 16 + 8 per batch
     assert s["devmap"] == {lab.ingress: {"sent": 3200, "drops": 0}}
@@ -73,7 +73,7 @@ def test_mix_exact(record, lab):
     targets = lab.targets[:2]
     s = session(record, lab, "mix", "--mix", ",".join(f"{k}={v}" for k, v in pct.items()),
                 "--targets", ",".join(targets), count=6400)
-    assert s["actions"] == actions(**{k: 64 * v for k, v in pct.items()})
+    assert s["actions"] == by_verdict(**{k: 64 * v for k, v in pct.items()})
     assert s["redirect_targets"] == {targets[0]: 640, targets[1]: 640}
     want = expect.flushes(expect.mix_destinations(6400, pct, lab.ingress, targets), 64)
     assert s["flush_batches_by_target"] == expect.as_json(want)
@@ -103,7 +103,7 @@ def test_hash_keeps_each_flow_on_one_target(lab):
 def test_hash_totals_via_cli(record, lab):
     s = session(record, lab, "redirect", "--targets", ",".join(lab.targets), "--policy", "hash",
                 count=4000, flows=8)
-    assert s["actions"] == actions(REDIRECT=4000)
+    assert s["actions"] == by_verdict(REDIRECT=4000)
     assert sum(s["redirect_targets"].values()) == 4000
     assert all(n % 500 == 0 for n in s["redirect_targets"].values())  # whole flows of 500
 
@@ -131,14 +131,14 @@ def test_user_program_counted_without_edits(record, lab, tmp_path):
     prog = tmp_path / "my_filter.c"
     prog.write_text(USER_PROG)
     s = session(record, lab, str(prog), count=4000, flows=4)  # source ports 1024..1027
-    assert s["actions"] == actions(DROP=2000, PASS=2000)
+    assert s["actions"] == by_verdict(DROP=2000, PASS=2000)
     assert s["program"] == "my_filter.c"
 
 
 def test_redirect_errors_by_errno(record, lab):
     """The nx target's peer cannot receive: its frames fail at flush with ENXIO, not silently."""
     s = session(record, lab, "redirect", "--targets", f"{lab.targets[0]},{lab.nxtarget}", count=6400)
-    assert s["actions"] == actions(REDIRECT=6400)
+    assert s["actions"] == by_verdict(REDIRECT=6400)
     assert s["redirect_targets"] == {lab.targets[0]: 3200, lab.nxtarget: 3200}
     assert s["redirect_errors"] == {lab.nxtarget: {"ENXIO": 3200}}
     assert s["devmap"] == {lab.targets[0]: {"sent": 3200, "drops": 0}, lab.nxtarget: {"sent": 0, "drops": 3200}}
@@ -156,7 +156,7 @@ def test_sigkill_leaves_no_program_and_a_readable_trace(record, lab):
         time.sleep(0.05)
     assert not nic.interface(lab.ingress).xdp["attached"], "program outlived its SIGKILLed owner"
     s = rec.summary()
-    assert s["actions"] == actions(DROP=1000) and s["samples"] >= 5
+    assert s["actions"] == by_verdict(DROP=1000) and s["samples"] >= 5
 
 
 def test_auto_mode_falls_back_with_the_drivers_reason(record, lab):

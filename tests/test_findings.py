@@ -18,7 +18,7 @@ def summary(n: int = 100, errors: int = 0, aborted: int = 0, flush_size: int = 4
     for i in range(1, n + 1):
         flushes = 1000 // flush_size
         samples.append(Sample(
-            t=i * 0.01, dt=0.01, actions=[[aborted, 0, 0, 0, 1000]],
+            t=i * 0.01, dt=0.01, verdicts=[[aborted, 0, 0, 0, 1000]],
             targets={"t0": [500], "t1": [500]},
             flush={"t0": [flushes // 2 if b == flush_size else 0 for b in range(FLUSH_BINS)],
                    "t1": [flushes - flushes // 2 if b == flush_size else 0 for b in range(FLUSH_BINS)]},

@@ -436,7 +436,7 @@ def fuzz(tmp_path_factory):
                                          "hz": 10}, format_version=2) as w:
         for i in range(1, 61):
             w.write(synthetic(i, targets=3))
-    samples = [Sample(t=0.125 * (i + 1), dt=0.125, actions=[[0, 1, 2, 0, 3 * i], [i, 0, 0, 1, 0]],
+    samples = [Sample(t=0.125 * (i + 1), dt=0.125, verdicts=[[0, 1, 2, 0, 3 * i], [i, 0, 0, 1, 0]],
                       targets={"xs-t0": [2 * i, i]}, flush={"xs-t0": [0] * 16 + [i]},
                       napi={"xs-in": {"polls": 2, "work": i, "budget": 128, "full": 0}},
                       napi_hist={"xs-in": [0, i] + [0] * 7})

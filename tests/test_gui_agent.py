@@ -38,7 +38,7 @@ def test_dead_agent_is_shown_and_replay_still_works(qtbot, tmp_path):
     x, y = w.verdicts.rates.curves["PASS"].getOriginalDataset()
     end = w.replay.position
     sel = [s for s in samples if end - w.window_box.value() < s.t <= end]
-    np.testing.assert_allclose(y, [s.action_totals()[2] / s.dt for s in sel])
+    np.testing.assert_allclose(y, [s.verdict_totals()[2] / s.dt for s in sel])
 
 
 def test_agent_that_cannot_start(qtbot, tmp_path):

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PySide6.QtCore import QSettings
 
-from backend.data.sample import ACTIONS, FLUSH_BINS
+from backend.data.sample import FLUSH_BINS, VERDICTS
 from backend.data.summary import summarize
 from backend.data.trace import TraceReader
 from gui.main_window import MainWindow
@@ -58,10 +58,10 @@ def test_bundled_trace_replays_exactly(bundled):
         assert engine["samples"] == len(sel)
 
         # 1. verdicts: delta / dt per verdict
-        for a, name in enumerate(ACTIONS):
+        for a, name in enumerate(VERDICTS):
             x, y = data(w.verdicts.rates.curves[name])
             np.testing.assert_array_equal(x, t)
-            np.testing.assert_allclose(y, [s.action_totals()[a] for s in sel] / dt)
+            np.testing.assert_allclose(y, [s.verdict_totals()[a] for s in sel] / dt)
             assert np.sum(y * dt) == pytest.approx(engine["actions"][name], abs=1e-6)
 
         # 2. fan-out per target, its window totals and shares

@@ -11,7 +11,7 @@ import pytest
 from PySide6.QtCore import QSettings
 
 from backend.data.driver import EXPLAIN
-from backend.data.sample import ACTIONS
+from backend.data.sample import VERDICTS
 from backend.data.summary import summarize
 from backend.data.trace import TraceWriter
 from gui.testing import synthetic
@@ -27,7 +27,7 @@ def with_driver(i: int):
     """synthetic(i) plus virtio_net queue counters: drops count ABORTED too, one frame in 3 samples
     is a redirect the program did not return (counted by the driver), PASS follows."""
     s = synthetic(i, DT)
-    ab, drop, pas, tx, red = s.action_totals()
+    ab, drop, pas, tx, red = s.verdict_totals()
     extra = 1 if i % 3 == 0 else 0
     q = i % 2  # alternate queues
     return dataclasses.replace(s, driver={
@@ -37,10 +37,10 @@ def with_driver(i: int):
 
 
 def expected(samples):
-    bpf = [sum(s.action_totals()[a] for s in samples) for a in range(len(ACTIONS))]
+    bpf = [sum(s.verdict_totals()[a] for s in samples) for a in range(len(VERDICTS))]
     extra = sum(1 for s in samples if round(s.t / DT) % 3 == 0)
     drv = [0, bpf[0] + bpf[1], bpf[2], bpf[3], bpf[4] + extra]
-    return {a: (b, d, d - b) for a, b, d in zip(ACTIONS, bpf, drv)}
+    return {a: (b, d, d - b) for a, b, d in zip(VERDICTS, bpf, drv)}
 
 
 @pytest.fixture
@@ -58,7 +58,7 @@ def test_summary_and_report_table(trace, tmp_path):
     path, samples = trace
     s = summarize(path, 5.0, 20.0)
     exp = expected([x for x in samples if 5.0 <= x.t <= 20.0])
-    assert {a: (s["actions"][a], s["driver_verdicts"][a], s["driver_difference"][a]) for a in ACTIONS} == exp
+    assert {a: (s["actions"][a], s["driver_verdicts"][a], s["driver_difference"][a]) for a in VERDICTS} == exp
     out = tmp_path / "r.html"
     out.write_text(render_html(build(path, 5.0, 20.0, with_plots=False), lambda i: ""), encoding="utf-8")
     check_tables(out, json.loads(json.dumps(s)))  # every cell, the new table's included
@@ -100,6 +100,6 @@ def test_gui_driver_dock_shows_the_window(qtbot, tmp_path, trace, window):
         got = w.driver_panel.values
         assert got == expected(sel), end
         table = w.driver_panel.table
-        for r, a in enumerate(ACTIONS):
+        for r, a in enumerate(VERDICTS):
             assert [table.item(r, c).text() for c in range(3)] == [f"{v:,}" for v in expected(sel)[a]]
     assert "PASS" in w.driver_panel.note.toolTip() and "virtio_net" in w.driver_panel.note.text()

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from PySide6.QtCore import QSettings, Qt
 
-from backend.data.sample import ACTIONS
+from backend.data.sample import VERDICTS
 from backend.data.summary import summarize
 from gui.main_window import MainWindow
 from gui.plots.flush import ALL_TARGETS, SESSION_TARGETS
@@ -104,7 +104,7 @@ def test_inject_through_the_driver_from_the_inject_panel(win, qtbot, lab):
     assert ok and res["frames"] == n and res["peer_tx_packets"] == n and res["peer"] == lab.ingress_peer
 
     def settled() -> bool:
-        redir = sum(s.action_totals()[ACTIONS.index("REDIRECT")] for s in samples)
+        redir = sum(s.verdict_totals()[VERDICTS.index("REDIRECT")] for s in samples)
         work = sum(s.napi.get(lab.ingress, {}).get("work", 0) for s in samples)
         return redir == n and work == n
     qtbot.waitUntil(settled, timeout=20_000)
@@ -187,7 +187,7 @@ def check_inexact(w, n: int) -> None:
     h = w.source.model.history
     assert curve_total(v.rates, RUNS, h) == pytest.approx(n, abs=1e-6)
     assert not v.rates.curves.get("total") or not v.rates.curves["total"].isVisible()  # no total claimed from verdicts
-    for a in ACTIONS:
+    for a in VERDICTS:
         assert curve_total(v.rates, a, h) == 0  # unknown, not guessed
     top = w.meta_panel.topLevelItem(0)
     assert top.text(0) == "verdict_method" and top.text(1) == w.source.model.meta["verdict_method"]
@@ -395,8 +395,8 @@ def test_embedded_default_shows_the_real_path(win, qtbot):
         h = w.live.model.history
         total = sum(sent)
         rows = slice(h.start, h.end)
-        redirected = int(h.actions[rows, ACTIONS.index("REDIRECT")].sum())
-        assert redirected == int(h.actions[rows].sum()) == total
+        redirected = int(h.verdicts[rows, VERDICTS.index("REDIRECT")].sum())
+        assert redirected == int(h.verdicts[rows].sum()) == total
         names = h.napi_dev["work"].names
         assert "xs-in" in names and int(h.napi_dev["work"].data[rows, names.index("xs-in")].sum()) == total
         drv = {name: int(h.driver.data[rows, i].sum()) for i, name in enumerate(h.driver.names)}

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PySide6.QtCore import QElapsedTimer, QSettings, QTimer
 
-from backend.data.sample import ACTIONS, FLUSH_BINS
+from backend.data.sample import FLUSH_BINS, VERDICTS
 from gui.main_window import MainWindow
 from gui.plots import SeriesPlot
 from tests import expect
@@ -124,10 +124,10 @@ def test_live_lab_session_plots_hold_the_engine_numbers(win, qtbot, lab, tmp_pat
         want_hist[int(size)] = n
 
     def settled() -> bool:  # every counter of the injection has arrived in a sample
-        got = np.sum([s.action_totals() for s in samples], axis=0) if samples else np.zeros(len(ACTIONS))
+        got = np.sum([s.verdict_totals() for s in samples], axis=0) if samples else np.zeros(len(VERDICTS))
         errs = sum(s.redirect_errors.get(lab.nxtarget, {}).get("ENXIO", 0) for s in samples)
         flushed = sum(sum(h) for s in samples for h in s.flush.values())
-        return got[ACTIONS.index("REDIRECT")] == COUNT and errs == per_target[lab.nxtarget] and flushed == want_hist.sum()
+        return got[VERDICTS.index("REDIRECT")] == COUNT and errs == per_target[lab.nxtarget] and flushed == want_hist.sum()
 
     qtbot.waitUntil(settled, timeout=20_000)
     qtbot.wait(300)  # a few more (empty) samples: nothing else may arrive
@@ -138,15 +138,15 @@ def test_live_lab_session_plots_hold_the_engine_numbers(win, qtbot, lab, tmp_pat
     dt = np.array([s.dt for s in samples])
 
     # the engine's own numbers for the interval, from the samples it sent
-    totals = np.sum([s.action_totals() for s in samples], axis=0)
-    assert list(totals) == [COUNT if a == "REDIRECT" else 0 for a in ACTIONS]
+    totals = np.sum([s.verdict_totals() for s in samples], axis=0)
+    assert list(totals) == [COUNT if a == "REDIRECT" else 0 for a in VERDICTS]
     assert {n: sum(s.target_totals().get(n, 0) for s in samples) for n in targets} == per_target
 
     # 1. verdicts: curve points are the samples; rate * dt summed over them is the injected count
-    for a, name in enumerate(ACTIONS):
+    for a, name in enumerate(VERDICTS):
         x, y = data(w.verdicts.rates.curves[name])
         np.testing.assert_array_equal(x, t)
-        np.testing.assert_allclose(y, [s.action_totals()[a] / s.dt for s in samples])
+        np.testing.assert_allclose(y, [s.verdict_totals()[a] / s.dt for s in samples])
         assert np.sum(y * dt) == pytest.approx(COUNT if name == "REDIRECT" else 0, abs=1e-6)
     _, y = data(w.verdicts.rates.curves["total"])
     assert np.sum(y * dt) == pytest.approx(COUNT, abs=1e-6)
@@ -230,7 +230,7 @@ def test_live_lab_session_plots_hold_the_engine_numbers(win, qtbot, lab, tmp_pat
     w.frame(force=True)
     replayed = shown(w)
     rh = w.replay.model.history
-    assert rh.actions[rh.start:rh.end, ACTIONS.index("REDIRECT")].sum() == COUNT  # the whole injection
+    assert rh.verdicts[rh.start:rh.end, VERDICTS.index("REDIRECT")].sum() == COUNT  # the whole injection
     assert replayed.keys() == live.keys()
     np.testing.assert_array_equal(replayed.pop("flush histogram"), live.pop("flush histogram"))
     for key, (x, y) in replayed.items():

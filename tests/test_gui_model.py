@@ -61,8 +61,8 @@ def _state(h) -> dict:
     """Everything a History holds for its live rows, comparable across histories."""
     sl = slice(h.start, h.end)
     out = {name: getattr(h, name)[sl].copy() for name in
-           ("t", "dt", "actions", "flush", "cpumap", "cpumap_drops", "napi", "run")}
-    out["cpu_actions"] = h.cpu_actions[sl]
+           ("t", "dt", "verdicts", "flush", "cpumap", "cpumap_drops", "napi", "run")}
+    out["cpu_verdicts"] = h.cpu_verdicts[sl]
     for name in ("targets", "devmap_sent", "devmap_drops", "redirect_errors", "exceptions", "driver"):
         k = getattr(h, name)
         out[name] = (list(k.names), list(k.seen), k.data[sl, :len(k.names)].copy())
@@ -135,7 +135,7 @@ def test_clear_is_a_new_history():
 def test_history_columns_are_the_sample_counters():
     """Each history column, recomputed from the Sample fields directly (not through Block)."""
     from backend.data.block import Block
-    from backend.data.sample import ACTIONS
+    from backend.data.sample import VERDICTS
     from gui.model import History
     samples = [_mixed(i) for i in range(1, 1201)]
     for s in samples[::5]:
@@ -147,8 +147,8 @@ def test_history_columns_are_the_sample_counters():
     held = samples[-1000:]
     sl = slice(h.start, h.end)
     np.testing.assert_array_equal(h.t[sl], [s.t for s in held])
-    np.testing.assert_array_equal(h.actions[sl], [s.action_totals() for s in held])
-    np.testing.assert_array_equal(h.cpu_actions[sl], [s.actions for s in held])
+    np.testing.assert_array_equal(h.verdicts[sl], [s.verdict_totals() for s in held])
+    np.testing.assert_array_equal(h.cpu_verdicts[sl], [s.verdicts for s in held])
     np.testing.assert_array_equal(h.flush[sl], [np.sum(list(s.flush.values()), axis=0) for s in held])
     np.testing.assert_array_equal(h.cpumap[sl], [s.cpumap_bulk or [0] * 9 for s in held])
     np.testing.assert_array_equal(h.cpumap_drops[sl], [s.cpumap_drops or 0 for s in held])
@@ -167,7 +167,7 @@ def test_history_columns_are_the_sample_counters():
         h.driver: lambda s: s.driver,
     }
     for k, of in columns.items():
-        names = sorted({n for s in samples for n in of(s)} | (set(ACTIONS) if k is h.exceptions else set()))
+        names = sorted({n for s in samples for n in of(s)} | (set(VERDICTS) if k is h.exceptions else set()))
         assert sorted(k.names) == names
         for n in names:
             np.testing.assert_array_equal(k.data[sl, k.index[n]], [of(s).get(n, 0) for s in held], err_msg=n)

@@ -128,7 +128,7 @@ def test_connect_attach_lose_reconnect(qtbot, window, lab):
     w.session.client.request("inject", lambda ok, r: done.append((ok, r)), iface=lab.ingress, count=6400, batch=64)
     qtbot.waitUntil(lambda: bool(done), timeout=60_000)
     assert done[0][0] and done[0][1]["frames"] == 6400
-    redirected = lambda: sum(s.action_totals()[4] for s in samples)  # noqa: E731
+    redirected = lambda: sum(s.verdict_totals()[4] for s in samples)  # noqa: E731
     qtbot.waitUntil(lambda: redirected() >= 6400, timeout=10_000)
     assert redirected() == 6400
     assert {t: sum(s.target_totals().get(t, 0) for s in samples) for t in lab.targets[:2]} == \

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PySide6.QtCore import QSettings, Qt
 
-from backend.data.sample import ACTIONS, FLUSH_BINS
+from backend.data.sample import FLUSH_BINS, VERDICTS
 from gui.main_window import MainWindow
 from gui.testing import write_trace
 
@@ -49,16 +49,16 @@ def check_window(w, samples, end):
     assert sel, "test window must not be empty"
     t = np.array([s.t for s in sel])
     # 1. verdict rates: delta / dt, per verdict and total
-    for a, name in enumerate(ACTIONS):
+    for a, name in enumerate(VERDICTS):
         x, y = data(w.verdicts.rates.curves[name])
         np.testing.assert_array_equal(x, t)
-        np.testing.assert_allclose(y, [s.action_totals()[a] / s.dt for s in sel])
+        np.testing.assert_allclose(y, [s.verdict_totals()[a] / s.dt for s in sel])
     _, y = data(w.verdicts.rates.curves["total"])
-    np.testing.assert_allclose(y, [sum(s.action_totals()) / s.dt for s in sel])
+    np.testing.assert_allclose(y, [sum(s.verdict_totals()) / s.dt for s in sel])
     # displayed (not only stored) data: getData() after downsampling/clipping holds the same points
     if len(sel) > 1:  # a single point has no line to display
         x, y = w.verdicts.rates.curves["PASS"].getData()
-        np.testing.assert_allclose(y, [s.action_totals()[2] / s.dt for s in sel])
+        np.testing.assert_allclose(y, [s.verdict_totals()[2] / s.dt for s in sel])
     expect = [end - WINDOW, end] if end >= WINDOW else [0.0, WINDOW]  # no negative time at the start
     assert w.verdicts.rates.plot.vb.viewRange()[0] == pytest.approx(expect)
     # 2. fan-out: rate per target and share over the window
@@ -212,11 +212,11 @@ def test_per_cpu_and_log(win, trace):
     sel = in_window(samples, end)
     for c in range(2):
         _, y = data(win.verdicts.cpu.curves[f"cpu{c}"])
-        np.testing.assert_allclose(y, [sum(s.actions[c]) / s.dt for s in sel])
-    win.verdicts.cpu_verdict.setCurrentIndex(1 + ACTIONS.index("PASS"))
+        np.testing.assert_allclose(y, [sum(s.verdicts[c]) / s.dt for s in sel])
+    win.verdicts.cpu_verdict.setCurrentIndex(1 + VERDICTS.index("PASS"))
     win.frame(force=True)
     _, y = data(win.verdicts.cpu.curves["cpu1"])
-    np.testing.assert_allclose(y, [s.actions[1][2] / s.dt for s in sel])
+    np.testing.assert_allclose(y, [s.verdicts[1][2] / s.dt for s in sel])
     win.verdicts.log_box.setChecked(True)
     assert win.verdicts.rates.plot.ctrl.logYCheck.isChecked() or win.verdicts.rates.curves["PASS"].opts["logMode"][1]
 
@@ -228,7 +228,7 @@ def test_hover_shows_exact_values(win, trace):
     s = next(s for s in samples if s.t == pytest.approx(11.5))
     text = win.verdicts.rates.hover.show_at(11.51)
     assert "t = 11.500 s" in text
-    assert f"PASS: {s.action_totals()[2] / s.dt:,.0f}" in text
+    assert f"PASS: {s.verdict_totals()[2] / s.dt:,.0f}" in text
     text = win.flush.hist_hover.show_at(16.2)
     sel = in_window(samples, 12.0)
     assert text == f"size 16 (full bulk queue): {sum(s.flush['xs-t1'][16] for s in sel) + sum(s.flush['xs-t0'][16] for s in sel):,} flushes"

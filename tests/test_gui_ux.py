@@ -16,7 +16,7 @@ import pytest
 from PySide6.QtCore import QSettings
 
 from backend.data.findings import rate_text
-from backend.data.sample import ACTIONS, Sample
+from backend.data.sample import VERDICTS, Sample
 from backend.data.trace import TraceReader
 from gui import si
 from gui.main_window import MainWindow
@@ -61,7 +61,7 @@ def test_axes_and_hover_use_si(qtbot, tmp_path):
     axis = w.verdicts.rates.plot.getAxis("left")
     assert axis.tickStrings([0, 2e6, 4e6], 1.0, 2e6) == ["0", "2 M", "4 M"]  # never "2e+06"
     s = next(s for s in samples if s.t == pytest.approx(12.0))
-    redirect = s.action_totals()[ACTIONS.index("REDIRECT")] / s.dt
+    redirect = s.verdict_totals()[VERDICTS.index("REDIRECT")] / s.dt
     text = w.verdicts.rates.hover.show_at(12.0)
     assert f"REDIRECT: {redirect:,.0f} pps" in text
 
@@ -77,14 +77,14 @@ def test_smoothing_changes_the_view_not_the_data(qtbot, tmp_path):
     w.replay.to_end()
     w.frame(force=True)
     h = w.replay.model.history
-    before = {k: np.copy(getattr(h, k)[h.start:h.end]) for k in ("t", "dt", "actions", "flush", "napi", "run")}
+    before = {k: np.copy(getattr(h, k)[h.start:h.end]) for k in ("t", "dt", "verdicts", "flush", "napi", "run")}
     x, raw = data(w.verdicts.rates.curves["PASS"])
     n = 10
     w.smooth_box.setCurrentIndex(w.smooth_box.findData(n))
     w.frame(force=True)
     x2, smooth = data(w.verdicts.rates.curves["PASS"])
     np.testing.assert_array_equal(x2, x)  # the same samples, only their values are averaged
-    pas = np.array([s.action_totals()[ACTIONS.index("PASS")] for s in samples], float)
+    pas = np.array([s.verdict_totals()[VERDICTS.index("PASS")] for s in samples], float)
     dts = np.array([s.dt for s in samples])
     want = [pas[max(0, i - n + 1):i + 1].sum() / dts[max(0, i - n + 1):i + 1].sum() for i in range(len(samples))]
     np.testing.assert_allclose(smooth, want)
@@ -107,7 +107,7 @@ def test_smoothing_changes_the_view_not_the_data(qtbot, tmp_path):
 def test_equal_series_get_distinct_dashes_and_the_legend_says_so(qtbot, tmp_path):
     m = AppModel()
     for i in range(1, 200):  # REDIRECT only: the total equals it; two targets of a round robin equal
-        m.append(Sample(t=i * DT, dt=DT, actions=[[0, 0, 0, 0, 2 * (i % 7)]], targets={"a": [i % 7], "b": [i % 7]}))
+        m.append(Sample(t=i * DT, dt=DT, verdicts=[[0, 0, 0, 0, 2 * (i % 7)]], targets={"a": [i % 7], "b": [i % 7]}))
     w = make_window(qtbot, tmp_path)
     from gui.sources import Source
     src = Source(w)
@@ -198,8 +198,8 @@ def test_two_cursors_give_time_frames_and_rate(qtbot, tmp_path):
     d = w.verdicts.cursor_deltas()
     sel = [s for s in samples if 5.05 < s.t <= 12.05]
     assert d["a"] == pytest.approx(5.05) and d["dt"] == pytest.approx(7.0) and d["samples"] == len(sel)
-    for k, name in enumerate(ACTIONS):
-        assert d["frames"][name] == sum(s.action_totals()[k] for s in sel)
+    for k, name in enumerate(VERDICTS):
+        assert d["frames"][name] == sum(s.verdict_totals()[k] for s in sel)
     assert d["rates"]["REDIRECT"] == pytest.approx(d["frames"]["REDIRECT"] / 7.0)
     assert f"Δt 7.000 s ({len(sel)} samples)" in w.verdicts.cursor_text.text()
 
@@ -415,7 +415,7 @@ def test_one_plot_exported_says_what_it_shows(qtbot, tmp_path):
 def test_export_draws_the_panels_state(qtbot, tmp_path):
     """A panel's options are its state dataclass: an exported copy draws exactly that state (log y,
     per CPU of one verdict, the cursors where they are; a flush target), whatever its widgets' order."""
-    from backend.data.sample import ACTIONS
+    from backend.data.sample import VERDICTS
     from gui.export import current_view
     from gui.plots import FlushPanel, VerdictPanel
     from gui.plots.flush import FlushState
@@ -443,9 +443,9 @@ def test_export_draws_the_panels_state(qtbot, tmp_path):
         p = op.panel
         assert p.state() == v.state() and p.rates.plot.getAxis("left").logMode
         assert [c.value() for c in p.cursors] == [17.0, 21.5]
-        assert p.cursor_deltas()["frames"]["PASS"] == sum(s.action_totals()[2] for s in samples if 17.0 < s.t <= 21.5)
+        assert p.cursor_deltas()["frames"]["PASS"] == sum(s.verdict_totals()[2] for s in samples if 17.0 < s.t <= 21.5)
         _, y = data(p.cpu.curves["cpu1"])
-        np.testing.assert_allclose(y, [s.actions[1][ACTIONS.index("PASS")] / s.dt for s in sel])
+        np.testing.assert_allclose(y, [s.verdicts[1][VERDICTS.index("PASS")] / s.dt for s in sel])
     with OffscreenPanel(FlushPanel, view, 700, 500, w.flush.state()) as op:
         want = np.sum([s.flush["xs-t1"] for s in sel], axis=0)
         np.testing.assert_array_equal(op.panel.hist.opts["height"], want)

@@ -11,7 +11,7 @@ import pytest
 
 from tests import wire
 from tests.conftest import XDPSCOPE
-from tests.test_engine import actions
+from tests.test_engine import by_verdict
 
 pytestmark = pytest.mark.kernel
 
@@ -25,7 +25,7 @@ def test_stop_right_after_sending_keeps_every_frame(record, lab, round_):
     wire.send(lab, N, cpu=round_ % 2)
     assert rec.stop() == 0   # no pause: the last read must wait for what is under way
     s = rec.summary()
-    assert s["actions"] == actions(REDIRECT=N)
+    assert s["actions"] == by_verdict(REDIRECT=N)
     assert s["flush_frames"] == N
     assert s["devmap"] == {t0: {"sent": N // 2, "drops": 0}, t1: {"sent": N // 2, "drops": 0}}
     assert s["napi"][lab.ingress]["work"] == N
@@ -52,7 +52,7 @@ def test_stop_during_traffic_keeps_every_frame_the_program_saw(record, lab, roun
     s = rec.summary()
     n = s["actions"]["REDIRECT"]
     per_target = s["redirect_targets"]
-    assert n > 0 and s["actions"] == actions(REDIRECT=n)
+    assert n > 0 and s["actions"] == by_verdict(REDIRECT=n)
     assert s["flush_frames"] == n
     assert s["devmap"] == {t: {"sent": per_target[t], "drops": 0} for t in (t0, t1)}
     assert s["napi"][lab.ingress]["work"] == n

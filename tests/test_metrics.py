@@ -19,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from backend.agent import metrics
 from backend.errors import XdpscopeError
-from backend.data.sample import ACTIONS, FLUSH_BINS
+from backend.data.sample import FLUSH_BINS, VERDICTS
 from backend.data.summary import summarize
 from gui.testing import synthetic, write_trace
 from tests.conftest import ROOT, XDPSCOPE, Recorder, run_cli
@@ -364,7 +364,7 @@ def test_agent_metrics_equal_its_sample_events(lab):
             p.wait()
     base = tuple(sorted(meta_labels(meta).items()))
     verdict = lambda v: got[("xdpscope_verdicts_total", tuple(sorted((*base, ("verdict", v)))))]  # noqa: E731
-    for i, a in enumerate(ACTIONS):
+    for i, a in enumerate(VERDICTS):
         assert verdict(a) == sum(cpu[i] for s in samples for cpu in s["actions"])
     assert verdict("REDIRECT") == 3200
     for t in lab.targets[:2]:

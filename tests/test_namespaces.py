@@ -16,7 +16,7 @@ from pyroute2.ethtool import Ethtool
 from backend.kernel import injector
 from backend.labs import veth as labmod
 from tests import wire
-from tests.test_engine import actions
+from tests.test_engine import by_verdict
 
 pytestmark = pytest.mark.kernel
 
@@ -132,7 +132,7 @@ def test_a_foreign_namespace_with_the_same_ifindexes_is_not_counted(record, lab,
     time.sleep(0.3)  # NAPI runs after the last send returns
     assert rec.stop() == 0
     s = rec.summary()
-    assert s["actions"] == actions(REDIRECT=n)
+    assert s["actions"] == by_verdict(REDIRECT=n)
     assert s["redirect_targets"] == {t0: n // 2, t1: n // 2}
     assert {t: _frames(h) for t, h in s["flush_batches_by_target"].items()} == {t0: n // 2, t1: n // 2}
     assert s["devmap"] == {t0: {"sent": n // 2, "drops": 0}, t1: {"sent": n // 2, "drops": 0}}

@@ -7,7 +7,7 @@ import pytest
 import time
 
 from tests import expect, wire
-from tests.test_engine import actions, session
+from tests.test_engine import by_verdict, session
 
 pytestmark = pytest.mark.kernel
 
@@ -15,7 +15,7 @@ pytestmark = pytest.mark.kernel
 def test_cpumap_bulks_of_eight(record, lab):
     """rr over CPUs 0,1 in batches of 64: 32 frames per CPU queue per batch = 4 bulks of 8."""
     s = session(record, lab, "cpumap", "--targets", "0,1", count=6400)
-    assert s["actions"] == actions(REDIRECT=6400)
+    assert s["actions"] == by_verdict(REDIRECT=6400)
     assert s["redirect_targets"] == {"cpu0": 3200, "cpu1": 3200}
     bulk = s["cpumap"]["bulk"]
     assert bulk == {"8": 800}
@@ -50,7 +50,7 @@ def test_driver_path_exceptions_and_napi(record, lab):
     time.sleep(0.3)  # NAPI runs after the last send returns
     assert rec.stop() == 0
     s = rec.summary()
-    assert s["actions"] == actions(ABORTED=500, DROP=500)
+    assert s["actions"] == by_verdict(ABORTED=500, DROP=500)
     assert s["exceptions"] == {"ABORTED": 500}
     assert s["napi"][lab.ingress]["work"] == 1000
 
@@ -60,7 +60,7 @@ def test_trace_redirects_gives_fanout_of_foreign_programs(record, lab, tmp_path)
     prog = tmp_path / "fwd.c"
     prog.write_text(f"int fwd(struct xdp_md *ctx) {{ return bpf_redirect({lab.ifindex[lab.targets[2]]}, 0); }}\n")
     s = session(record, lab, str(prog), "--trace-redirects", count=1000, batch=32)
-    assert s["actions"] == actions(REDIRECT=1000)
+    assert s["actions"] == by_verdict(REDIRECT=1000)
     assert s["redirect_targets"] == {lab.targets[2]: 1000}
     assert s["flush_batches"] == expect.total(expect.flushes([lab.targets[2]] * 1000, 32)) == {"8": 1, "16": 62}
 

@@ -468,15 +468,15 @@ def test_report_needs_samples(qtbot, tmp_path):
 
 def test_long_windows_are_plotted_from_merged_samples(qapp):
     """More samples than the plots draw: consecutive samples are merged, nothing is lost."""
-    from backend.data.sample import ACTIONS
+    from backend.data.sample import VERDICTS
     from backend.data.summary import summarize
     from gui.report import load_model
     s = summarize(SAMPLE, 2.0, 30.0)
     model, view, k = load_model(SAMPLE, 2.0, 30.0, max_rows=100)
     assert k == -(-s["samples"] // 100) and len(model.history) <= 100
     h = model.history
-    totals = h.actions[view.sl].sum(axis=0)
-    assert dict(zip(ACTIONS, totals.astype(int).tolist())) == s["actions"]
+    totals = h.verdicts[view.sl].sum(axis=0)
+    assert dict(zip(VERDICTS, totals.astype(int).tolist())) == s["actions"]
     assert h.dt[view.sl].sum() == pytest.approx(s["duration_s"])
     assert (view.t0, view.t1) == pytest.approx((2.0, 30.0), abs=1e-6)
 
@@ -506,5 +506,5 @@ def test_merged_plots_do_not_depend_on_the_sources_block_sizes(qapp):
     assert k1 == k2 > 1 and 100 % k1 and s1 == {**s2}
     h1, h2 = m1.history, m2.history
     assert len(h1) == len(h2)
-    for name in ("t", "dt", "actions", "flush", "napi", "run"):
+    for name in ("t", "dt", "verdicts", "flush", "napi", "run"):
         np.testing.assert_array_equal(getattr(h1, name)[h1.start:h1.end], getattr(h2, name)[h2.start:h2.end])

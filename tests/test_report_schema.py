@@ -37,7 +37,7 @@ def test_a_family_added_to_the_schema_is_reported(qapp, tmp_path: Path) -> None:
         trace = tmp_path / "w.xst"
         with TraceWriter(trace, {"iface": "xs-in", "program": "redirect"}) as w:
             for i, n in enumerate((1200, 34, 5)):
-                w.write(decode({("widgets", DEV, "lost"): n, ("actions", 0, 2): n}, {DEV: "xs-t7"}, 0.5 * (i + 1), 0.5))
+                w.write(decode({("widgets", DEV, "lost"): n, ("verdicts", 0, 2): n}, {DEV: "xs-t7"}, 0.5 * (i + 1), 0.5))
         out = tmp_path / "r.html"
         write_report(trace, out)
         text = out.read_text()
@@ -64,4 +64,4 @@ def test_every_appendix_cell_is_the_summary_value(qapp, tmp_path: Path) -> None:
         assert text == f"{v:,}", key
     # every nonzero leaf of every family is there (the bundled trace has fewer than the row cap)
     fams = {schema.match(k[1:])[0].name for k in cells}
-    assert {"actions", "targets", "flush", "devmap", "redirect_errors", "napi", "napi_hist", "run"} <= fams
+    assert {"verdicts", "targets", "flush", "devmap", "redirect_errors", "napi", "napi_hist", "run"} <= fams

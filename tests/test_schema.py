@@ -166,12 +166,12 @@ def _write(path: Path, samples: list[Sample], **meta) -> Path:
 
 
 def test_summarize_derived_numbers(tmp_path: Path) -> None:
-    s1 = Sample(t=0.5, dt=0.5, actions=[[0, 0, 0, 0, 24]], targets={"a": [16], "b": [8]},
+    s1 = Sample(t=0.5, dt=0.5, verdicts=[[0, 0, 0, 0, 24]], targets={"a": [16], "b": [8]},
                 flush={"a": [0] * 16 + [1], "b": [0] * 8 + [1] + [0] * 8},
                 devmap={"a": {"sent": 16, "drops": 0}, "b": {"sent": 8, "drops": 0}},
                 oversize_flushes={"b": 1}, cpumap_bulk=[0, 0, 3, 0, 0, 0, 0, 0, 0], cpumap_drops=2,
                 napi={"xs-in": {"polls": 2, "work": 24}}, napi_hist={"xs-in": [0, 0, 0, 0, 0, 2, 0, 0, 0]})
-    s2 = Sample(t=1.0, dt=0.5, actions=[[1, 0, 0, 0, 8]], targets={"a": [0], "b": [8]},
+    s2 = Sample(t=1.0, dt=0.5, verdicts=[[1, 0, 0, 0, 8]], targets={"a": [0], "b": [8]},
                 flush={"b": [0] * 8 + [1] + [0] * 8}, devmap={"b": {"sent": 7, "drops": 1}},
                 redirect_errors={"b": {"ENXIO": 1}}, exceptions={"ABORTED": 1})
     got = summarize(_write(tmp_path / "t.xst", [s1, s2], targets=["a", "b", "c"]))
@@ -195,7 +195,7 @@ def test_bundled_traces_summaries_are_stable() -> None:
     virtio = summarize(ROOT / "resources" / "virtio-sample.xst")
     for s in (lab, virtio):
         c = s["counters"]
-        assert s["actions"] == dict(zip(schema.ACTIONS, np.sum(c["actions"], axis=0).tolist()))
+        assert s["actions"] == dict(zip(schema.VERDICTS, np.sum(c["actions"], axis=0).tolist()))
         assert s["flush_count"] == sum(sum(h) for h in c.get("flush", {}).values())
         assert s["redirect_targets"] == {**dict.fromkeys(s["meta"].get("targets") or [], 0),
                                          **{t: sum(v) for t, v in c.get("targets", {}).items()}}

@@ -7,7 +7,7 @@ import pytest
 
 from backend.data import series
 from backend.data.history import History
-from backend.data.sample import ACTIONS, FLUSH_BINS, Sample
+from backend.data.sample import FLUSH_BINS, VERDICTS, Sample
 
 pytestmark = pytest.mark.unit
 
@@ -17,7 +17,7 @@ def sample(i: int) -> Sample:
     dt = 0.05 + 0.01 * (i % 3)
     return Sample(
         t=round(sum(0.05 + 0.01 * (k % 3) for k in range(1, i + 1)), 9), dt=dt,
-        actions=[[0, i % 2, 3 * i, 0, 7 * i], [i % 5, 0, i, 2, 0]],
+        verdicts=[[0, i % 2, 3 * i, 0, 7 * i], [i % 5, 0, i, 2, 0]],
         targets={"t0": [4 * i, 0], "t1": [3 * i, 0]},
         flush={"t0": [1 if b == i % FLUSH_BINS else 0 for b in range(FLUSH_BINS)],
                "t1": [0] * (FLUSH_BINS - 1) + [i % 3]},
@@ -42,13 +42,13 @@ def test_verdict_counts_and_rates(hist):
     h, samples = hist
     sl = slice(h.start, h.end)
     counts = series.verdict_counts(h, sl)
-    want = np.array([[*s.action_totals(), sum(s.action_totals())] for s in samples], float)
+    want = np.array([[*s.verdict_totals(), sum(s.verdict_totals())] for s in samples], float)
     np.testing.assert_array_equal(counts, want)
     rates = series.verdict_rates(h, sl)
     np.testing.assert_allclose(rates, want / np.array([s.dt for s in samples])[:, None])
-    cpu1 = series.cpu_counts(h, sl, ACTIONS.index("PASS"))[:, 1]
-    np.testing.assert_array_equal(cpu1, [s.actions[1][ACTIONS.index("PASS")] for s in samples])
-    np.testing.assert_array_equal(series.cpu_counts(h, sl, -1)[:, 0], [sum(s.actions[0]) for s in samples])
+    cpu1 = series.cpu_counts(h, sl, VERDICTS.index("PASS"))[:, 1]
+    np.testing.assert_array_equal(cpu1, [s.verdicts[1][VERDICTS.index("PASS")] for s in samples])
+    np.testing.assert_array_equal(series.cpu_counts(h, sl, -1)[:, 0], [sum(s.verdicts[0]) for s in samples])
 
 
 def test_smoothed_rate_is_frames_over_seconds(hist):

@@ -26,7 +26,7 @@ META = {"iface": "xs-in", "program": "redirect", "targets": ["xs-t0", "xs-t1"], 
 
 
 def sample(i: int) -> Sample:
-    return Sample(t=0.1 * (i + 1), dt=0.1, actions=[[0, 1, 0, 0, 16 * i], [0, 0, 2, 0, 0]],
+    return Sample(t=0.1 * (i + 1), dt=0.1, verdicts=[[0, 1, 0, 0, 16 * i], [0, 0, 2, 0, 0]],
                   targets={"xs-t0": [8 * i, 0], "xs-t1": [8 * i, 0]},
                   flush={"xs-t0": [0] * 8 + [i] + [0] * 8},
                   exceptions={"ABORTED": i % 2} if i % 2 else {})
@@ -245,7 +245,7 @@ from backend.data.trace import TraceWriter
 w = TraceWriter({path!r}, {{"iface": "xs-in"}})
 i = 0
 while True:
-    w.write(Sample(t=0.1 * (i + 1), dt=0.1, actions=[[0, 0, i, 0, 0]]))
+    w.write(Sample(t=0.1 * (i + 1), dt=0.1, verdicts=[[0, 0, i, 0, 0]]))
     i += 1
     print(i, flush=True)
 """
@@ -268,7 +268,7 @@ def test_sigkill_writer_keeps_committed_samples(tmp_path: Path) -> None:
         assert "ended" not in r.meta and r.meta["iface"] == "xs-in"
         n = len(r)
         assert n >= 200
-        assert [s.actions[0][2] for s in r.samples()] == list(range(n))
+        assert [s.verdicts[0][2] for s in r.samples()] == list(range(n))
         assert r.sample_at(n - 1).t == pytest.approx(0.1 * n)
     # the reader did not modify the crashed file: a second reader still sees the same
     with TraceReader(path) as r:

@@ -18,7 +18,7 @@ from backend.kernel import compile as compile_mod
 from backend.kernel import programs
 from backend.labs import veth as labmod
 from tests.conftest import run_cli
-from tests.test_engine import actions
+from tests.test_engine import by_verdict
 
 EXAMPLES = Path("/usr/share/doc/bpfcc-tools/examples/networking/xdp")   # Debian's bpfcc-tools
 
@@ -107,7 +107,7 @@ def test_bccs_xdp_drop_count_as_shipped(record, lab, tmp_path):
     time.sleep(0.3)
     assert rec.stop() == 0
     s = rec.summary()
-    assert s["actions"] == actions(DROP=sum(sent.values()))
+    assert s["actions"] == by_verdict(DROP=sum(sent.values()))
     assert s["verdict_method"] == "program counters"
     assert s["user_maps"] == {"dropcnt": sent}                 # its own map, per IP protocol, exactly
     assert s["meta"]["params"]["cflags"] == cflags
@@ -125,7 +125,7 @@ def test_bccs_xdp_redirect_map_with_its_devmap(record, lab, tmp_path):
     time.sleep(0.3)
     assert rec.stop() == 0
     s = rec.summary()
-    assert s["actions"] == actions(REDIRECT=500)
+    assert s["actions"] == by_verdict(REDIRECT=500)
     assert s["user_maps"] == {"rxcnt": {"0": 500}}
     assert s["devmap"][target] == {"sent": 500, "drops": 0}
     assert s["redirect_targets"] == {target: 500}               # from the xdp_redirect probe
@@ -149,7 +149,7 @@ def test_bccs_other_xdp_examples_run_unedited(record, lab, tmp_path):
         time.sleep(0.3)
         assert rec.stop() == 0
         s = rec.summary()
-        assert s["actions"] == actions(**{verdict: 400}), name
+        assert s["actions"] == by_verdict(**{verdict: 400}), name
         assert s["user_maps"][counts] == {key: 400}, name
 
 

@@ -146,7 +146,7 @@ def guest_session(tmp_name: str, program_args: list[str], count: int, capture: l
     return summary, sent, polls
 
 
-def actions(**nonzero: int) -> dict:
+def by_verdict(**nonzero: int) -> dict:
     return {a: nonzero.get(a, 0) for a in ("ABORTED", "DROP", "PASS", "TX", "REDIRECT")}
 
 
@@ -184,7 +184,7 @@ def check_polls(summary: dict, polls: list, count: int) -> list:
 
 def test_drop_exact(lab):
     s, _, polls = guest_session("drop.xst", ["--program", "drop"], N, [])
-    assert s["actions"] == actions(DROP=N)
+    assert s["actions"] == by_verdict(DROP=N)
     check_polls(s, polls, N)
     assert driver(s, "rx", "xdp_packets") == N
     assert driver(s, "rx", "xdp_drops") == N
@@ -196,7 +196,7 @@ def test_tx_exact(lab):
     """XDP_TX goes straight to virtnet_xdp_xmit on the CPU's own XDP send queue (no devmap
     bulk queue): every frame comes back out of vlabtap1, MACs swapped."""
     s, sent, polls = guest_session("tx.xst", ["--program", "tx"], N, [1])
-    assert s["actions"] == actions(TX=N)
+    assert s["actions"] == by_verdict(TX=N)
     check_polls(s, polls, N)
     assert driver(s, "rx", "xdp_packets") == N
     assert driver(s, "rx", "xdp_tx") == N
@@ -215,7 +215,7 @@ def test_redirect_round_robin_exact(lab):
     s, sent, polls = guest_session("redirect.xst", ["--program", "redirect", "--targets", ",".join(TARGETS),
                                                     "--prepare-targets"], N, [2, 3])
     assert s["meta"]["prepared_targets"] == TARGETS
-    assert s["actions"] == actions(REDIRECT=N)
+    assert s["actions"] == by_verdict(REDIRECT=N)
     rx = check_polls(s, polls, N)
     # the program's round-robin counter is per CPU and runs on across that CPU's polls; each
     # poll ends with a flush of every target's bulk queue

@@ -11,7 +11,7 @@ import pytest
 from backend.data import verdicts
 from backend.kernel import host, nic
 from tests import wire
-from tests.test_engine import actions
+from tests.test_engine import by_verdict
 
 pytestmark = pytest.mark.kernel
 
@@ -54,7 +54,7 @@ def test_watch_observes_without_replacing(record, lab, foreign):
     assert rec.stop() == 0
     assert nic.interface(lab.ingress).xdp["prog_id"] == foreign  # still there after we left
     s = rec.summary()
-    assert s["actions"] == actions(DROP=200, PASS=200, REDIRECT=400)
+    assert s["actions"] == by_verdict(DROP=200, PASS=200, REDIRECT=400)
     assert s["redirect_targets"] == {lab.targets[0]: 200, lab.targets[1]: 200}
     assert sum(s["devmap"][t]["sent"] for t in lab.targets[:2]) == 400
     assert s["program"].startswith("watch: foreign")

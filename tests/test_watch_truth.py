@@ -16,7 +16,7 @@ import pytest
 from pyroute2.ethtool import Ethtool
 
 from backend.data import driver, verdicts
-from backend.data.sample import ACTIONS
+from backend.data.sample import VERDICTS
 from tests import third_party, wire
 
 # -- the derivation, on numbers (no root) ---------------------------------------------------------
@@ -50,7 +50,7 @@ def test_methods_say_what_they_are():
     assert verdicts.method(True, "native", "mlx5_core", "6.18.2").startswith("inexact: mlx5_core has no XDP counters")
     # generic: no verdicts, the run count is the total
     assert verdicts.from_driver(generic, "veth", VETH_618, {}) == []
-    assert verdicts.total(generic, dict.fromkeys(ACTIONS, 0), 1234) == 1234
+    assert verdicts.total(generic, dict.fromkeys(VERDICTS, 0), 1234) == 1234
     assert verdicts.total("program counters", {"DROP": 5, "PASS": 7}, 0) == 12
     # a driver that counted nothing in an interval: no row, not a row of zeros claimed as measured
     assert verdicts.from_driver("driver counters (veth, 6.18)", "veth", {"tx_queue_0_xdp_xmit": 3}, {}) == []
@@ -112,7 +112,7 @@ def test_watch_equals_the_programs_own_truth(record, tp_lab, tmp_path):
     assert s["verdict_method"] == s["meta"]["verdict_method"] in ("fexit", f"driver counters (veth, {release})")
     assert s["actions"] == truth                      # per verdict, exactly
     derived = verdicts.from_driver(f"driver counters (veth, {release})", "veth", s["driver_counters"], s["exceptions"])
-    assert dict(zip(ACTIONS, derived[0])) == truth
+    assert dict(zip(VERDICTS, derived[0])) == truth
     assert s["verdict_total"] == n
     # the kernel's side of it: every TX failed, refused redirects are the rx queue's drops, the
     # unsent ones failed at the flush (counted as redirected by veth, and by the program)
@@ -139,7 +139,7 @@ def test_generic_watch_is_inexact_and_its_total_is_the_run_count(record, tp_lab,
     assert sum(truth.values()) == n
     s = rec.summary()
     assert s["verdict_method"].startswith("inexact: generic XDP")
-    assert s["actions"] == dict.fromkeys(ACTIONS, 0)   # unknown, not guessed
+    assert s["actions"] == dict.fromkeys(VERDICTS, 0)   # unknown, not guessed
     assert s["run"]["cnt"] == n and s["verdict_total"] == n
 
 
@@ -191,7 +191,7 @@ def test_guest_fexit_watch_is_exact_per_cpu():
         vlab.down()
     assert s["verdict_method"] == "fexit"
     assert sum(map(sum, truth)) == n
-    per_cpu = [dict(zip(ACTIONS, (truth[a][c] for a in range(len(ACTIONS))))) for c in range(len(truth[0]))]
-    got = s["per_cpu_actions"] + [dict.fromkeys(ACTIONS, 0)] * (len(per_cpu) - len(s["per_cpu_actions"]))
+    per_cpu = [dict(zip(VERDICTS, (truth[a][c] for a in range(len(VERDICTS))))) for c in range(len(truth[0]))]
+    got = s["per_cpu_actions"] + [dict.fromkeys(VERDICTS, 0)] * (len(per_cpu) - len(s["per_cpu_actions"]))
     assert got == per_cpu                                 # per CPU, per verdict, exactly
-    assert s["actions"] == {a: sum(truth[i]) for i, a in enumerate(ACTIONS)}
+    assert s["actions"] == {a: sum(truth[i]) for i, a in enumerate(VERDICTS)}

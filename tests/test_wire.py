@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import run_cli
 from tests.test_agent import AgentProc
-from tests.test_engine import actions
+from tests.test_engine import by_verdict
 
 pytestmark = pytest.mark.kernel
 
@@ -43,7 +43,7 @@ def test_wire_frames_run_the_program_in_napi(record, lab):
     s = rec.summary()
     assert r["frames"] == n and r["peer_tx_packets"] == n and r["peer_tx_dropped"] == 0
     assert r["peer"] == lab.ingress_peer and r["netns"] == lab.netns and r["prog_id"] > 0
-    assert s["actions"] == actions(REDIRECT=n)
+    assert s["actions"] == by_verdict(REDIRECT=n)
     assert s["redirect_targets"] == {lab.targets[0]: n // 2, lab.targets[1]: n // 2}
     assert s["devmap"] == {t: {"sent": n // 2, "drops": 0} for t in lab.targets[:2]}
     check_napi(s, lab, n)
@@ -59,7 +59,7 @@ def test_wire_paced_with_flows(record, lab):
     assert rec.stop() == 0
     s = rec.summary()
     assert r["frames"] == n == r["peer_tx_packets"] and r["cpu"] == 0
-    assert s["actions"] == actions(DROP=n)
+    assert s["actions"] == by_verdict(DROP=n)
     check_napi(s, lab, n)
     assert queue_counter(s, "packets") == n and queue_counter(s, "drops") == n
     assert s["per_cpu_actions"][0]["DROP"] == n  # the NAPI poll ran on the sender's CPU
@@ -72,7 +72,7 @@ def test_hash_policy_keeps_wire_flows_whole(record, lab):
     wire(lab, n, "--flows", "8")
     assert rec.stop() == 0
     s = rec.summary()
-    assert s["actions"] == actions(REDIRECT=n)
+    assert s["actions"] == by_verdict(REDIRECT=n)
     assert all(v % (n // 8) == 0 for v in s["redirect_targets"].values())  # whole flows of 500
 
 

@@ -13,9 +13,9 @@ from typing import Any
 
 from backend.data import modes
 from backend.data.modes import mode_name
+from backend.data.schema import VERDICTS
 from backend.errors import XdpscopeError
 
-VERDICTS = ("ABORTED", "DROP", "PASS", "TX", "REDIRECT")   # backend/data/sample.py ACTIONS, in order
 MODES = ("auto", "native", "generic")
 MODE_ALIASES = modes.ALIASES   # older spellings (iproute2's xdp/xdpgeneric, traces and requests written before)
 MAX_TARGETS = 64            # backend/kernel/programs.py

@@ -20,7 +20,7 @@ from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, M
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from backend.errors import XdpscopeError
-from backend.data.sample import ACTIONS, FLUSH_BINS, Sample
+from backend.data.sample import FLUSH_BINS, VERDICTS, Sample
 
 SESSION_LABELS = ("host", "iface", "driver", "program", "mode")
 FLUSH_BUCKETS = tuple(range(1, FLUSH_BINS))  # le=1..16; a flush of 0 frames falls in le="1"
@@ -32,7 +32,7 @@ NAPI_FIELDS = {"polls": "NAPI polls", "work": "frames processed by NAPI polls (t
 @dataclass
 class Totals:
     """Running sums of one session's sample deltas (the fields of Sample, summed)."""
-    verdicts: list[int] = field(default_factory=lambda: [0] * len(ACTIONS))
+    verdicts: list[int] = field(default_factory=lambda: [0] * len(VERDICTS))
     targets: dict[str, int] = field(default_factory=dict)
     flush: dict[str, list[int]] = field(default_factory=dict)
     devmap: dict[str, dict[str, int]] = field(default_factory=dict)
@@ -55,7 +55,7 @@ class Totals:
             self.devmap.setdefault(t, {"sent": 0, "drops": 0})
 
     def add(self, s: Sample) -> None:
-        for a, n in enumerate(s.action_totals()):
+        for a, n in enumerate(s.verdict_totals()):
             self.verdicts[a] += n
         for t, n in s.target_totals().items():
             self.targets[t] = self.targets.get(t, 0) + n
@@ -147,7 +147,7 @@ class XdpCollector(Collector):
                       ["counter"])
         for labels, t in self._sessions.items():
             lv = list(labels)
-            for a, n in zip(ACTIONS, t.verdicts):
+            for a, n in zip(VERDICTS, t.verdicts):
                 verdicts.add_metric(lv + [a], n)
             for name, n in t.targets.items():
                 targets.add_metric(lv + [name], n)

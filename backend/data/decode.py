@@ -25,7 +25,7 @@ from typing import Any, Hashable, Mapping
 
 from backend.data import schema
 from backend.data.sample import Sample
-from backend.data.schema import ACTIONS, ENTRY, LEAF, Index, Members, Name
+from backend.data.schema import ENTRY, LEAF, VERDICTS, Index, Members, Name
 
 RawDelta = Mapping[tuple, int]   # (family, *parts) -> count over the interval
 Names = Mapping[Hashable, str]   # DevId -> device name, target slot -> target name
@@ -100,7 +100,7 @@ def _part(p: Any, pos: Any, names: Names, key: tuple) -> Any:
         if pos.raw == "errno" and isinstance(p, int):
             return errno.errorcode.get(-p, str(p))
         if pos.raw == "verdict" and isinstance(p, int):
-            return ACTIONS[p] if 0 <= p < len(ACTIONS) else "INVALID"
+            return VERDICTS[p] if 0 <= p < len(VERDICTS) else "INVALID"
         if pos.raw == "target" and isinstance(p, int):
             return names.get(p) or str(p)
         if isinstance(p, str) and p:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from backend.data.sample import ACTIONS
+from backend.data.sample import VERDICTS
 
 ROLES = ("packets", "drops", "tx", "tx_errors", "redirect", "redirect_failed")
 
@@ -80,16 +80,16 @@ def roles(driver: str, stats: dict[str, int]) -> dict[str, int] | None:
 
 
 def verdicts(driver: str, stats: dict[str, int], aborted: int | None = None) -> list[int] | None:
-    """Per-verdict counts (index = ACTIONS) derived from driver counters, or None if unknown.
+    """Per-verdict counts (index = VERDICTS) derived from driver counters, or None if unknown.
     aborted: the ABORTED count from elsewhere (xdp:xdp_exception), taken out of the drops; without
     it ABORTED stays among DROP, as the driver counts it."""
     got = roles(driver, stats) if stats else None
     if got is None:
         return None
-    counts = [0] * len(ACTIONS)
-    counts[ACTIONS.index("ABORTED")] = aborted or 0
-    counts[ACTIONS.index("DROP")] = got["drops"] - (aborted or 0)
-    counts[ACTIONS.index("TX")] = got["tx"] + got["tx_errors"]
-    counts[ACTIONS.index("REDIRECT")] = got["redirect"] + got["redirect_failed"]
-    counts[ACTIONS.index("PASS")] = max(0, got["packets"] - got["drops"] - counts[3] - counts[4])
+    counts = [0] * len(VERDICTS)
+    counts[VERDICTS.index("ABORTED")] = aborted or 0
+    counts[VERDICTS.index("DROP")] = got["drops"] - (aborted or 0)
+    counts[VERDICTS.index("TX")] = got["tx"] + got["tx_errors"]
+    counts[VERDICTS.index("REDIRECT")] = got["redirect"] + got["redirect_failed"]
+    counts[VERDICTS.index("PASS")] = max(0, got["packets"] - got["drops"] - counts[3] - counts[4])
     return counts

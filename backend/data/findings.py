@@ -26,7 +26,7 @@ ERRNO_HINTS = {
 def findings(s: dict) -> list[str]:
     """What the numbers show, in words; each statement quotes values of the summary `s`."""
     out: list[str] = []
-    meta, acts = s.get("meta", {}), s["actions"]
+    meta, verdicts = s.get("meta", {}), s["actions"]
     if s.get("mode") == "generic":
         out.append("Generic (SKB) mode is in use: the program runs after the kernel has allocated an skb, "
                    "which costs far more per packet than native mode, and redirected frames leave one skb at a "
@@ -43,14 +43,14 @@ def findings(s: dict) -> list[str]:
         if drops:
             out.append(f"Drops at a target: {target} dropped {drops:,} of the {drops + sent:,} frames flushed "
                        "to it (xdp_devmap_xmit drops: the driver did not take them).")
-    high = acts["REDIRECT"] + acts["TX"]
+    high = verdicts["REDIRECT"] + verdicts["TX"]
     rate = s["rates"]["mean_pps"]["REDIRECT"] + s["rates"]["mean_pps"]["TX"]
     if s["flush_mean"] is not None and s["flush_mean"] < LOW_FLUSH_MEAN and rate >= HIGH_RATE_PPS and high:
         out.append(small_flushes(s))
-    if acts["ABORTED"]:
-        total = sum(acts.values())
+    if verdicts["ABORTED"]:
+        total = sum(verdicts.values())
         exc = s["exceptions"].get("ABORTED", 0)
-        out.append(f"ABORTED verdicts: the program returned XDP_ABORTED for {acts['ABORTED']:,} of {total:,} "
+        out.append(f"ABORTED verdicts: the program returned XDP_ABORTED for {verdicts['ABORTED']:,} of {total:,} "
                    f"frames; the kernel drops them"
                    + (f" ({exc:,} xdp_exception events recorded)." if exc else
                       " (no xdp_exception events were recorded for them)."))
@@ -85,15 +85,15 @@ def inject_batches(meta: dict) -> list[int]:
 def small_flushes(s: dict) -> str:
     """Why the devmap flushes are small, naming the cause the numbers support: the injector's
     batch (BPF_PROG_TEST_RUN flushes after every batch), or the NAPI polls of the ingress."""
-    meta, acts = s.get("meta", {}), s["actions"]
+    meta, verdicts = s.get("meta", {}), s["actions"]
     mean = s["flush_mean"]
     head = (f"Small flushes at a high rate: the mean devmap flush sent {mean:.2f} frames "
             f"(median {s['flush_median']:g}), far below the bulk size of 16, while REDIRECT and TX averaged "
             f"{rate_text(s['rates']['mean_pps']['REDIRECT'])} and {rate_text(s['rates']['mean_pps']['TX'])} pps.")
-    frames = sum(acts.values())
+    frames = sum(verdicts.values())
     targets = [t for t, n in s["redirect_targets"].items() if n] or list(meta.get("targets") or [])
     n_t = max(len(targets), 1)
-    share = acts["REDIRECT"] / frames if frames else 0.0
+    share = verdicts["REDIRECT"] / frames if frames else 0.0
     iface = meta.get("iface") or s.get("iface") or "the interface"
     napi = (s.get("napi") or {}).get(iface, {})
     polled = napi.get("work", 0)

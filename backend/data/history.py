@@ -16,7 +16,7 @@ alike (a family added to the schema gets its columns with no code here):
     CPUs); one group per member when the family ends in Members (devmap sent/drops per target).
     A histogram with names and more than SPARSE_MIN_BINS bins keeps its nonzero cells in a
     Sparse store instead (per-target flush sizes: 17 dense columns a target would dominate memory).
-The attributes the views read (actions, flush, targets, devmap_sent, napi_dev...) name these groups.
+The attributes the views read (verdicts, flush, targets, devmap_sent, napi_dev...) name these groups.
 """
 from __future__ import annotations
 
@@ -234,8 +234,8 @@ class History:
         return any(f in self.families for f in families)
 
     # the groups the views read, by their names
-    actions = property(lambda self: self.total("actions"))            # rows x verdicts, all CPUs
-    cpu_actions = property(lambda self: self.per_cpu("actions"))      # rows x CPUs x verdicts
+    verdicts = property(lambda self: self.total("verdicts"))          # rows x verdicts, all CPUs
+    cpu_verdicts = property(lambda self: self.per_cpu("verdicts"))    # rows x CPUs x verdicts
     flush = property(lambda self: self.total("flush"))                # rows x sizes, all targets
     flush_by_target = property(lambda self: self.sparse("flush"))
     cpumap = property(lambda self: self.total("cpumap_bulk"))         # rows x bulk sizes

@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from backend.data.sample import ACTIONS
+from backend.data.sample import VERDICTS
 
 BULK = 16   # DEV_MAP_BULK_SIZE (kernel/bpf/devmap.c): a devmap bulk queue sends at 16 frames
 ELIXIR = "https://elixir.bootlin.com/linux/{version}/A/ident/{func}"
@@ -372,7 +372,7 @@ class _Builder:
     def receive_side(self, qs: dict[int, dict[str, str]], expand: bool) -> None:
         c, s, iface, fam = self.c, self.s, self.iface, self.fam
         work = key("napi", iface, "work")
-        runs = ["add", *(key("actions", a) for a in ACTIONS)]
+        runs = ["add", *(key("actions", a) for a in VERDICTS)]
         # the NIC's RX queues
         if expand and len(qs) > 1:
             for i, q in enumerate(qs):

@@ -6,7 +6,7 @@ rates are delta / dt, totals are sums of deltas (never sums of rates).
 Its counter fields are the families of backend/data/schema.py, one field per family, named as
 the family, nested by the family's key positions (built here from the schema: adding a family
 adds its field):
-    actions[cpu][verdict]            targets[target][cpu]          flush[target][size 0..16]
+    verdicts[cpu][verdict]           targets[target][cpu]          flush[target][size 0..16]
     devmap[target]["sent"|"drops"]   oversize_flushes[target]      redirect_errors[target][errno]
     exceptions[verdict]              cpumap_bulk[size 0..8]        cpumap_drops (int; None: not measured)
     napi[device]["polls"|...]        napi_hist[device][bin 0..8]   driver[counter]
@@ -14,7 +14,8 @@ adds its field):
 A family registered after import (schema.add) lives in `extra[name]`.
 
 Its JSON form (to_dict, the agent's wire and format_version 1 traces) nests the same leaves by
-their trace keys (schema Family.key), as every earlier xdpscope wrote it.
+their trace keys (schema Family.key), as every earlier xdpscope wrote it: the verdicts family
+nests under "actions", the name traces and the agent's samples have always given it.
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from dataclasses import field, make_dataclass
 from typing import Any, Iterable
 
 from backend.data import schema
-from backend.data.schema import ACTIONS, MAX_TARGETS  # noqa: F401  (re-exported)
+from backend.data.schema import MAX_TARGETS, VERDICTS  # noqa: F401  (re-exported)
 
 FLUSH_BINS = schema.FLUSH.positions[-1].n            # devmap flush sizes 0..16: exact bins
 CPUMAP_BINS = schema.CPUMAP_BULK.positions[-1].n     # cpumap bulk sizes 0..8
@@ -46,9 +47,9 @@ def _set(self: Any, name: str, value: Any) -> None:
         self.extra[name] = value
 
 
-def _action_totals(self: Any) -> list[int]:
+def _verdict_totals(self: Any) -> list[int]:
     """Per-verdict totals over all CPUs."""
-    return [sum(cpu[a] for cpu in self.actions) for a in range(len(ACTIONS))]
+    return [sum(cpu[a] for cpu in self.verdicts) for a in range(len(VERDICTS))]
 
 
 def _target_totals(self: Any) -> dict[str, int]:
@@ -152,7 +153,7 @@ def _make_sample() -> type:
     for fam in schema.FAMILIES:
         fields.append((fam.name, Any, field(default_factory=fam.empty)))
     fields.append(("extra", dict, field(default_factory=dict)))   # families added after import
-    ns = {"get": _get, "set": _set, "action_totals": _action_totals, "target_totals": _target_totals,
+    ns = {"get": _get, "set": _set, "verdict_totals": _verdict_totals, "target_totals": _target_totals,
           "leaves": _leaves, "to_dict": _to_dict, "from_leaves": classmethod(_from_leaves),
           "from_dict": classmethod(_from_dict),
           "__doc__": "Counter deltas over one interval [t - dt, t]; t is seconds since the session start. "

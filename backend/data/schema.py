@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 from typing import Any, Iterator
 
-ACTIONS = ("ABORTED", "DROP", "PASS", "TX", "REDIRECT")  # index == XDP action value
+VERDICTS = ("ABORTED", "DROP", "PASS", "TX", "REDIRECT")  # index == XDP action value
 MAX_CPUS = 8192      # CONFIG_NR_CPUS tops out at 8192 (x86 MAXSMP)
 MAX_NAME = 256       # characters of a name in a key (ifnames are 15; driver counter names are short)
 MAX_TARGETS = 64     # redirect targets of one program (its devmap; backend/kernel/programs.py)
@@ -132,11 +132,13 @@ class Family:
 DEVICE = Name("target", raw="device")
 DEVMAP_XMIT, NAPI_POLL, CPUMAP_ENQ = ("xdp:xdp_devmap_xmit",), ("napi:napi_poll",), ("xdp:xdp_cpumap_enqueue",)
 DEVICE_NAME = Name("device", raw="device", none="(no device)")  # a napi without a net_device
-ACTIONS_F = Family("actions", ("actions", Index(MAX_CPUS, "cpu", dense=False), Index(len(ACTIONS), "verdict")),
-                   "verdicts the program returned, per CPU (program counters, or the driver's when watching)",
-                   sparse=None, c_map="xs_counters", c_field="verdict",
-                   # the mask keeps the verifier sure of the index: verdicts round up to a power of two
-                   defines={"XS_VERDICTS": len(ACTIONS), "XS_VERDICT_MASK": (1 << (len(ACTIONS) - 1).bit_length()) - 1})
+# the trace key (and the JSON of samples and summaries) says "actions", as every earlier xdpscope
+# wrote it: older traces and agents stay readable
+VERDICTS_F = Family("verdicts", ("actions", Index(MAX_CPUS, "cpu", dense=False), Index(len(VERDICTS), "verdict")),
+                    "verdicts the program returned, per CPU (program counters, or the driver's when watching)",
+                    sparse=None, c_map="xs_counters", c_field="verdict",
+                    # the mask keeps the verifier sure of the index: verdicts round up to a power of two
+                    defines={"XS_VERDICTS": len(VERDICTS), "XS_VERDICT_MASK": (1 << (len(VERDICTS) - 1).bit_length()) - 1})
 TARGETS = Family("targets", ("targets", Name("target", raw="target"), Index(MAX_CPUS, "cpu", dense=False)),
                  "frames the program redirected to each target, per CPU", sparse=None,
                  c_map="xs_counters", c_field="target", defines={"XS_MAX_TARGETS": MAX_TARGETS})
@@ -159,10 +161,10 @@ REDIRECT_ERRORS = Family("redirect_errors", ("redirect_errors", DEVICE, Name("er
                          c_map="xs_rerr", c_key="dev_errno", defines={"XS_RERR_ENTRIES": 1024},
                          # flushes that failed (xdp_devmap_xmit's err) count there too
                          tracepoints=("xdp:xdp_redirect_err", *DEVMAP_XMIT))
-EXCEPTIONS = Family("exceptions", ("exceptions", Name("verdict", raw="verdict", known=ACTIONS)),
+EXCEPTIONS = Family("exceptions", ("exceptions", Name("verdict", raw="verdict", known=VERDICTS)),
                     "xdp:xdp_exception events, per verdict (INVALID: outside 0..4)",
                     c_map="xs_exc", c_key="index", tracepoints=("xdp:xdp_exception",),
-                    defines={"XS_EXC_SLOTS": len(ACTIONS) + 1, "XS_EXC_INVALID": len(ACTIONS)})
+                    defines={"XS_EXC_SLOTS": len(VERDICTS) + 1, "XS_EXC_INVALID": len(VERDICTS)})
 CPUMAP_BULK = Family("cpumap_bulk", ("cpumap", "bulk", Index(CPU_MAP_BULK_SIZE + 1, "bulk size")),
                      "cpumap enqueue bulks by size (processed, drops included): bins 0..8", agg=HISTOGRAM,
                      sparse=ENTRY, c_map="xs_cpumap", c_slot=0, c_key="slots", tracepoints=CPUMAP_ENQ,
@@ -196,7 +198,7 @@ CPUMAP_KTHREAD = Family("cpumap_kthread", ("cpumap_kthread", Index(MAX_CPUS, "cp
                         "cpumap kthreads per CPU they run on: frames processed, dropped, rounds that "
                         "scheduled out (xdp-monitor's kthread line)", sparse=ENTRY, c_map="xs_kthread",
                         c_field="processed,drops,sched", c_key="cpu", tracepoints=("xdp:xdp_cpumap_kthread",))
-FAMILIES: tuple[Family, ...] = (ACTIONS_F, TARGETS, FLUSH, DEVMAP, OVERSIZE, REDIRECT_ERRORS, EXCEPTIONS,
+FAMILIES: tuple[Family, ...] = (VERDICTS_F, TARGETS, FLUSH, DEVMAP, OVERSIZE, REDIRECT_ERRORS, EXCEPTIONS,
                                 CPUMAP_BULK, CPUMAP_DROPS, NAPI, NAPI_HIST, DRIVER, RUN, USER_MAPS,
                                 CPUMAP_ENQUEUE, CPUMAP_KTHREAD)
 BY_NAME: dict[str, Family] = {f.name: f for f in FAMILIES}

@@ -4,7 +4,7 @@ counts, mean flush size, NAPI work per poll, ns per run. numpy only (no Qt, no b
 A row function is fn(history, storage slice) -> values with one row per sample. Rates are count
 deltas over each sample's measured interval (dt), and a smoothed rate over n samples is their
 frames over their seconds, never a mean of rounded rates. `history` is a
-backend.data.history.History (anything with its columns: t, dt, actions, cpu_actions, flush,
+backend.data.history.History (anything with its columns: t, dt, verdicts, cpu_verdicts, flush,
 flush_by_target, napi, napi_dev, run, targets, driver, start, base).
 """
 from __future__ import annotations
@@ -68,19 +68,19 @@ def per_second(counts: RowFn, n: int = 1) -> RowFn:
 # -- verdicts, CPUs, targets ----------------------------------------------------------------------
 
 def verdict_counts(h: Any, sl: slice) -> np.ndarray:
-    """Rows x 6: frames per verdict (sample.ACTIONS order), then their total."""
-    counts = h.actions[sl]
+    """Rows x 6: frames per verdict (sample.VERDICTS order), then their total."""
+    counts = h.verdicts[sl]
     return np.concatenate([counts, counts.sum(axis=1, keepdims=True)], axis=1)
 
 
 def verdict_rates(h: Any, sl: slice) -> np.ndarray:
-    """Rows x 6: packets/s per verdict (sample.ACTIONS order), then their total."""
+    """Rows x 6: packets/s per verdict (sample.VERDICTS order), then their total."""
     return rate(h, sl, verdict_counts(h, sl))
 
 
 def cpu_counts(h: Any, sl: slice, verdict: int) -> np.ndarray:
-    """Rows x CPUs: frames of one verdict (index into ACTIONS), or of all (-1), per CPU."""
-    per_cpu = h.cpu_actions[sl]  # rows x cpu x verdict
+    """Rows x CPUs: frames of one verdict (index into VERDICTS), or of all (-1), per CPU."""
+    per_cpu = h.cpu_verdicts[sl]  # rows x cpu x verdict
     return per_cpu.sum(axis=2) if verdict < 0 else per_cpu[:, :, verdict]
 
 

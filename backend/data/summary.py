@@ -16,7 +16,7 @@ from backend.data import verdicts as _verdicts
 from backend.data import schema
 from backend.data.block import INT64_MAX, INT64_MIN, Block, Key, nest
 from backend.errors import XdpscopeError
-from backend.data.sample import ACTIONS
+from backend.data.sample import VERDICTS
 from backend.data.trace import TraceReader
 
 
@@ -83,7 +83,7 @@ def summarize_blocks(blocks: Iterable[Block], meta: dict, t_from: float | None =
     path = where
     count, dts = 0, []
     totals: dict[Key, int] = {}  # leaf key -> sum over the window (keys any sample had)
-    peak = dict.fromkeys(ACTIONS, 0.0)
+    peak = dict.fromkeys(VERDICTS, 0.0)
     span: list[float] | None = None
     for b in blocks:  # columns, a chunk at a time: no per-sample Python
         if not len(b):
@@ -97,15 +97,15 @@ def summarize_blocks(blocks: Iterable[Block], meta: dict, t_from: float | None =
         if rate.any():
             for verdict, cols in _verdict_columns(b.keys).items():  # no copy of the whole block
                 per_sample = b.values[:, cols].sum(axis=1, dtype=np.float64)[rate] / b.dt[rate]
-                a = ACTIONS[verdict]
+                a = VERDICTS[verdict]
                 peak[a] = max(peak[a], float(per_sample.max()))
     _check_int64(path, totals)
     sums = nest(totals.items())  # the whole window as one sample's fields
-    per_cpu: list[list[int]] = sums.get("actions", [])
+    per_cpu: list[list[int]] = sums.get(schema.VERDICTS_F.key[0], [])
 
     duration = math.fsum(np.concatenate(dts)) if dts else 0.0  # 0.1 s added 864,000 times drifts with a plain sum
-    per_cpu = [cpu + [0] * (len(ACTIONS) - len(cpu)) for cpu in per_cpu]
-    actions = {a: sum(cpu[i] for cpu in per_cpu) for i, a in enumerate(ACTIONS)}
+    per_cpu = [cpu + [0] * (len(VERDICTS) - len(cpu)) for cpu in per_cpu]
+    verdicts = {a: sum(cpu[i] for cpu in per_cpu) for i, a in enumerate(VERDICTS)}
     targets = {name: sum(v) for name, v in sums.get("targets", {}).items()}
     for name in meta.get("targets") or []:  # a configured target that got nothing still shows, as 0
         targets.setdefault(name, 0)
@@ -126,7 +126,7 @@ def summarize_blocks(blocks: Iterable[Block], meta: dict, t_from: float | None =
     if derived is not None and not any(_driver._matches(counters, p) for pats in
                                        _driver.VERDICT_COUNTERS[drv].values() for p in pats):
         derived = None  # counters, but none the verdicts come from (e.g. only tx_queue_N_xdp_xmit)
-    driver_verdicts = dict(zip(ACTIONS, derived)) if derived is not None else None
+    driver_verdicts = dict(zip(VERDICTS, derived)) if derived is not None else None
     out = {
         "format_version": meta.get("format_version"),
         "iface": meta.get("iface"),
@@ -137,12 +137,12 @@ def summarize_blocks(blocks: Iterable[Block], meta: dict, t_from: float | None =
         "window": [t_from, t_to],
         "duration_s": duration,
         "samples": count,
-        "actions": actions,
+        "actions": verdicts,   # the verdicts, under the name summaries have always given them
         # how the verdicts were counted (backend/data/verdicts.py), and the frames the program ran on:
         # its verdicts, or the kernel's run count where the method cannot tell the verdicts
         "verdict_method": _verdicts.legacy(meta),
-        "verdict_total": _verdicts.total(_verdicts.legacy(meta), actions, run["cnt"]),
-        "per_cpu_actions": [dict(zip(ACTIONS, cpu)) for cpu in per_cpu],
+        "verdict_total": _verdicts.total(_verdicts.legacy(meta), verdicts, run["cnt"]),
+        "per_cpu_actions": [dict(zip(VERDICTS, cpu)) for cpu in per_cpu],
         "redirect_targets": targets,
         "redirect_errors": sums.get("redirect_errors", {}),
         "devmap": sums.get("devmap", {}),
@@ -167,14 +167,14 @@ def summarize_blocks(blocks: Iterable[Block], meta: dict, t_from: float | None =
         # verdicts as the driver's counters tell them (backend.data.driver.verdicts; None when the driver or
         # its counters are unknown), and driver minus program (BPF) count per verdict
         "driver_verdicts": driver_verdicts,
-        "driver_difference": ({a: n - actions[a] for a, n in driver_verdicts.items()}
+        "driver_difference": ({a: n - verdicts[a] for a, n in driver_verdicts.items()}
                               if driver_verdicts is not None else None),
         "run": run,
         # every family's totals by trace key (backend/data/schema.py): a family added to the schema
         # is summed here with no code
         "counters": {f: sums[f] for f in schema.FIELDS if f in sums},
         "rates": {"peak_pps": peak,
-                  "mean_pps": {a: n / duration if duration > 0 else 0.0 for a, n in actions.items()}},
+                  "mean_pps": {a: n / duration if duration > 0 else 0.0 for a, n in verdicts.items()}},
     }
     _check_int64(path, {k: v for k, v in out.items() if k != "meta"})  # sums of totals too (all CPUs ...)
     return _sorted(out)
@@ -185,7 +185,7 @@ def _verdict_columns(keys: list[Key]) -> dict[int, list[int]]:
     out: dict[int, list[int]] = {}
     for j, k in enumerate(keys):
         got = schema.match(k)
-        if got is not None and got[0] is schema.ACTIONS_F:
+        if got is not None and got[0] is schema.VERDICTS_F:
             out.setdefault(got[1][1], []).append(j)
     return out
 

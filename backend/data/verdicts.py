@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 
 from backend.data import driver as _driver
-from backend.data.sample import ACTIONS
+from backend.data.sample import VERDICTS
 
 PROGRAM_COUNTERS = "program counters"
 FEXIT = "fexit"
@@ -76,8 +76,8 @@ def legacy(meta: dict) -> str:
     return PROGRAM_COUNTERS
 
 
-def total(verdict_method: str, actions: dict[str, int], runs: int) -> int:
+def total(verdict_method: str, counts: dict[str, int], runs: int) -> int:
     """The frames the program ran on, as far as xdpscope knows: its verdicts, or the kernel's run
     count where the verdicts are unknown."""
-    counted = sum(actions.get(a, 0) for a in ACTIONS)
+    counted = sum(counts.get(a, 0) for a in VERDICTS)
     return runs if verdict_method.startswith(INEXACT) and runs > counted else counted

@@ -11,7 +11,7 @@ from typing import Callable
 
 from backend.data import driver, verdicts
 from backend.data.decode import decode
-from backend.data.sample import ACTIONS, Sample
+from backend.data.sample import VERDICTS, Sample
 from backend.kernel import bpfsys, driver_stats, probes, user_maps
 from backend.kernel.probes import Probes, Raw
 from backend.kernel.programs import LoadedProgram
@@ -125,13 +125,13 @@ class Collector:
         if self.program is not None and self.program.spec.count:
             per_cpu = self.program.counters()[0]
             for cpu, c in enumerate(per_cpu):
-                for a in range(len(ACTIONS)):
-                    raw[("actions", cpu, a)] = c.verdict[a]
+                for a in range(len(VERDICTS)):
+                    raw[("verdicts", cpu, a)] = c.verdict[a]
                 for slot in range(self.program.counted_slots()):   # a user program's: from the probe
                     raw[("targets", slot, cpu)] = c.target[slot]
         if self.fexit is not None:
             for cpu, row in enumerate(self.fexit.read()):
-                raw.update({("actions", cpu, a): n for a, n in enumerate(row)})
+                raw.update({("verdicts", cpu, a): n for a, n in enumerate(row)})
         if self.probes is not None:
             self.probes.read(raw)
         if self.run_stats and self.prog_fd is not None:
@@ -181,7 +181,7 @@ class Collector:
         driver counts them (one row, not per CPU)."""
         s = decode(delta, _Names(self), t, dt)
         if self.program is None and self.fexit is None:
-            s.actions = verdicts.from_driver(self.verdict_method, self.driver_name, s.driver, s.exceptions)
+            s.verdicts = verdicts.from_driver(self.verdict_method, self.driver_name, s.driver, s.exceptions)
         return s
 
     def settle(self) -> None:

@@ -82,7 +82,7 @@ class Fexit:
     ncpus: int
 
     def read(self) -> list[list[int]]:
-        """Per CPU, per verdict (ACTIONS order): the returns counted so far; an action outside
+        """Per CPU, per verdict (VERDICTS order): the returns counted so far; an action outside
         0..4 is counted as ABORTED, as the kernel treats it."""
         lib = bpfsys.lib()
         per_slot = []

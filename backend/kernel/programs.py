@@ -13,7 +13,7 @@ from backend.kernel.compile import (BPF_DIR, USER_FILE, _logical_lines, build_us
                                     compile_bpf, load_xdp, release)
 from backend.data import schema
 from backend.errors import XdpscopeError
-from backend.data.sample import ACTIONS
+from backend.data.sample import VERDICTS
 
 BUILTINS = {
     "pass": "every frame XDP_PASS",
@@ -105,7 +105,7 @@ def validate(spec: ProgramSpec) -> None:
     if len(spec.targets) > MAX_TARGETS:
         raise XdpscopeError(f"at most {MAX_TARGETS} targets")
     if spec.name == "mix":
-        bad = set(spec.mix) - set(ACTIONS)
+        bad = set(spec.mix) - set(VERDICTS)
         if bad or any(v < 0 for v in spec.mix.values()) or sum(spec.mix.values()) != 100:
             raise XdpscopeError("--mix takes VERDICT=PERCENT pairs of ABORTED, DROP, PASS, TX, REDIRECT "
                                 "summing to 100, e.g. PASS=40,DROP=30,TX=10,REDIRECT=20")
@@ -219,7 +219,7 @@ def cflags_of(spec: ProgramSpec) -> list[str]:
     flags = [*schema.cflags(), f"-DXS_NTARGETS={max(1, len(spec.targets))}",  # sizes: the schema's
              f"-DXS_POLICY={POLICIES[spec.policy]}"]
     if spec.name == "mix":
-        flags += [f"-DXS_MIX_{a}={spec.mix.get(a, 0)}" for a in ACTIONS]
+        flags += [f"-DXS_MIX_{a}={spec.mix.get(a, 0)}" for a in VERDICTS]
     if not spec.count:
         flags.append("-DXS_NO_COUNT")
     return flags

@@ -9,7 +9,7 @@ import pyqtgraph as pg
 from PySide6.QtWidgets import QCheckBox, QComboBox, QLabel, QWidget
 
 from backend.data import verdicts as methods
-from backend.data.sample import ACTIONS
+from backend.data.sample import VERDICTS
 from backend.data.series import cpu_counts, per_second, verdict_counts
 
 from .. import si
@@ -62,7 +62,7 @@ class VerdictPanel(Panel):
         self.cpu_box = QCheckBox("per CPU")
         self.cpu_box.toggled.connect(self.set_per_cpu)
         self.cpu_verdict = QComboBox()
-        self.cpu_verdict.addItems([ALL_VERDICTS, *ACTIONS])
+        self.cpu_verdict.addItems([ALL_VERDICTS, *VERDICTS])
         self.cpu_verdict.currentIndexChanged.connect(lambda _: self.update_state(cpu_verdict=self.cpu_verdict.currentText()))
         self.cpu_verdict.setEnabled(False)
         self.cursor_box = QCheckBox("cursors")
@@ -153,8 +153,8 @@ class VerdictPanel(Panel):
         h = self._view.h
         t = h.t[h.start:h.end]
         i0, i1 = np.searchsorted(t, a, side="right"), np.searchsorted(t, b, side="right")
-        counts = h.actions[h.start + i0:h.start + i1].sum(axis=0)
-        frames = {name: int(round(counts[k])) for k, name in enumerate(ACTIONS)}
+        counts = h.verdicts[h.start + i0:h.start + i1].sum(axis=0)
+        frames = {name: int(round(counts[k])) for k, name in enumerate(VERDICTS)}
         frames["total"] = int(round(counts.sum()))
         dt = b - a
         return {"a": a, "b": b, "dt": dt, "samples": int(i1 - i0), "frames": frames,
@@ -168,7 +168,7 @@ class VerdictPanel(Panel):
         if d is None:
             self.cursor_text.setText("")
             return
-        busy = [k for k in (*ACTIONS, "total") if d["frames"][k]] or ["total"]
+        busy = [k for k in (*VERDICTS, "total") if d["frames"][k]] or ["total"]
         self.cursor_text.setText(
             f"C1 {d['a']:.3f} s  C2 {d['b']:.3f} s  Δt {d['dt']:.3f} s ({d['samples']} samples): "
             + ", ".join(f"{k} {d['frames'][k]:,} frames ({si.si(d['rates'][k], 'pps')})" for k in busy))
@@ -191,21 +191,21 @@ class VerdictPanel(Panel):
         self.show_method(v.meta)
         n = v.smooth
         t, rates = v.series(("verdicts", n), per_second(verdict_counts, n))
-        for a, name in enumerate(ACTIONS):
+        for a, name in enumerate(VERDICTS):
             self.rates.set(name, t, rates[:, a], self.theme.verdicts[name])
         inexact = bool(self.method) and not methods.is_exact(self.method)
         if inexact:  # the verdicts are unknown: the total is what the kernel ran
             self.rates.set(RUNS, *v.series(("runs", n), per_second(run_counts, n)), self.theme.verdicts["total"])
-            self.rates.hide_except({*ACTIONS, RUNS})
+            self.rates.hide_except({*VERDICTS, RUNS})
             runs = self.window_runs(v)
             self.runs_text.setText(f"total: the program ran {runs:,} times in the window (the kernel's run count)"
                                    if v.h.has_run else "total unknown: no run count in this session")
         else:
             self.rates.set("total", t, rates[:, -1], self.theme.verdicts["total"])
-            self.rates.hide_except({*ACTIONS, "total"})
+            self.rates.hide_except({*VERDICTS, "total"})
         self.rates.finish(v)
         if self.cpu is not None:
-            sel = ACTIONS.index(self.st.cpu_verdict) if self.st.cpu_verdict in ACTIONS else -1
+            sel = VERDICTS.index(self.st.cpu_verdict) if self.st.cpu_verdict in VERDICTS else -1
             t, r = v.series(("cpu", sel, n), per_second(lambda h, sl: cpu_counts(h, sl, sel), n))
             names = set()
             for c in range(r.shape[1]):

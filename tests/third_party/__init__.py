@@ -11,7 +11,7 @@ from pathlib import Path
 from backend.kernel import bpfsys
 
 HERE = Path(__file__).resolve().parent
-ACTIONS = ("ABORTED", "DROP", "PASS", "TX", "REDIRECT")
+VERDICTS = ("ABORTED", "DROP", "PASS", "TX", "REDIRECT")
 
 
 def build(out: Path, source: str = "verdicts.c", **defines: int) -> Path:
@@ -83,4 +83,4 @@ def read_percpu(prog_id: int, name: str, keys: int) -> list[list[int]]:
 
 def truth(prog_id: int) -> dict[str, int]:
     """What verdicts.c says it returned, summed over the CPUs."""
-    return {a: sum(per_cpu) for a, per_cpu in zip(ACTIONS, read_percpu(prog_id, "truth", len(ACTIONS)))}
+    return {a: sum(per_cpu) for a, per_cpu in zip(VERDICTS, read_percpu(prog_id, "truth", len(VERDICTS)))}
