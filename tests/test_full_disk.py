@@ -11,20 +11,17 @@ import errno
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import time
-import zlib
 from pathlib import Path
 
-import numpy as np
 import pytest
 
+from tests import trace_by_hand
 from tests.conftest import ROOT, run_cli
 
 pytestmark = pytest.mark.kernel
 
-RECORD = np.dtype([("column", "<u4"), ("value", "<i8")])  # the documented row layout
 
 
 def mount_tmpfs(where: Path, *options: str) -> None:
@@ -54,23 +51,6 @@ def fill(fs: Path) -> None:
     finally:
         os.close(fd)
     assert os.statvfs(fs).f_bavail == 0
-
-
-def decode_by_hand(path: Path) -> tuple[int, dict[tuple, int]]:
-    """(samples, {leaf key: total}) of a trace read with sqlite3 and zlib alone (not xdpscope's reader);
-    a trace left with its -wal file is read with it."""
-    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    try:
-        keys = {i: tuple(json.loads(k)) for i, k in db.execute("SELECT id, key FROM columns")}
-        totals: dict[tuple, int] = {}
-        n = 0
-        for (data,) in db.execute("SELECT data FROM samples"):
-            n += 1
-            for col, value in np.frombuffer(zlib.decompress(data), RECORD).tolist():
-                totals[keys[col]] = totals.get(keys[col], 0) + value
-    finally:
-        db.close()
-    return n, totals
 
 
 def one_line_error(stderr: str) -> str:
@@ -103,7 +83,7 @@ def test_full_disk_ends_the_recording_and_keeps_what_was_committed(lab, record, 
     assert used > 1.5 * 2**20  # it really was the trace that filled the 2 MB
 
     s = rec.summary()  # the trace is readable, as it was left
-    n, by_hand = decode_by_hand(rec.out)
+    n, by_hand = trace_by_hand.totals(rec.out)
     assert n > 0 and s["samples"] == n and f"keeps the {n} samples" in err
     redirected = sum(v for k, v in by_hand.items() if k[0] == "actions" and k[2] == 4)
     assert s["actions"]["REDIRECT"] == redirected > 0
