@@ -414,7 +414,9 @@ class SourcesPanel(QWidget):
         if kind == "cpu":
             items = [(f"CPU {c}", str(c)) for c in range(self.cpus or 0)]
         else:
-            items = [(i.get("name", "?"), i.get("name", "?")) for i in self.interfaces]
+            # the agent refuses to redirect to the interface that carries the default route (the
+            # uplink): it is not offered (backend/kernel/attach.py)
+            items = [(i.get("name", "?"), i.get("name", "?")) for i in self.interfaces if not i.get("default_route")]
         self.targets.blockSignals(True)
         self.targets.clear()
         for text, value in items:
