@@ -10,4 +10,4 @@ run: setup
 	./xdpscope $(ARGS)
 
 test: setup
-	.venv/bin/python -m pytest -ra tests $(PYTEST_ARGS)
+	.venv/bin/python -m pytest -ra --durations=15 tests $(PYTEST_ARGS)
