@@ -105,11 +105,8 @@ def lab2():
 
 
 @pytest.fixture
-def cache(monkeypatch):
+def cache():
     build_cache.enable()
-    if programs.compile_bpf is not build_cache.compile_bpf:   # until the call sites use the cache
-        monkeypatch.setattr(programs, "compile_bpf", build_cache.compile_bpf)
-        monkeypatch.setattr(probes, "compile_bpf", build_cache.compile_bpf)
     try:
         yield build_cache
     finally:

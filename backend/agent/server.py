@@ -412,6 +412,8 @@ def _watch_output(fd: int, agent: Agent) -> None:
 
 def serve(inp: IO, out: IO[str], observer=None) -> int:
     """Serve one client: 0 after stop or the end of stdin, 1 when the client's stdout pipe died."""
+    from backend.kernel import build_cache
+    build_cache.enable()   # many sessions in this process: a program or probes compiled once are rebuilt in ms
     agent = Agent(out, observer)
     threading.Thread(target=_read_requests, args=(inp, agent), daemon=True, name="requests").start()
     try:

@@ -14,7 +14,7 @@ from typing import Callable
 
 from backend.agent import catalog
 from backend.agent.catalog import BadRequest
-from backend.kernel import attach, bpfsys, diagnose, driver_stats, fexit, host, nic, probes, programs
+from backend.kernel import attach, bpfsys, build_cache, diagnose, driver_stats, fexit, host, nic, probes, programs
 from backend.kernel.collector import MAX_HZ, MIN_HZ, Collector, DeviceWatch, Fault
 from backend.data import verdicts
 from backend.errors import XdpscopeError
@@ -220,11 +220,18 @@ class Session:
 
     def _attach(self, iface: nic.Interface, targets: list[nic.Interface]) -> dict:
         cfg = self.cfg
-        self._loaded = loaded = programs.load(cfg.program, nic.ifindex_of)
-        # a user program's fan-out only the per-packet xdp_redirect probe can tell (it names no slot)
-        fanout_tp = cfg.trace_redirects or loaded.counted_slots() < len(cfg.program.targets)
-        self._probes = prb = probes.load(iface.ifindex, fanout_tp, cpumap_id=loaded.cpumap_id(),
-                                         targets=[t.ifindex for t in targets], all_devices=cfg.all_devices)
+        where = dict(targets=[t.ifindex for t in targets], all_devices=cfg.all_devices)
+        if cfg.program.name not in ("user", "cpumap"):   # probes independent of the program's build:
+            with build_cache.prefetch(programs.source_of(cfg.program), programs.cflags_of(cfg.program),
+                                      f"program '{cfg.program.name}'"):   # it compiles in a child meanwhile
+                self._probes = probes.load(iface.ifindex, cfg.trace_redirects, cpumap_id=0, **where)
+                self._loaded = programs.load(cfg.program, nic.ifindex_of)
+        else:
+            self._loaded = programs.load(cfg.program, nic.ifindex_of)
+            # a user program's fan-out only the per-packet xdp_redirect probe can tell (it names no slot)
+            fanout_tp = cfg.trace_redirects or self._loaded.counted_slots() < len(cfg.program.targets)
+            self._probes = probes.load(iface.ifindex, fanout_tp, cpumap_id=self._loaded.cpumap_id(), **where)
+        loaded, prb = self._loaded, self._probes
         prepared = self._prepare_targets(targets) if cfg.prepare_targets else []
         self._attachment = attach.attach(loaded.fd, iface, cfg.mode)
         self.collector = Collector(loaded, prb, cfg.run_time, iface.name, iface.driver)

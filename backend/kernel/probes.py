@@ -14,8 +14,8 @@ import numpy as np
 
 from backend.data import schema
 from backend.errors import XdpscopeError
-from backend.kernel import bpfsys, btf, host, nic
-from backend.kernel.compile import BPF_DIR, compile_bpf, release
+from backend.kernel import bpfsys, btf, build_cache, host, nic
+from backend.kernel.compile import BPF_DIR, release
 
 # tracepoint -> (macro, on by default)
 TRACEPOINTS = {
@@ -317,7 +317,7 @@ def load(ifindex: int, trace_redirects: bool = False, cpumap_id: int | None = No
         flags += [f"-D{k}=0" for k in ("XS_OFF_NETDEV_IFINDEX", "XS_OFF_NETDEV_NET", "XS_OFF_NET_INUM",
                                        "XS_OFF_NAPI_DEV")]
     text = "#include <uapi/linux/bpf.h>\n" + SOURCE.read_text()
-    bpf = compile_bpf(text, flags, "probes")  # its RAW_TRACEPOINT_PROBEs are attached by compile_bpf
+    bpf = build_cache.compile_bpf(text, flags, "probes")  # its RAW_TRACEPOINT_PROBEs are attached by compile_bpf
     probes = Probes(bpf, available, wanted, all_devices=all_devices, note=note)
     try:
         probes.set_devices(nic.session_devices(ifindex, list(targets or [])))

@@ -8,9 +8,9 @@ import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from backend.kernel import bpfsys, user_maps
+from backend.kernel import bpfsys, build_cache, user_maps
 from backend.kernel.compile import (BPF_DIR, USER_FILE, _logical_lines, build_user, check_cflags, check_user_source,
-                                    compile_bpf, load_xdp, release)
+                                    load_xdp, release)
 from backend.data import schema
 from backend.errors import XdpscopeError
 from backend.data.sample import VERDICTS
@@ -234,7 +234,7 @@ def load(spec: ProgramSpec, ifindex_of) -> LoadedProgram:
         bpf, fd = build_user(source_of(spec), [*cflags_of(spec), *spec.cflags], spec.source_name, spec.source)
     else:
         what = f"program '{spec.name}'"
-        bpf = compile_bpf(source_of(spec), cflags_of(spec), what)
+        bpf = build_cache.compile_bpf(source_of(spec), cflags_of(spec), what)
         fd = -1
     loaded = LoadedProgram(spec, bpf, fd, {})
     try:
