@@ -17,6 +17,7 @@ import pytest
 from backend.errors import XdpscopeError
 from backend.data.sample import Sample
 from backend.data.trace import FORMAT_VERSION, TraceReader, TraceWriter
+from tests import trace_by_hand
 
 pytestmark = pytest.mark.unit
 
@@ -108,16 +109,6 @@ def test_row_layout_version_2(tmp_path: Path) -> None:
     assert "'iface'" in error_of(path)
 
 
-def _varint(data: bytes, at: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        b = data[at]
-        value |= (b & 0x7F) << shift
-        at, shift = at + 1, shift + 7
-        if b < 0x80:
-            return (value >> 1) ^ -(value & 1), at   # zigzag
-
-
 def test_row_layout_version_3(tmp_path: Path) -> None:
     """The compact layout, decoded by hand in plain Python: a colset names the row's columns, the
     data holds a two-level bitmap of the nonzero ones and their zigzag varints; dt in microseconds."""
@@ -129,21 +120,8 @@ def test_row_layout_version_3(tmp_path: Path) -> None:
     (seq, t, dt, colset, data), _ = db.execute("SELECT seq, t, dt, colset, data FROM samples ORDER BY seq").fetchall()
     assert (seq, t, dt, colset) == (1, 0.1, 100_000, 0) and len(colsets) == 2
     cols = colsets[colset]
-    nbytes = (len(cols) + 7) // 8
-    level, at = data[:(nbytes + 7) // 8], (nbytes + 7) // 8
-    bitmap = []
-    for i in range(nbytes):
-        if level[i // 8] >> (i % 8) & 1:
-            bitmap.append(data[at])
-            at += 1
-        else:
-            bitmap.append(0)
-    leaves = {}
-    for i, c in enumerate(cols):
-        if bitmap[i // 8] >> (i % 8) & 1:
-            leaves[keys[c]], at = _varint(data, at)
-        else:
-            leaves[keys[c]] = 0
+    values, at = trace_by_hand.row_values(data, len(cols))
+    leaves = {keys[c]: v for c, v in zip(cols, values)}
     assert at == len(data) and leaves == LEAVES_1 and list(leaves) == list(LEAVES_1)  # in the Sample's order
     assert len(data) == 1 + 1 + 2  # 31 columns: 4 bitmap bytes of which 1 has bits; values 1 and 2
     with TraceReader(path) as r:
@@ -161,7 +139,7 @@ def test_compact_values_round_trip(values: list[int]) -> None:
     at = len(level) + kept
     got = []
     while at < len(data):
-        v, at = _varint(data, at)
+        v, at = trace_by_hand.varint(data, at)
         got.append(v)
     assert got == [v for v in values if v]
 
