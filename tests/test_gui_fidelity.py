@@ -25,25 +25,25 @@ from gui.plots.flush import ALL_TARGETS, SESSION_TARGETS
 from gui.plots.napi import ALL_DEVICES, SESSION_DEVICES
 from gui.plots.verdicts import RUNS
 from tests import third_party, wire
-from tests.conftest import ROOT, run_cli
+from tests.conftest import run_cli
 from tests.test_namespaces import foreign, send_foreign  # noqa: F401  (a fixture)
 from tests.test_user_programs import _frame, _send, shipped
+from tests.test_gui_live import win  # noqa: F401  (a fixture: the main window on the real agent)
 from tests.test_watch_truth import _program, tp_lab  # noqa: F401  (a fixture)
 
 HZ = 20
 
 
-@pytest.fixture
-def win(qtbot, tmp_path):
-    w = MainWindow(settings=QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat),
-                   agent_commands=[[str(ROOT / "xdpscope"), "agent", "--stdio"]])
+def replayed(qtbot, tmp_path, trace) -> MainWindow:
+    """A main window replaying the whole trace, shown at its end."""
+    w = MainWindow(settings=QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat))
     qtbot.addWidget(w)
-    w.window_box.setValue(3600)  # the whole session is in the window
+    w.window_box.setValue(3600)
     w.show()
-    yield w
-    if w.session is not None and w.session.client.running:
-        w.session.client.stop()
-        w.session.client.proc.waitForFinished(10_000)
+    assert w.open_trace(trace), w.last_error
+    w.replay.to_end()
+    w.frame(force=True)
+    return w
 
 
 def ethtool(ifname: str) -> dict[str, int]:
@@ -209,13 +209,7 @@ def test_user_maps_of_bccs_xdp_drop_count_replayed(qtbot, record, lab, tmp_path)
     assert rec.stop() == 0
     s = json.loads(run_cli("summary", str(rec.out), "--json").stdout)
     assert s["user_maps"] == {"dropcnt": sent}
-    w = MainWindow(settings=QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat), )
-    qtbot.addWidget(w)
-    w.window_box.setValue(3600)
-    w.show()
-    assert w.open_trace(rec.out), w.last_error
-    w.replay.to_end()
-    w.frame(force=True)
+    w = replayed(qtbot, tmp_path, rec.out)
     p = w.user_maps
     assert p.window_totals == s["user_maps"]
     qtbot.waitUntil(lambda: w.user_maps.shown(), timeout=2_000)  # the maps' tab came to the front
@@ -239,13 +233,7 @@ def test_cpumap_fanout_per_cpu_and_kthreads_replayed(qtbot, record, lab, tmp_pat
     assert rec.stop() == 0
     s = summarize(rec.out)
     enq, kt = s["counters"]["cpumap_enqueue"], s["counters"]["cpumap_kthread"]
-    w = MainWindow(settings=QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat), )
-    qtbot.addWidget(w)
-    w.window_box.setValue(3600)
-    w.show()
-    assert w.open_trace(rec.out), w.last_error
-    w.replay.to_end()
-    w.frame(force=True)
+    w = replayed(qtbot, tmp_path, rec.out)
     f = w.fanout
     want = {c: d for c, d in enumerate(enq) if d and any(d.values())}
     assert f.cpu_totals == {c: {k: d.get(k, 0) for k in ("processed", "drops", "bulks")} for c, d in want.items()}
@@ -336,13 +324,7 @@ def test_long_traces_window_totals_equal_summary(qtbot, tmp_path):
             tw.write(Sample(t=i / 100, dt=0.01, run={"cnt": i % 11, "ns": 40 * (i % 11)}, user_maps=maps,
                             cpumap_enqueue=enq, cpumap_kthread=kt))
     s = summarize(path)
-    w = MainWindow(settings=QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat))
-    qtbot.addWidget(w)
-    w.window_box.setValue(3600)
-    w.show()
-    assert w.open_trace(path), w.last_error
-    w.replay.to_end()
-    w.frame(force=True)
+    w = replayed(qtbot, tmp_path, path)
     assert len(w.replay.model.history) == n
     assert w.user_maps.window_totals == s["user_maps"]
     f = w.fanout

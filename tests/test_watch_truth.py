@@ -91,10 +91,9 @@ def _program(lab, tmp_path, mode: str) -> int:
     return third_party.attach(lab.ingress, obj, mode)
 
 
-@pytest.mark.kernel
-def test_watch_equals_the_programs_own_truth(record, tp_lab, tmp_path):
-    lab, n = tp_lab, 4000
-    prog_id = _program(lab, tmp_path, "xdpdrv")
+def _watched(record, lab, tmp_path, mode: str, n: int) -> tuple[dict, dict]:
+    """(summary of a --watch recording, the program's own truth) after n frames through the peer."""
+    prog_id = _program(lab, tmp_path, mode)
     try:
         rec = record("--iface", lab.ingress, "--watch", "--hz", "20")
         wire.send(lab, n)
@@ -102,10 +101,16 @@ def test_watch_equals_the_programs_own_truth(record, tp_lab, tmp_path):
         assert rec.stop() == 0
         truth = third_party.truth(prog_id)
     finally:
-        third_party.detach(lab.ingress)
+        third_party.detach(lab.ingress, mode)
     assert sum(truth.values()) == n                  # it saw every frame we sent
+    return rec.summary(), truth
+
+
+@pytest.mark.kernel
+def test_watch_equals_the_programs_own_truth(record, tp_lab, tmp_path):
+    lab, n = tp_lab, 4000
+    s, truth = _watched(record, lab, tmp_path, "xdpdrv", n)
     assert truth == {"ABORTED": n // 10, "DROP": n // 10, "PASS": n // 5, "TX": n // 10, "REDIRECT": n // 2}
-    s = rec.summary()
     release = verdicts.release_of(platform.release())
     # where the kernel lets BPF trace the program (not this host) fexit is chosen; the driver's
     # semantics are checked on the recorded counters either way
@@ -127,17 +132,7 @@ def test_watch_equals_the_programs_own_truth(record, tp_lab, tmp_path):
 @pytest.mark.kernel
 def test_generic_watch_is_inexact_and_its_total_is_the_run_count(record, tp_lab, tmp_path):
     lab, n = tp_lab, 2000
-    prog_id = _program(lab, tmp_path, "xdpgeneric")
-    try:
-        rec = record("--iface", lab.ingress, "--watch", "--hz", "20")
-        wire.send(lab, n)
-        time.sleep(0.3)
-        assert rec.stop() == 0
-        truth = third_party.truth(prog_id)
-    finally:
-        third_party.detach(lab.ingress, "xdpgeneric")
-    assert sum(truth.values()) == n
-    s = rec.summary()
+    s, truth = _watched(record, lab, tmp_path, "xdpgeneric", n)
     assert s["verdict_method"].startswith("inexact: generic XDP")
     assert s["actions"] == dict.fromkeys(VERDICTS, 0)   # unknown, not guessed
     assert s["run"]["cnt"] == n and s["verdict_total"] == n
