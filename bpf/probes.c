@@ -201,10 +201,9 @@ RAW_TRACEPOINT_PROBE(xdp_devmap_xmit)
 }
 #endif
 
-#ifdef XS_TP_XDP_REDIRECT_ERR
-/* A redirect that failed before reaching a bulk queue (bad slot, device cannot take XDP, ...).
- * args: dev, xdp, tgt, err, map_type, map_id, index. */
-RAW_TRACEPOINT_PROBE(xdp_redirect_err)
+/* The target of an xdp_redirect / xdp_redirect_err event, if the session's ingress redirected
+ * (0: another device's). args: dev, xdp, tgt, err, map_type, map_id, index. */
+static __always_inline int xs_ingress_redirect(struct bpf_raw_tracepoint_args *ctx, struct xs_dev *to)
 {
     u32 gen = xs_gen_now();
     if (!xs_is_ingress((void *)ctx->args[0], gen))
@@ -212,8 +211,19 @@ RAW_TRACEPOINT_PROBE(xdp_redirect_err)
     struct xs_ptr_val *from = xs_netdev((void *)ctx->args[0], gen);
     if (!from)
         return 0;
-    struct xs_dev to = xs_redirect_target(from->dev, (void *)ctx->args[2], (u32)ctx->args[4],
-                                          (u32)ctx->args[5], (u32)ctx->args[6]);
+    *to = xs_redirect_target(from->dev, (void *)ctx->args[2], (u32)ctx->args[4],
+                             (u32)ctx->args[5], (u32)ctx->args[6]);
+    return 1;
+}
+
+#ifdef XS_TP_XDP_REDIRECT_ERR
+/* A redirect that failed before reaching a bulk queue (bad slot, device cannot take XDP, ...).
+ * args: dev, xdp, tgt, err, map_type, map_id, index. */
+RAW_TRACEPOINT_PROBE(xdp_redirect_err)
+{
+    struct xs_dev to;
+    if (!xs_ingress_redirect(ctx, &to))
+        return 0;
     xs_add_err(to, (int)ctx->args[3], 1);
     return 0;
 }
@@ -320,14 +330,9 @@ RAW_TRACEPOINT_PROBE(napi_poll)
  * args: dev, xdp, tgt, err, map_type, map_id, index. */
 RAW_TRACEPOINT_PROBE(xdp_redirect)
 {
-    u32 gen = xs_gen_now();
-    if (!xs_is_ingress((void *)ctx->args[0], gen))
+    struct xs_dev to;
+    if (!xs_ingress_redirect(ctx, &to))
         return 0;
-    struct xs_ptr_val *from = xs_netdev((void *)ctx->args[0], gen);
-    if (!from)
-        return 0;
-    struct xs_dev to = xs_redirect_target(from->dev, (void *)ctx->args[2], (u32)ctx->args[4],
-                                          (u32)ctx->args[5], (u32)ctx->args[6]);
     u64 zero = 0, *v = xs_redir.lookup_or_try_init(&to, &zero);
     if (v)
         (*v)++;
