@@ -34,6 +34,17 @@ def _kernel_tests_need_root(request):
         pytest.fail("kernel tests need root: run `make test` as root")
 
 
+@pytest.fixture(autouse=True)
+def _no_stranded_frames(request):
+    """A test that sends frames through the driver with XDP_TX leaves them in the ingress peer's ring
+    (veth does not schedule a GRO-only peer's NAPI after XDP_TX; backend/labs/veth.py drop_stranded):
+    the next test's first flush to the ingress would find the ring full and drop a batch."""
+    yield
+    if "lab" in request.fixturenames:
+        from backend.labs import veth
+        veth.drop_stranded(request.getfixturevalue("lab"))
+
+
 def run_cli(*args: str, check: bool = True, timeout: float = 120, **kw) -> subprocess.CompletedProcess:
     """Run ./xdpscope ARGS and return the finished process (stdout/stderr as text)."""
     p = subprocess.run([*XDPSCOPE, *args], capture_output=True, text=True, timeout=timeout, **kw)

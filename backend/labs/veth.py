@@ -192,6 +192,18 @@ def _build(lab: Lab) -> None:
             ipr.link("set", index=ipr.link_lookup(ifname=root)[0], state="up")
 
 
+def drop_stranded(lab: Lab) -> None:
+    """Free the frames an XDP_TX on the ingress left in its peer's ring. veth hands XDP_TX frames to
+    the peer's ring but schedules the peer's NAPI only when the peer has an XDP program; a GRO-only
+    peer leaves them there (measured: 256 frames, the ring's size, still there seconds later; the
+    rest counted as xdp_tx_errors) until the next ndo_xdp_xmit with a flush finds the ring full,
+    drops its frames and kicks the NAPI. GRO off and on again frees the ring (veth deletes the
+    peer's NAPI and its ring) so the next session starts from an empty one."""
+    with inside(lab.netns), Ethtool() as et:
+        et.set_offload_flag(lab.ingress_peer, "generic-receive-offload", 0)
+        et.set_offload_flag(lab.ingress_peer, "generic-receive-offload", 1)
+
+
 def command(action: str, prefix: str = "xs", targets: int = 3) -> dict | None:
     """`lab up|down|status` for the command line and the agent alike: the answer as JSON data."""
     _check(prefix)
