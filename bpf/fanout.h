@@ -1,13 +1,21 @@
-/* Target choice for devmap/cpumap redirects: XS_POLICY 0 = round-robin, 1 = flow hash, 2 = by CPU.
- * XS_NTARGETS is the number of populated slots (0..XS_NTARGETS-1). */
-#ifndef XS_NTARGETS
-#define XS_NTARGETS 1
-#endif
-#ifndef XS_POLICY
-#define XS_POLICY 0
-#endif
-
+/* Target choice for devmap/cpumap redirects, from the session's configuration (xs_conf, filled by
+ * the loader before attach: backend/kernel/programs.py _fill_maps), so one build serves every
+ * target count, policy and mix. policy 0 = round-robin, 1 = flow hash, 2 = by CPU; ntargets is
+ * the number of populated slots (0..ntargets-1); mix: percent per verdict (mix.c). */
+struct xs_conf {
+    u32 ntargets;
+    u32 policy;
+    u32 mix[XS_VERDICTS];
+};
+BPF_ARRAY(xs_conf, struct xs_conf, 1);
 BPF_PERCPU_ARRAY(xs_rr, u32, 1);
+
+/* The session's configuration; NULL only if the map were gone (it has one entry). */
+static __always_inline struct xs_conf *xs_config(void)
+{
+    u32 key = 0;
+    return xs_conf.lookup(&key);
+}
 
 /* Hash of the IPv4/IPv6 5-tuple (ports for TCP/UDP); frames without one hash to 0. */
 static __always_inline u32 xs_flow_hash(struct xdp_md *ctx)
@@ -51,19 +59,20 @@ static __always_inline u32 xs_flow_hash(struct xdp_md *ctx)
     return h;
 }
 
-static __always_inline u32 xs_pick(struct xdp_md *ctx)
+static __always_inline u32 xs_pick(struct xdp_md *ctx, const struct xs_conf *conf)
 {
-#if XS_POLICY == 1
-    return xs_flow_hash(ctx) % XS_NTARGETS;
-#elif XS_POLICY == 2
-    return bpf_get_smp_processor_id() % XS_NTARGETS;
-#else
+    u32 n = conf->ntargets;
+    if (n == 0 || n > XS_MAX_TARGETS)   /* never a division by zero, never past the map */
+        n = 1;
+    if (conf->policy == 1)
+        return xs_flow_hash(ctx) % n;
+    if (conf->policy == 2)
+        return bpf_get_smp_processor_id() % n;
     u32 key = 0;
     u32 *next = xs_rr.lookup(&key);
     if (!next)
         return 0;
     u32 s = *next;
-    *next = s + 1 >= XS_NTARGETS ? 0 : s + 1;
+    *next = s + 1 >= n ? 0 : s + 1;
     return s;
-#endif
 }

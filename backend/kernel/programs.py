@@ -32,6 +32,7 @@ _FN_DEF = re.compile(r"\b([A-Za-z_]\w*)\s*\(([^(){};]*)\)\s*\{")
 _CTX_PARAM = re.compile(r"\s*(?:const\s+)?struct\s+([A-Za-z_]\w*)\s*\*\s*(?:const\s+)?(?:[A-Za-z_]\w*)?\s*")
 _WRAPPER_NAMES = ("xdp_main", "xs_prog")   # the entry point and its callee (bpf/entry.h, _wrap_user)
 DEVMAP_TYPES = {14: "devmap", 25: "devmap_hash"}   # enum bpf_map_type
+FANOUT = ("redirect", "cpumap", "mix")              # the programs with bpf/fanout.h's xs_conf
 
 
 @dataclass
@@ -216,13 +217,10 @@ def _wrap_user(text: str, func: str) -> str:
 
 
 def cflags_of(spec: ProgramSpec) -> list[str]:
-    flags = [*schema.cflags(), f"-DXS_NTARGETS={max(1, len(spec.targets))}",  # sizes: the schema's
-             f"-DXS_POLICY={POLICIES[spec.policy]}"]
-    if spec.name == "mix":
-        flags += [f"-DXS_MIX_{a}={spec.mix.get(a, 0)}" for a in VERDICTS]
-    if not spec.count:
-        flags.append("-DXS_NO_COUNT")
-    return flags
+    """The -D flags: sizes from the schema only. The session's own choices (target count, policy,
+    mix) are run-time values in the program's xs_conf map (_fill_conf), so one build of each
+    built-in program serves every session."""
+    return [*schema.cflags(), *([] if spec.count else ["-DXS_NO_COUNT"])]
 
 
 def load(spec: ProgramSpec, ifindex_of) -> LoadedProgram:
@@ -251,6 +249,8 @@ def load(spec: ProgramSpec, ifindex_of) -> LoadedProgram:
 
 def _fill_maps(bpf, spec: ProgramSpec, ifindex_of) -> dict[str, int]:
     u32 = ctypes.c_uint32
+    if spec.name in FANOUT:
+        _fill_conf(bpf[b"xs_conf"], spec)
     if spec.name == "cpumap":
         # The program's slot is the CPU id, so targets must be CPUs 0..n-1.
         if spec.targets != [str(i) for i in range(len(spec.targets))]:
@@ -274,6 +274,16 @@ def _fill_maps(bpf, spec: ProgramSpec, ifindex_of) -> dict[str, int]:
                 raise XdpscopeError(f"devmap: {name} cannot be a redirect target: {e}") from None
         return resolved
     return {}
+
+
+def _fill_conf(table, spec: ProgramSpec) -> None:
+    """bpf/fanout.h's struct xs_conf: what -D flags once said, now read by the program per frame."""
+    conf = table.Leaf()
+    conf.ntargets = max(1, len(spec.targets))      # the program never divides by zero
+    conf.policy = POLICIES[spec.policy]
+    for i, verdict in enumerate(VERDICTS):         # index = the XDP verdict's value
+        conf.mix[i] = spec.mix.get(verdict, 0) if spec.name == "mix" else 0
+    table[table.Key(0)] = conf
 
 
 def _fill_user_devmap(bpf, spec: ProgramSpec, ifindex_of) -> dict[str, int]:
