@@ -66,3 +66,12 @@ def test_inject_batches_ignore_malformed_markers():
 
 def test_rate_text():
     assert rate_text(71923.3) == "71,923" and rate_text(12.54) == "12.5" and rate_text(float("nan")) == "–"
+
+
+def test_tx_failures_quote_the_drivers_counters():
+    s = summary()
+    s["driver"], s["driver_counters"] = "veth", {"rx_queue_0_xdp_tx": 256, "rx_queue_0_xdp_tx_errors": 144}
+    text = [f for f in findings(s) if f.startswith("TX failures")]
+    assert len(text) == 1 and text[0].startswith("TX failures: veth could not send 144 of the 400 XDP_TX frames of in")
+    s["driver"] = "virtio_net"                          # no tx_errors role: nothing to say
+    assert not [f for f in findings(s) if f.startswith("TX failures")]

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import math
 
+from backend.data import driver
+
 HIGH_RATE_PPS = 50_000       # "high rate" for the flush-size finding: mean REDIRECT + TX pps
 LOW_FLUSH_MEAN = 8.0         # "far below 16": less than half a bulk queue per flush
 
@@ -58,6 +60,9 @@ def findings(s: dict) -> list[str]:
         if verdict != "ABORTED" and n:
             out.append(f"Exceptions: {n:,} xdp_exception events for {verdict}: the kernel could not carry out "
                        "the verdict and dropped the frames.")
+    tx_failed = tx_failures(s)
+    if tx_failed:
+        out.append(tx_failed)
     cpumap_drops = s["cpumap"].get("drops") if isinstance(s["cpumap"].get("drops"), int) else 0
     if cpumap_drops:
         out.append(f"cpumap drops: {cpumap_drops:,} frames could not be queued to the target CPUs.")
@@ -67,6 +72,22 @@ def findings(s: dict) -> list[str]:
     if not out:
         out.append("No redirect errors, target drops, exceptions or ABORTED verdicts in this window.")
     return out
+
+
+def tx_failures(s: dict) -> str | None:
+    """XDP_TX frames the driver counted as not sent (veth: its xdp_tx_errors)."""
+    roles = driver.roles(s.get("driver") or "", s.get("driver_counters") or {})
+    if not roles or not roles["tx_errors"]:
+        return None
+    failed, total = roles["tx_errors"], roles["tx"] + roles["tx_errors"]
+    iface = (s.get("meta") or {}).get("iface") or s.get("iface") or "the interface"
+    text = (f"TX failures: {s['driver']} could not send {failed:,} of the {total:,} XDP_TX frames of {iface} "
+            "(its xdp_tx_errors).")
+    if s["driver"] == "veth":
+        text += (" veth hands XDP_TX frames to its peer's receive ring (256 frames) and drops what does not fit; "
+                 "it schedules the peer's NAPI after an XDP_TX only if the peer has an XDP program of its own, so "
+                 "with GRO alone the ring is not emptied until something else polls the peer.")
+    return text
 
 
 def inject_batches(meta: dict) -> list[int]:
