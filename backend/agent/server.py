@@ -412,8 +412,9 @@ def _watch_output(fd: int, agent: Agent) -> None:
 
 def serve(inp: IO, out: IO[str], observer=None) -> int:
     """Serve one client: 0 after stop or the end of stdin, 1 when the client's stdout pipe died."""
-    from backend.kernel import build_cache
+    from backend.kernel import build_cache, programs
     build_cache.enable()   # many sessions in this process: a program or probes compiled once are rebuilt in ms
+    programs.prewarm()     # forked children compile the built-in programs and their probes meanwhile
     agent = Agent(out, observer)
     threading.Thread(target=_read_requests, args=(inp, agent), daemon=True, name="requests").start()
     try:

@@ -16,6 +16,10 @@ take turns (_compile_lock), and `prefetch` compiles in a forked child, which sen
 Only our own C goes through here (compile.compile_bpf); a client's program (compile.build_user) is
 compiled in its sandbox every time. Output is kept once `enable()` was called (the agent does); a
 prefetch is used once either way (`record` compiles its program in a child while its probes compile).
+At its start the agent `prewarm`s: forked children compile every built-in program and the probes
+they load, so its first Attach of any of them finds the output. Every process also stores the
+output on disk (backend/kernel/build_store.py, root's 0700 directory) and looks there before
+compiling: a fresh `record` or agent pays clang only after a change of source, kernel or bcc.
 """
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ import atexit
 import contextlib
 import copy
 import ctypes
+import functools
 import hashlib
 import json
 import os
@@ -38,7 +43,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
 from backend.errors import XdpscopeError
-from backend.kernel import bpfsys, compile as bcompile, host
+from backend.kernel import bpfsys, build_store, compile as bcompile, host
 
 Key = tuple[str, tuple[str, ...], str]       # (sha256 of the text, cflags, kernel release)
 
@@ -131,12 +136,20 @@ class _Child:
         return value
 
 
-MAX_BUILDS = 32     # kept outputs, least recently used dropped (a cpumap session's probes name its map id)
+MAX_BUILDS = 32     # kept outputs, least recently used dropped
+WAIT_S = 30         # longest wait for a prewarming child's output before compiling here
 _builds: OrderedDict[Key, Build] = OrderedDict()
 _prefetched: dict[Key, _Child] = {}
-_lock = threading.Lock()               # the two dicts
+_pending: set[Key] = set()             # keys a prewarming child is making
+_lock = threading.Lock()               # the dicts and _pending
+_cond = threading.Condition(_lock)     # a prewarming child's output arrived
 _compile_lock = threading.Lock()       # bcc compiles in this process, one at a time
 _enabled = False
+_sink: Callable[[tuple], None] | None = None   # set in a prewarming child: where its outputs go
+
+
+class _Captured(Exception):
+    """A prewarming child's compile_bpf stops here: its output went to the parent, nothing is loaded."""
 
 
 def enable(on: bool = True) -> None:
@@ -162,11 +175,12 @@ def uses(text: str, cflags: list[str]) -> int:
 def prefetch(text: str, cflags: list[str], what: str) -> Iterator[None]:
     """Compile this source in a child process while the block runs; a compile_bpf of the same
     source inside the block takes the child's output (a session prefetches its program, then
-    compiles its probes here). A child whose output nobody took is stopped at the end of the block."""
+    compiles its probes here). A child whose output nobody took is stopped at the end of the block.
+    Nothing is forked when the output is kept, on its way from a prewarm, or on disk."""
     key = key_of(text, cflags)
     with _lock:
-        start = key not in _builds and key not in _prefetched
-    child = _Child(text, cflags, what) if start else None
+        start = key not in _builds and key not in _prefetched and key not in _pending
+    child = _Child(text, cflags, what) if start and _disk_get(key) is None else None
     if child is not None:
         with _lock:
             _prefetched[key] = child
@@ -181,50 +195,215 @@ def prefetch(text: str, cflags: list[str], what: str) -> Iterator[None]:
 
 
 def compile_bpf(text: str, cflags: list[str], what: str):
-    """compile.compile_bpf, from kept or prefetched output when there is some."""
+    """compile.compile_bpf, from kept, prewarmed, prefetched or stored (disk) output when there is some."""
     key = key_of(text, cflags)
-    with _lock:
-        build = _builds.get(key)
-        if build is not None:
-            _builds.move_to_end(key)
-        child = _prefetched.pop(key, None) if build is None else None
-    if build is None and child is not None:
-        build = child.result()
-        if build is not None and _enabled:
-            _keep(key, build)
+    if _sink is not None:
+        _warm_one(key, text, cflags, what)
+    build = _find(key)
     if build is not None:
         return _instantiate(build)
     with _compile_lock:
         bpf = bcompile.compile_bpf(text, cflags, what)
-    if _enabled:
-        try:
-            build = _capture(bpf)
-        except BaseException:
-            bcompile.release(bpf)
-            raise
-        if build is not None:
-            _keep(key, build)
+    try:
+        build = _capture(bpf)
+    except BaseException:
+        bcompile.release(bpf)
+        raise
+    if build is not None:
+        _store(key, build)
     return bpf
+
+
+def _find(key: Key) -> Build | None:
+    """Output for key: kept; else a prewarming child's (waited for); a prefetching child's; on disk."""
+    with _cond:
+        deadline = time.monotonic() + WAIT_S
+        while key in _pending and key not in _builds and deadline > time.monotonic():
+            _cond.wait(deadline - time.monotonic())
+        build = _builds.get(key)
+        if build is not None:
+            _builds.move_to_end(key)
+            return build
+        child = _prefetched.pop(key, None)
+    if child is not None:
+        build = child.result()         # raises the child's compile error
+        if build is not None:
+            _store(key, build)
+            return build
+    build = _disk_get(key)
+    if build is not None and _enabled:
+        _keep(key, build)
+    return build
 
 
 def _keep(key: Key, build: Build) -> None:
     with _lock:
-        _builds[key] = build
-        while len(_builds) > MAX_BUILDS:
-            _builds.popitem(last=False)
+        _keep_locked(key, build)
 
 
-def warm(build: Callable[[], object]) -> threading.Thread:
-    """Run build() (e.g. probes.load) in the background, keeping its compiler output, and close
-    what it made: the first session then finds it. Failures are left to that session to report."""
-    def run() -> None:
-        try:
-            build().close()
-        except Exception:              # noqa: BLE001
-            pass
-    t = threading.Thread(target=run, name="warm build", daemon=True)
-    t.start()
-    return t
+def _keep_locked(key: Key, build: Build) -> None:
+    _builds[key] = build
+    while len(_builds) > MAX_BUILDS:
+        _builds.popitem(last=False)
+
+
+def _store(key: Key, build: Build) -> None:
+    """Fresh compiler output: kept in memory (the agent) and on disk (every process, when safe)."""
+    if _enabled:
+        _keep(key, build)
+    build_store.put(_disk_key(key), _to_json(build))
+
+
+# --- prewarm: compile in children at agent start ---------------------------------------------------
+def prewarm(jobs: list[tuple[Key | None, Callable[[], object]]], workers: int = 2) -> list[int]:
+    """Run the jobs (each compiles our own C through compile_bpf: a program, probes.load) in
+    `workers` forked children, not here: bcc is not thread-safe, and requests must not wait. Each
+    output is kept here as it arrives; a compile_bpf of a key a child announced (or that stands
+    beside its job) waits for it instead of compiling again. A child stops at the compile: it loads
+    and attaches nothing, and dies with the agent (PDEATHSIG). Returns the children's pids."""
+    if not _enabled or not jobs or os.geteuid() != 0:
+        return []
+    pids = []
+    for group in (jobs[i::workers] for i in range(min(workers, len(jobs)))):
+        keys = {k for k, _ in group if k is not None}
+        with _lock:
+            _pending.update(keys)
+        r, w = os.pipe()
+        with _compile_lock:            # no compile of ours is inside bcc while we fork
+            pid = os.fork()
+        if pid == 0:
+            _warm_child(r, w, [job for _, job in group])
+        os.close(w)
+        threading.Thread(target=_warm_reader, args=(pid, r, keys), name="prewarm", daemon=True).start()
+        pids.append(pid)
+    return pids
+
+
+def _warm_child(r: int, w: int, jobs: list[Callable[[], object]]) -> None:
+    global _sink, _lock, _cond, _compile_lock
+    _lock, _compile_lock = threading.Lock(), threading.Lock()   # as forked, another thread may hold them
+    _cond = threading.Condition(_lock)
+    code = 0
+    try:
+        os.close(r)
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL, 0, 0, 0)     # PR_SET_PDEATHSIG: gone with the agent
+        out = os.fdopen(w, "wb")
+
+        def send(msg: tuple) -> None:
+            data = pickle.dumps(msg)
+            out.write(struct.pack("<I", len(data)) + data)
+            out.flush()
+        _sink = send
+        for job in jobs:
+            try:
+                job()
+            except _Captured:
+                pass
+            except BaseException:      # noqa: BLE001 - a session that needs it will say why
+                pass
+        out.close()
+    except BaseException:              # noqa: BLE001
+        code = 1
+    finally:
+        os._exit(code)
+
+
+def _warm_one(key: Key, text: str, cflags: list[str], what: str) -> None:
+    """In a prewarming child: announce key, make its output (disk or clang), send it, stop."""
+    _sink(("key", key))
+    build = None
+    try:
+        build = _disk_get(key)
+        if build is None:
+            with _compile_lock:
+                bpf = bcompile.compile_bpf(text, cflags, what)
+            try:
+                build = _capture(bpf)
+            finally:
+                bcompile.release(bpf)
+            if build is not None:
+                build_store.put(_disk_key(key), _to_json(build))
+    finally:
+        _sink(("build", key, build))   # None: the parent stops waiting and compiles itself
+    raise _Captured
+
+
+def _warm_reader(pid: int, fd: int, keys: set[Key]) -> None:
+    """Here: a prewarming child's outputs into the kept ones, as they arrive."""
+    try:
+        with os.fdopen(fd, "rb") as f:
+            while len(head := f.read(4)) == 4:
+                kind, key, *rest = pickle.loads(f.read(struct.unpack("<I", head)[0]))
+                with _cond:
+                    if kind == "key":
+                        keys.add(key)
+                        _pending.add(key)
+                        continue
+                    if rest[0] is not None and _enabled and key not in _builds:
+                        _keep_locked(key, rest[0])
+                    _pending.discard(key)
+                    _cond.notify_all()
+    except Exception:                  # noqa: BLE001 - a dead child: its keys are compiled on demand
+        pass
+    finally:
+        with _cond:
+            _pending.difference_update(keys)
+            _cond.notify_all()
+        os.waitpid(pid, 0)
+
+
+# --- on disk (backend/kernel/build_store.py) -----------------------------------------------------
+@functools.lru_cache(maxsize=1)
+def _toolchain() -> tuple[str, str]:
+    """What else decides the compiler's output: bcc's version and the kernel headers it uses."""
+    bcc = host.import_bcc()
+    headers = host.find_headers()
+    return getattr(bcc, "__version__", "?"), headers.path if headers else ""
+
+
+def _disk_key(key: Key) -> list:
+    return [key[0], list(key[1]), key[2], *_toolchain()]
+
+
+def _disk_get(key: Key) -> Build | None:
+    """Stored output for key, None when there is none or it is not sound (then it is compiled)."""
+    try:
+        body = build_store.get(_disk_key(key))
+        return None if body is None else _from_json(body)
+    except Exception:                  # noqa: BLE001 - anything odd about an entry: compile instead
+        return None
+
+
+def _to_json(build: Build) -> dict:
+    return {"license": build.license.hex(),
+            "funcs": [[name.decode(), code.hex()] for name, code in build.funcs.items()],
+            "maps": [{**d.__dict__, "name": d.name.decode()} for d in build.maps]}
+
+
+def _from_json(body: dict) -> Build:
+    """A Build from its stored form, checked as _capture checks a compile's: plain-state maps only,
+    only functions we load, every map reference to one of its own maps. Raises on anything else."""
+    funcs = {}
+    for name, code in body["funcs"]:
+        name, code = name.encode(), bytes.fromhex(code)
+        if not name.isascii() or not name.replace(b"_", b"a").isalnum() or len(code) % 8 or not code:
+            raise ValueError("function")
+        if name.decode().startswith(bcompile.AUTOLOAD_PREFIXES) and not name.startswith(ATTACHED):
+            raise ValueError("function")
+        funcs[name] = code
+    maps = []
+    for d in body["maps"]:
+        m = MapDef(d["name"].encode(), *(int(d[f]) for f in ("ttype", "key_size", "value_size", "max_entries",
+                                                               "flags", "old_fd")), str(d["key_desc"]),
+                   str(d["leaf_desc"]))
+        if m.ttype not in MAP_CLASSES or not m.name:
+            raise ValueError("map")
+        maps.append(m)
+    if any(fd not in {m.old_fd for m in maps} for code in funcs.values() for _, fd in _map_refs(code)):
+        raise ValueError("map reference")
+    build = Build(bytes.fromhex(body["license"]), funcs, maps)
+    build.tables = {m.name: _template(m) for m in maps}   # bad type descriptions fail here, not in a session
+    return build
 
 
 release = bcompile.release

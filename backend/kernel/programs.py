@@ -307,3 +307,19 @@ def _fill_user_devmap(bpf, spec: ProgramSpec, ifindex_of) -> dict[str, int]:
         except Exception as e:
             raise XdpscopeError(f"--devmap {spec.devmap}: {name} cannot be a redirect target: {e}") from None
     return resolved
+
+
+def prewarm() -> list[int]:
+    """Compile every built-in program and the probes their sessions load into the build cache, in
+    children, once at agent start (build_cache.prewarm): the first Attach of any of them, with any
+    targets, policy or mix, then builds from kept output. The most used first."""
+    from backend.kernel import probes   # the agent's import, not every command's
+
+    def program(spec: ProgramSpec):
+        return lambda: build_cache.compile_bpf(source_of(spec), cflags_of(spec), f"program '{spec.name}'")
+    specs = [ProgramSpec(name=n) for n in ("redirect", "mix", "cpumap", "tx", "drop", "pass")]
+    jobs = [(build_cache.key_of(source_of(s), cflags_of(s)), program(s)) for s in specs]
+    # the probes of a session without and with a cpumap (its id never matters: the child stops at the compile)
+    jobs[1:1] = [(None, lambda: probes.load(1, cpumap_id=0))]
+    jobs[4:4] = [(None, lambda: probes.load(1, cpumap_id=1))]
+    return build_cache.prewarm(jobs)
