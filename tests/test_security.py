@@ -132,6 +132,20 @@ def held(pid: int) -> dict:
     return out
 
 
+def no_children(pid: int, timeout: float = REPLY_TIMEOUT) -> None:
+    """Wait until the process has no child processes (reaped: not even zombies)."""
+    def children() -> bool:
+        try:
+            return any(Path(f"/proc/{pid}/task/{t}/children").read_text().strip()
+                       for t in os.listdir(f"/proc/{pid}/task"))
+        except FileNotFoundError:   # a thread ended while we looked
+            return True
+    deadline = time.monotonic() + timeout
+    while children():
+        assert time.monotonic() < deadline, f"agent {pid} still has children"
+        time.sleep(0.05)
+
+
 def xdp_prog_on(ifname: str) -> int:
     """The XDP program id on an interface, from netlink (0: none)."""
     with IPRoute() as ip:
@@ -176,6 +190,7 @@ class Agent:
         threading.Thread(target=self._pump, args=(self.p.stderr, self.stderr.append, False), daemon=True).start()
         self.ready = self.read()
         assert self.ready["event"] == "ready"
+        no_children(self.p.pid)   # its prewarm (build_cache.prewarm) is over: fds are compared from now on
 
     @staticmethod
     def _pump(stream, put, mark_end: bool) -> None:
