@@ -21,7 +21,8 @@ not 0. The kernel layer may leave out counters still at 0: their delta is 0 eith
 from __future__ import annotations
 
 import errno
-from typing import Any, Hashable, Mapping
+from dataclasses import dataclass
+from typing import Any, Hashable, Iterable, Mapping
 
 from backend.data import schema
 from backend.data.sample import Sample
@@ -33,18 +34,43 @@ Names = Mapping[Hashable, str]   # DevId -> device name, target slot -> target n
 
 def decode(raw_delta: RawDelta, names: Names, t: float, dt: float) -> Sample:
     """The Sample of these deltas over [t - dt, t] (t rounded to microseconds, as traces keep it)."""
+    return decode_parsed(((parse(key, names), n) for key, n in raw_delta.items()), t, dt)
+
+
+@dataclass(frozen=True)
+class Parsed:
+    """What decode makes of one raw key: its family, the parts as the Sample holds them, and the
+    entry its leaf belongs to (ENTRY sparseness keeps or leaves out an entry whole)."""
+    name: str              # the family
+    sparse: str | None     # the family's sparseness (an alias's own)
+    aliased: bool          # named by RAW_ALIASES (another source of the family's counters)
+    parts: tuple
+    group: tuple           # (aliased, family, sparse, entry): the leaves decode keeps or drops together
+
+
+def parse(key: tuple, names: Names) -> Parsed:
+    """One raw key as decode reads it (names resolved now); ValueError for a key the schema does
+    not know. A collector may keep these per key: decode_parsed() takes them."""
+    fam, sparse = _family(key)
+    aliased = key[0] != fam.name   # an alias may leave out trailing positions (a CPU)
+    if not (len(key) - 1 == len(fam.positions) or aliased and 0 < len(key) - 1 < len(fam.positions)):
+        raise ValueError(f"raw key {key!r}: {len(fam.positions)} parts expected ({fam.name})")
+    parts = tuple(_part(p, pos, names, key) for p, pos in zip(key[1:], fam.positions))
+    entry = parts[:1] if sparse == ENTRY and len(fam.positions) > 1 else ()
+    return Parsed(fam.name, sparse, aliased, parts, (aliased, fam.name, sparse, entry))
+
+
+def decode_parsed(items: Iterable[tuple[Parsed, int]], t: float, dt: float) -> Sample:
+    """decode() of keys already parsed, in the raw read's order."""
     s = Sample(t=round(t, 6), dt=round(dt, 6))
-    entries: dict[tuple, list[tuple[tuple, int]]] = {}   # (family, sparse, entry) -> leaves
-    for key, n in raw_delta.items():
-        fam, sparse = _family(key)
-        aliased = key[0] != fam.name   # an alias may leave out trailing positions (a CPU)
-        if not (len(key) - 1 == len(fam.positions) or aliased and 0 < len(key) - 1 < len(fam.positions)):
-            raise ValueError(f"raw key {key!r}: {len(fam.positions)} parts expected ({fam.name})")
-        parts = tuple(_part(p, pos, names, key) for p, pos in zip(key[1:], fam.positions))
-        if sparse == LEAF and not n:
+    entries: dict[tuple, list[tuple[tuple, int]]] = {}   # (aliased, family, sparse, entry) -> leaves
+    for p, n in items:
+        if p.sparse == LEAF and not n:
             continue
-        entry = parts[:1] if sparse == ENTRY and len(fam.positions) > 1 else ()
-        entries.setdefault((aliased, fam.name, sparse, entry), []).append((parts, n))
+        leaves = entries.get(p.group)
+        if leaves is None:
+            leaves = entries[p.group] = []
+        leaves.append((p.parts, n))
     touched = {}
     for (aliased, name, sparse, _), leaves in sorted(entries.items(), key=lambda e: e[0][0]):
         if sparse == ENTRY and not any(n for _, n in leaves):

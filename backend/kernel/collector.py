@@ -3,14 +3,20 @@ keyed as backend/data/schema.py says) and turns the deltas of two reads into a S
 pure backend/data/decode.py. dt is measured with the monotonic clock at each read (never assumed)."""
 from __future__ import annotations
 
+import ctypes
+import gc
+import os
 import socket
 import threading
 import time
 from dataclasses import asdict, dataclass
 from typing import Callable
 
-from backend.data import driver, verdicts
-from backend.data.decode import decode
+import numpy as np
+
+from backend.data import driver, schema, verdicts
+from backend.data.decode import Parsed, decode, decode_parsed, parse
+from backend.data.rawvec import RawVector
 from backend.data.sample import VERDICTS, Sample
 from backend.kernel import bpfsys, driver_stats, probes, user_maps
 from backend.kernel.probes import Probes, Raw
@@ -21,6 +27,7 @@ WATCH_PERIOD = 0.5   # s between checks that the session's interfaces still exis
 SETTLE_ROUNDS = 8    # grace periods the last read waits at most for the counters to hold still
 SETTLE_FALLBACK_S = 0.02   # without membarrier: a pause instead of a grace period
 SETTLE_MAX_S = 1.0   # and at most this long for frames queued to cpumap kthreads
+RT_PRIORITY = 10     # SCHED_FIFO priority of the sampling thread (when the kernel lets us)
 
 
 @dataclass
@@ -112,12 +119,43 @@ class Collector:
         self.prog_fd = program.fd if program is not None else prog_fd
         self.start = time.monotonic()
         self._last_t = self.start
-        self._last: Raw = {}
         # what raw keys name: DevId -> device name (probes.names resolves them in their
         # namespace), target slot -> target name
         self.names: dict = self.probes.names.names if self.probes is not None else {}
         if program is not None:
             self.names.update({slot: self.target_name(slot) for slot in range(len(program.spec.targets))})
+        # the sampling path: every counter in one vector (backend/data/rawvec.py), buffers made once
+        self._vec = RawVector(_Names(self))
+        self._counters = self._counters_reader() if program is not None and program.spec.count else None
+        self._info = bpfsys.ProgInfo()
+        self._run_slots = self._vec.slots([("run", "cnt"), ("run", "ns")]) if run_stats and self.prog_fd is not None else None
+        if self._run_slots is not None:
+            self._vec.layout("run", self._run_slots)
+        self._driver_names: tuple | None = None
+        self._driver_slots = np.zeros(0, np.intp)
+        self._user_last: dict[tuple, int] = {}       # a user program's maps: Python ints (signed, any size)
+        self._user_parsed: dict[tuple, Parsed] = {}
+        self._probes_vec = probes is not None and probes.vector_ok()
+
+    def _counters_reader(self) -> tuple:
+        """The program's per-CPU counters (struct xs_counters) read in one syscall into a buffer,
+        and which u64 of it each raw key is, in read_raw's order."""
+        table = self.program.counters()
+        leaf = getattr(table, "sLeaf", table.Leaf)
+        reader = bpfsys.BatchReader(table.get_fd(), ctypes.sizeof(table.Key), ctypes.sizeof(leaf), 1, True)
+        ncpu = bpfsys.possible_cpus()
+        words = reader.stride // ncpu // 8
+        v0 = getattr(leaf, schema.VERDICTS_F.c_field).offset // 8
+        t0 = getattr(leaf, schema.TARGETS.c_field).offset // 8
+        keys, gather = [], []
+        for cpu in range(ncpu):
+            keys += [("verdicts", cpu, a) for a in range(len(VERDICTS))]
+            gather += [cpu * words + v0 + a for a in range(len(VERDICTS))]
+            keys += [("targets", slot, cpu) for slot in range(self.program.counted_slots())]
+            gather += [cpu * words + t0 + slot for slot in range(self.program.counted_slots())]
+        slots = self._vec.slots(keys)
+        self._vec.layout("counters", slots)
+        return reader, np.frombuffer(reader.values, np.uint64), np.array(gather, np.intp), slots
 
     def read_raw(self) -> Raw:
         """Every counter, cumulative, keyed as backend/data/schema.py says: (family, *parts) -> int."""
@@ -145,20 +183,69 @@ class Collector:
                 raw[("driver", name)] = value
         return raw
 
+    def _read_vector(self) -> list[tuple[Parsed, int]]:
+        """read_raw() into the vector (cur); returns the user maps' deltas (Python ints, parsed)."""
+        vec = self._vec
+        if self._counters is not None:
+            reader, buf, gather, slots = self._counters
+            reader.read()
+            vec.cur[slots] = buf[gather]
+        if self.fexit is not None:
+            vec.put("fexit", {("verdicts", cpu, a): n for cpu, row in enumerate(self.fexit.read())
+                              for a, n in enumerate(row)})
+        if self.probes is not None:
+            if self._probes_vec:
+                self.probes.read_into(vec)
+            else:   # a probe family that keeps zeros: read() decides which are there
+                raw: Raw = {}
+                self.probes.read(raw)
+                vec.put("probes", raw)
+        if self._run_slots is not None:
+            info = bpfsys.prog_info(self.prog_fd, self._info)
+            vec.cur[self._run_slots] = (info.run_cnt, info.run_time_ns)
+        if self.iface:
+            names, values = driver_stats.read_vector(self.iface)
+            if names is not self._driver_names:
+                self._driver_names = names
+                self._driver_slots = vec.slots([("driver", n) for n in names])
+                vec.layout("driver", self._driver_slots)
+            vec.cur[self._driver_slots] = values
+        if self.program is None or not self.program.maps:
+            return []
+        raw = user_maps.read_all(self.program.maps)
+        last, parsed = self._user_last, self._user_parsed
+        out = []
+        for k, v in raw.items():
+            p = parsed.get(k)
+            if p is None:
+                p = parsed[k] = parse(k, _Names(self))
+            out.append((p, v - last.get(k, 0)))
+        self._user_last = raw
+        return out
+
     def baseline(self) -> None:
         """First read: everything before it belongs to nobody's interval."""
-        self._last = self.read_raw()
+        self._read_vector()
+        self._vec.commit()
         self._last_t = time.monotonic()
         self.start = self._last_t
 
     def sample(self) -> Sample:
-        raw = self.read_raw()
+        """The deltas since the last read: the vector's non-zero counters (and those decode keeps
+        at 0) decoded, as decode() of the deltas of two read_raw() dicts gives them."""
+        return self._decoded(self._read_vector())
+
+    def _decoded(self, user: list[tuple[Parsed, int]]) -> Sample:
+        """The Sample of the read just made (the vector's delta, and the user maps')."""
         now = time.monotonic()
-        last = self._last
-        delta = {k: v - last.get(k, 0) for k, v in raw.items()}
         dt = now - self._last_t
-        self._last, self._last_t = raw, now
-        return self.to_sample(delta, now - self.start, dt)
+        self._last_t = now
+        items = self._vec.delta()
+        items += user
+        s = decode_parsed(items, now - self.start, dt)
+        if self.program is None and self.fexit is None:
+            s.verdicts = verdicts.from_driver(self.verdict_method, self.driver_name, s.driver, s.exceptions)
+        return s
 
     verdict_method = verdicts.PROGRAM_COUNTERS   # the session sets it when watching (backend/data/verdicts.py)
     fexit = None    # watching with fexit (backend/kernel/fexit.py): the watched program's returns per CPU
@@ -207,19 +294,45 @@ class Collector:
         cannot go on); deadlines on the monotonic clock so rates don't drift. The last sample is
         read after before_last() (the session detaches its program there) and settle()."""
         period = 1.0 / hz
-        deadline = time.monotonic() + period
-        next_watch = time.monotonic() + WATCH_PERIOD
-        while not stop.wait(max(0.0, deadline - time.monotonic())):
-            emit(self.sample())
-            now = time.monotonic()
-            if watch is not None and now >= next_watch:
-                next_watch = now + WATCH_PERIOD
-                if watch(now - self.start):
-                    return  # the last sample above already closed the interval
-            deadline += period
-            if deadline < time.monotonic():  # fell behind (suspend, load): don't burst to catch up
-                deadline = time.monotonic() + period
+        with _on_time():
+            deadline = time.monotonic() + period
+            next_watch = time.monotonic() + WATCH_PERIOD
+            while not stop.wait(max(0.0, deadline - time.monotonic())):
+                emit(self.sample())
+                now = time.monotonic()
+                if watch is not None and now >= next_watch:
+                    next_watch = now + WATCH_PERIOD
+                    if watch(now - self.start):
+                        return  # the last sample above already closed the interval
+                deadline += period
+                if deadline < time.monotonic():  # fell behind (suspend, load): don't burst to catch up
+                    deadline = time.monotonic() + period
         if before_last is not None:
             before_last()
         self.settle()
         emit(self.sample())  # the last partial interval, so totals are complete
+
+
+class _on_time:
+    """While sampling: this thread at a real-time priority (SCHED_FIFO: a busy machine does not
+    make samples late; refused without CAP_SYS_NICE: then as before), and the objects made so far
+    frozen out of the garbage collector (a full collection of bcc's and numpy's objects took tens
+    of ms in the middle of an interval). Both undone at the end."""
+
+    def __enter__(self) -> "_on_time":
+        self.tid = threading.get_native_id()
+        try:
+            self.policy = os.sched_getscheduler(self.tid), os.sched_getparam(self.tid)
+            os.sched_setscheduler(self.tid, os.SCHED_FIFO, os.sched_param(RT_PRIORITY))
+        except (OSError, AttributeError):
+            self.policy = None
+        gc.freeze()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        gc.unfreeze()
+        if self.policy is not None:
+            try:
+                os.sched_setscheduler(self.tid, self.policy[0], self.policy[1])
+            except OSError:
+                pass

@@ -14,6 +14,9 @@ import socket
 import threading
 from dataclasses import dataclass
 
+import numpy as np
+
+_SIOCETHTOOL, _GSTATS = 0x8946, 0x1d   # linux/sockios.h, linux/ethtool.h (as pyroute2 has them)
 HEADROOM = 256   # u64 slots past the known count: GSTATS writes as many as the driver has *now*
 SIOCGIFINDEX = 0x8933
 
@@ -39,6 +42,10 @@ class _Device:
     gstats: object              # ETHTOOL_GSTATS request, count + HEADROOM slots
     ifreq: bytearray = None     # SIOCGIFINDEX request: the name's ifindex now, on the same socket
     refetches: int = 0          # how often the names were fetched (tests check the caching)
+    names_t: tuple = ()         # `names` as a tuple: the same object until the names are fetched again
+    positions: np.ndarray = None   # `index` as an array ...
+    data: np.ndarray = None     # ... into GSTATS' array seen as u64
+    values: np.ndarray = None   # the interesting counters of the last read, in `names` order
 
     def ifindex_now(self) -> int:
         fcntl.ioctl(self.eth.sock, SIOCGIFINDEX, self.ifreq)     # OSError (ENODEV) when gone
@@ -61,23 +68,27 @@ class _Device:
         self.count = len(names)
         self.gstats = generate_EthtoolGStats(self.count + HEADROOM)()
         self.refetches += 1
+        self.names_t = tuple(self.names)
+        self.positions = np.array(self.index, np.intp)
+        self.data = np.frombuffer(self.gstats.data, dtype=np.uint64)
+        self.values = np.zeros(len(self.index), np.uint64)
 
-    def read(self) -> dict[str, int] | None:
-        """The interesting counters; None when the count moved between the two ioctls."""
-        from pyroute2.ethtool.ioctl import ETHTOOL_GSTATS
+    def read(self) -> bool:
+        """The interesting counters into `values`; False when the count moved between the two ioctls."""
         count = self.driver_count()
         if count != self.count:
             self.fetch_names(count)
         if not self.count:
-            return {}
+            self.values = self.values[:0]
+            return True
         g = self.gstats
-        g.cmd, g.size = ETHTOOL_GSTATS, 0
-        self.eth.ifreq.gstats = ctypes.cast(ctypes.byref(g), ctypes.c_void_p)
-        self.eth.ioctl()
+        g.cmd, g.size = _GSTATS, 0
+        self.eth.ifreq.gstats = ctypes.addressof(g)
+        fcntl.ioctl(self.eth.sock, _SIOCETHTOOL, self.eth.ifreq)
         if g.size != self.count:      # the driver says it changed under us: fetch the names again
-            return None
-        data = g.data
-        return {n: data[i] for n, i in zip(self.names, self.index)}
+            return False
+        np.take(self.data, self.positions, out=self.values)
+        return True
 
 
 def _open(ifname: str, ifindex: int) -> _Device:
@@ -99,6 +110,16 @@ def _forget(ifname: str) -> None:
 
 def read_stats(ifname: str) -> dict[str, int]:
     """XDP-related ethtool statistics of an interface ({} when the driver has none or it is gone)."""
+    names, values = read_vector(ifname)
+    return dict(zip(names, values.tolist()))
+
+
+_EMPTY: tuple[tuple, np.ndarray] = ((), np.zeros(0, np.uint64))
+
+
+def read_vector(ifname: str) -> tuple[tuple[str, ...], np.ndarray]:
+    """read_stats() as (names, values): names is the same tuple from read to read until the
+    driver's string set changes; values is a copy."""
     from pyroute2.ethtool.ioctl import EthtoolError   # here: summaries and reports need no pyroute2
     with _lock:
         dev = _cache.get(ifname)
@@ -106,7 +127,7 @@ def read_stats(ifname: str) -> dict[str, int]:
             ifindex = dev.ifindex_now() if dev is not None else socket.if_nametoindex(ifname)
         except OSError:
             _forget(ifname)
-            return {}
+            return _EMPTY
         if dev is not None and dev.ifindex != ifindex:    # another device under the same name
             _forget(ifname)
             dev = None
@@ -114,14 +135,13 @@ def read_stats(ifname: str) -> dict[str, int]:
             if dev is None:
                 dev = _cache[ifname] = _open(ifname, ifindex)
             for _ in range(3):
-                stats = dev.read()
-                if stats is not None:
-                    return stats
+                if dev.read():
+                    return (dev.names_t, dev.values.copy()) if dev.count else _EMPTY
                 dev.count = -1                           # fetch the names on the next try
-            return {}
+            return _EMPTY
         except (OSError, ValueError, EthtoolError):     # gone (ENODEV) or no GSTATS (EOPNOTSUPP)
             _forget(ifname)
-            return {}
+            return _EMPTY
 
 
 def refetches(ifname: str) -> int:

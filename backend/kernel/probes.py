@@ -9,6 +9,7 @@ from __future__ import annotations
 import ctypes
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -94,6 +95,15 @@ class _Map:
         n = self.reader.read()
         return self.keys[:n], self.values[:n]
 
+    def key_bytes(self, n: int) -> bytes:
+        """The first n keys as bytes (the map's entries are the same ones in the same order as at
+        another read iff these are equal)."""
+        return self._kview[:n * self.keys.itemsize].tobytes()
+
+    @cached_property
+    def _kview(self) -> memoryview:
+        return memoryview(self.reader.keys).cast("B")
+
 
 Written = list[tuple[int, tuple]]   # (word of the value, raw key or the key's tail)
 Leaves = tuple[str, Written, Written, list[int]]
@@ -108,6 +118,11 @@ class _Reader:
     kind: str                 # KEYS
     leaves: list[Leaves]
     entries: dict = field(default_factory=dict)   # key parts -> [(words or None, always, bins)]
+    # the vector read (read_into): the keys it was laid out for, the slots of what it reads, and
+    # where each slot's count is in the map's values summed over CPUs (rows x words, flattened)
+    vkeys: bytes | None = None
+    vslots: np.ndarray | None = None
+    vgather: np.ndarray | None = None
 
     def entry(self, parts: tuple) -> list[tuple[list[int] | None, Written, Written]]:
         """The raw keys of one entry, per family; words: check them for an array's unused entry."""
@@ -232,6 +247,71 @@ class Probes:
                     for w, k in bins:
                         if row[w]:
                             raw[k] = row[w]
+
+    @staticmethod
+    def vector_ok() -> bool:
+        """read_into() gives decode what read() does: no probe family keeps zeros (sparse None),
+        whose presence read() decides by leaving out zero bins and array entries."""
+        for f in (*schema.FAMILIES, *schema.ALIAS_SOURCES):
+            sparse = schema.RAW_ALIASES[f.name][1] if f.name in schema.RAW_ALIASES else f.sparse
+            if f.c_key is not None and sparse is None:
+                return False
+        return True
+
+    def read_into(self, vec) -> None:
+        """read() into a RawVector (backend/data/rawvec.py): each map's counts summed over CPUs in
+        one numpy operation and written to its slots in one more. The slots of a map are laid out
+        again only when its keys differ from the last read's (a new device, an errno)."""
+        if time.monotonic() - self._gen_t >= GENERATION_S:
+            self.new_generation()
+        if self._plan_of is not schema.FAMILIES:
+            self._plan()
+        cur = vec.cur
+        for r in self._readers:
+            m = r.map
+            n = m.reader.read()
+            kb = m.key_bytes(n)
+            if kb != r.vkeys:
+                self._layout(r, vec, n)
+                r.vkeys = kb
+            vals = m.values[:n]
+            kind = r.kind
+            if kind == "cpu":
+                rows = vals[0]
+            elif kind == "slots":
+                rows = vals.sum(axis=(1, 2))
+            else:
+                rows = vals.sum(axis=1)
+            cur[r.vslots] = rows.ravel()[r.vgather]
+
+    def _layout(self, r: "_Reader", vec, n: int) -> None:
+        """The slots of a map's counters for the keys it holds now, in read()'s order."""
+        keys, vals = r.map.keys[:n], r.map.values[:n]
+        kind = r.kind
+        if kind == "cpu":
+            parts, width = list(range(vals.shape[1])), vals.shape[2]
+        elif kind == "slots":
+            parts, width = [()], n
+        else:
+            width = vals.shape[2]
+            if kind == "index":
+                parts = keys.tolist()
+            elif kind == "dev":
+                parts = self._devs(keys)
+            else:   # dev_errno
+                parts = list(zip(self._devs(keys), keys["err"].tolist()))
+        gather, raw_keys = [], []
+        for row, part in enumerate(parts):
+            entry = r.entries.get(part)
+            if entry is None:
+                entry = r.entries[part] = r.entry(part if kind in ("dev_errno", "slots") else (part,))
+            for _, always, bins in entry:
+                for w, k in (*always, *bins):
+                    gather.append(row * width + w)
+                    raw_keys.append(k)
+        r.vslots = vec.slots(raw_keys)
+        r.vgather = np.array(gather, np.intp)
+        vec.layout(f"probes:{r.map.reader.fd}", r.vslots)
 
     def _plan(self) -> None:
         """What to read from which map: the schema's families grouped by their probe map."""

@@ -1,0 +1,152 @@
+"""The collector's vector path (backend/data/rawvec.py, Collector.sample) gives exactly the Sample
+that decode() gives from the deltas of two read_raw() dicts: the same values, the same dict order,
+the same JSON. Unit tests on recorded-style raw reads (keys that appear, leave, come back, zeros
+the probes leave out), and kernel tests on real sessions reading the same kernel counts both ways."""
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+
+from backend.data.decode import decode
+from backend.data.rawvec import RawVector
+from tests import wire
+
+T0, T1, NX = (0, 11), (0, 12), (4026532000, 3)
+NAMES = {T0: "xs-t0", T1: "xs-t1", NX: "veth0@blue", 0: "xs-t0", 1: "xs-t1", (0, 0): "(no device)"}
+
+
+def text(s) -> str:
+    return json.dumps(s.to_dict(), separators=(",", ":"))
+
+
+def old_path(last: dict, raw: dict, t: float, dt: float):
+    return decode({k: v - last.get(k, 0) for k, v in raw.items()}, NAMES, t, dt)
+
+
+def reads(rng: random.Random, n: int):
+    """n cumulative reads of two sources as a collector's would be: fixed verdicts and targets,
+    probe entries that appear (hash order changes), zero bins left out, a driver counter that
+    leaves and comes back, LEAF and ENTRY families."""
+    counts: dict = {}
+    devs: list = []
+    for i in range(n):
+        def grow(key, p=0.5, most=5):
+            if rng.random() < p:
+                counts[key] = counts.get(key, 0) + rng.randint(0, most)
+            return counts.get(key, 0)
+        fixed = {}
+        for cpu in range(2):
+            fixed.update({("verdicts", cpu, a): grow(("verdicts", cpu, a)) for a in range(5)})
+            fixed.update({("targets", s, cpu): grow(("targets", s, cpu), 0.3) for s in range(2)})
+        probes = {}
+        if i % 10 == 0:                    # a device appears, hash order changes: now and then
+            devs = [T0, T1, NX][:1 + min(i // 10, 2)]
+            rng.shuffle(devs)
+        for d in devs:
+            for b in range(17):
+                v = grow(("flush", d, b), 0.1)
+                if v or b % 3 == 0:           # the probes leave zero bins out; a dict source may not
+                    probes[("flush", d, b)] = v
+            probes[("devmap", d, "sent")] = grow(("devmap", d, "sent"), 0.3)
+            probes[("devmap", d, "drops")] = grow(("devmap", d, "drops"), 0.1)
+            probes[("napi", d, "polls")] = grow(("napi", d, "polls"), 0.3)
+            probes[("napi", d, "work")] = grow(("napi", d, "work"), 0.3)
+            probes[("redirect_tp", d)] = grow(("redirect_tp", d), 0.3)
+        if i % 20 != 2:
+            probes[("redirect_errors", T1, -6)] = grow(("redirect_errors", T1, -6), 0.5)
+        for cpu in range(2):
+            for m in ("processed", "drops", "bulks"):
+                probes[("cpumap_enqueue", cpu, m)] = grow(("cpumap_enqueue", cpu, m), 0.2)
+        driver = {("driver", "rx_xdp_packets"): grow(("driver", "rx_xdp_packets"))}
+        if i % 5 != 3:                     # counters the driver stops listing, then lists again
+            driver[("driver", "rx_queue_1_xdp_packets")] = grow(("driver", "rx_queue_1_xdp_packets"))
+        if i % 7 not in (2, 3):
+            driver[("driver", "rx_queue_2_xdp_packets")] = grow(("driver", "rx_queue_2_xdp_packets"))
+        driver[("run", "cnt")] = grow(("run", "cnt"))
+        yield fixed, probes, driver
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("seed", range(20))
+def test_vector_delta_decodes_as_the_dict_path(seed: int) -> None:
+    rng = random.Random(seed)
+    vec = RawVector(NAMES, size=4)     # small: the vector grows as keys appear
+    last: dict = {}
+    for i, (fixed, probes, driver) in enumerate(reads(rng, 40)):
+        raw = {**fixed, **probes, **driver}
+        for name, part in (("fixed", fixed), ("probes", probes), ("driver", driver)):
+            vec.put(name, part)
+        if i == 0:
+            vec.commit()
+        else:
+            got = vec.sample(1.0 + i / 100, 0.01)
+            want = old_path(last, raw, 1.0 + i / 100, 0.01)
+            assert got == want, i
+            assert text(got) == text(want), i
+        last = raw
+
+
+# -- real sessions ----------------------------------------------------------------------------------
+
+def both_paths(c, send, rounds: int = 3) -> list:
+    """Frames sent between reads; each read taken both ways on counts that hold still (settled,
+    nothing sent meanwhile)."""
+    c.settle()
+    raw0 = c.read_raw()
+    c.baseline()
+    out = []
+    for r in range(rounds):
+        if r:   # the first interval: nothing happened (the zeros decode keeps)
+            send()
+        c.settle()
+        raw1 = c.read_raw()
+        got = c.sample()
+        want = c.to_sample({k: v - raw0.get(k, 0) for k, v in raw1.items()}, got.t, got.dt)
+        assert got == want
+        assert text(got) == text(want)
+        out.append(got)
+        raw0 = raw1
+    return out
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("trace_redirects", [False, True])
+def test_session_vector_path_equals_dict_path(lab, trace_redirects: bool) -> None:
+    from backend.agent.session import Session, SessionConfig
+    from backend.kernel import injector, programs
+    s = Session(SessionConfig(iface=lab.ingress, program=programs.ProgramSpec(name="redirect", targets=lab.targets),
+                              hz=100, run_time=True, trace_redirects=trace_redirects))
+    s.start()
+    try:
+        got = both_paths(s.collector, lambda: injector.inject(lab.ingress, 3000, cpu=0))
+    finally:
+        s.close()
+    sent = sum(sum(n for n in per_cpu) for s_ in got for per_cpu in s_.targets.values())
+    assert sent == 6000                           # the program's own count of what was injected
+    assert sum(s_.run["cnt"] for s_ in got[1:]) == 6000   # the kernel's run count
+    assert any(s_.flush for s_ in got) and any(s_.napi for s_ in got)
+
+
+@pytest.mark.kernel
+def test_watch_vector_path_equals_dict_path(lab) -> None:
+    """Watching a program someone else attached: driver counters and the xdp_redirect probe."""
+    import os
+
+    from backend.agent.session import Session, SessionConfig
+    from backend.kernel import attach, bpfsys, nic
+    fd = bpfsys.load_xdp_pass()
+    link = attach.attach(fd, nic.interface(lab.ingress), "native")
+    try:
+        s = Session(SessionConfig(iface=lab.ingress, program=None, hz=100))
+        s.start()
+        try:
+            got = both_paths(s.collector, lambda: wire.send(lab, 2000))
+        finally:
+            s.close()
+    finally:
+        link.close()
+        os.close(fd)
+    assert sum(s_.verdict_totals()[2] for s_ in got) == 4000   # PASS, from veth's own counters
+    assert sum(s_.driver.get("rx_queue_0_xdp_packets", 0) for s_ in got) == 4000
