@@ -11,6 +11,7 @@ import pytest
 
 from backend.data.decode import decode
 from backend.data.rawvec import RawVector
+from backend.data.sample import Sample, nest
 from tests import wire
 
 T0, T1, NX = (0, 11), (0, 12), (4026532000, 3)
@@ -18,7 +19,10 @@ NAMES = {T0: "xs-t0", T1: "xs-t1", NX: "veth0@blue", 0: "xs-t0", 1: "xs-t1", (0,
 
 
 def text(s) -> str:
-    return json.dumps(s.to_dict(), separators=(",", ":"))
+    """The sample's JSON, checked against the leaf-at-a-time form to_dict() was before."""
+    d = s.to_dict()
+    assert json.dumps(d) == json.dumps({"t": s.t, "dt": s.dt, **nest(s.leaves())})
+    return json.dumps(d, separators=(",", ":"))
 
 
 def old_path(last: dict, raw: dict, t: float, dt: float):
@@ -150,3 +154,19 @@ def test_watch_vector_path_equals_dict_path(lab) -> None:
         os.close(fd)
     assert sum(s_.verdict_totals()[2] for s_ in got) == 4000   # PASS, from veth's own counters
     assert sum(s_.driver.get("rx_queue_0_xdp_packets", 0) for s_ in got) == 4000
+
+
+@pytest.mark.unit
+def test_to_dict_nests_as_the_leaves_do() -> None:
+    """Odd shapes: a CPU list with an empty entry, families sharing a trace field, a 0 that is
+    data (cpumap drops), a value not nested as its family says (the leaf path says why)."""
+    s = Sample(t=1.0, dt=0.5, cpumap_enqueue=[{}, {"processed": 3, "drops": 0, "bulks": 1}],
+               devmap={"a": {"sent": 1, "drops": 0}}, oversize_flushes={"b": 2, "a": 1},
+               napi={"d": {}}, napi_hist={"d": [0] * 9, "e": []}, cpumap_drops=0, cpumap_bulk=[0] * 9,
+               verdicts=[[], [0, 1, 0, 0, 0]], run={"cnt": 5})
+    text(s)
+    assert s.to_dict()["devmap"] == {"a": {"sent": 1, "drops": 0, "oversize_flushes": 1}, "b": {"oversize_flushes": 2}}
+    assert s.to_dict()["actions"] == [0, [0, 1, 0, 0, 0]]
+    bad = Sample(t=0, dt=0, flush={"a": 3})
+    with pytest.raises(ValueError, match="flush"):
+        bad.to_dict()

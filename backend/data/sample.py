@@ -71,8 +71,74 @@ def _leaves(self: Any) -> list[Leaf]:
 
 
 def _to_dict(self: Any) -> dict:
-    """Compact JSON-ready form: t, dt and the leaves nested by trace key (empty fields left out)."""
-    return {"t": self.t, "dt": self.dt, **nest(self.leaves())}
+    """Compact JSON-ready form: t, dt and the leaves nested by trace key (empty fields left out):
+    nest(self.leaves()), built a node at a time rather than a leaf at a time (the agent does it
+    for every sample); a value not nested as its family says takes the leaf path (which says why)."""
+    root: dict = {}
+    try:
+        for fam in schema.FAMILIES:
+            value = self.get(fam.name)
+            if not value and value != 0:     # None (not measured), or an empty list or dict
+                continue
+            tree = _tree(fam.key, value)
+            if tree is not _NOTHING:
+                _merge(root, tree)
+    except _Irregular:
+        return {"t": self.t, "dt": self.dt, **nest(self.leaves())}
+    return {"t": self.t, "dt": self.dt, **root}
+
+
+class _Irregular(Exception):
+    """A value _tree does not build as nest() would: nest() it."""
+
+
+_NOTHING = object()   # a subtree without a leaf (nest() leaves it out)
+
+
+def _tree(tpl: tuple, node: Any) -> Any:
+    """The value at a key template's positions as nest() nests its leaves: literals become dict
+    levels, Index positions lists (gaps 0), subtrees without a leaf left out."""
+    if not tpl:
+        if isinstance(node, (dict, list)):
+            raise _Irregular
+        return node
+    head, rest = tpl[0], tpl[1:]
+    if isinstance(head, str):
+        sub = _tree(rest, node)
+        return _NOTHING if sub is _NOTHING else {head: sub}
+    if isinstance(node, list):
+        if not rest:
+            if node and all(type(x) is int for x in node):
+                return list(node)
+            raise _Irregular
+        subs = [(i, _tree(rest, v)) for i, v in enumerate(node)]
+        subs = [(i, v) for i, v in subs if v is not _NOTHING]
+        if not subs:
+            return _NOTHING
+        out: list = [0] * (subs[-1][0] + 1)
+        for i, v in subs:
+            out[i] = v
+        return out
+    if not isinstance(node, dict) or any(type(k) is not str for k in node):
+        raise _Irregular       # (int keys: nest() would make a list of them)
+    out = {}
+    for k, v in node.items():
+        sub = _tree(rest, v)
+        if sub is not _NOTHING:
+            out[k] = sub
+    return out or _NOTHING
+
+
+def _merge(dst: dict, src: dict) -> None:
+    """src's leaves into dst, as nest() puts leaves of several families under one trace field."""
+    for k, v in src.items():
+        have = dst.get(k)
+        if have is None and k not in dst:
+            dst[k] = v
+        elif isinstance(have, dict) and isinstance(v, dict):
+            _merge(have, v)
+        else:
+            raise _Irregular   # two families at one list, or a leaf where another has a level
 
 
 def _from_leaves(cls: type, t: float, dt: float, pairs: Iterable[Leaf]) -> Any:
