@@ -287,6 +287,10 @@ def _warm_child(r: int, w: int, jobs: list[Callable[[], object]]) -> None:
     try:
         os.close(r)
         ctypes.CDLL(None).prctl(1, signal.SIGKILL, 0, 0, 0)     # PR_SET_PDEATHSIG: gone with the agent
+        null = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1):              # not the agent's protocol pipes: their ends close with the agent
+            os.dup2(null, fd)
+        os.close(null)
         out = os.fdopen(w, "wb")
 
         def send(msg: tuple) -> None:
@@ -349,7 +353,8 @@ def _warm_reader(pid: int, fd: int, keys: set[Key]) -> None:
         with _cond:
             _pending.difference_update(keys)
             _cond.notify_all()
-        os.waitpid(pid, 0)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, 0)
 
 
 # --- on disk (backend/kernel/build_store.py) -----------------------------------------------------
