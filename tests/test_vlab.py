@@ -23,7 +23,8 @@ from collections import Counter
 import pytest
 
 from backend.labs import vlab
-from tests import expect
+from backend.data.sample import VERDICTS
+from tests import expect, third_party
 from tests.conftest import run_cli
 
 pytestmark = pytest.mark.vlab
@@ -237,3 +238,43 @@ def test_redirect_round_robin_exact(lab):
     assert s["redirect_errors"] == {} and s["exceptions"] == {}
     assert driver(s, "rx", "xdp_packets") == N
     assert driver(s, "rx", "xdp_redirects") == N
+
+
+def test_fexit_watch_of_a_third_party_program_is_exact_per_cpu(lab):
+    """In the QEMU guest (Debian's kernel has BPF trampolines), watching the third-party program on
+    virtio_net uses fexit, and its verdicts equal the truth map per CPU. Frames come from the host
+    through vlabtap1, so virtio_net's NAPI poll runs the program (vnic1's rx interrupts on vCPU 0)."""
+    n, out = 600, vlab.STATE_DIR / "fexit-watch.xst"
+    try:
+        target = lab.ready["nics"]["vnic2"]["ifindex"]
+        obj = third_party.build(vlab.STATE_DIR / "verdicts.o", OK=target, REFUSED=target, UNSENT=target)
+        vlab.run(["ip", "link", "set", "dev", "vnic1", "xdpdrv", "obj", str(obj), "sec", "xdp"], timeout=120, check=True)
+        prog = vlab.run([vlab.GUEST_PYTHON, "-c", "from tests import third_party; print(third_party.prog_id('vnic1'))"],
+                        cwd=str(vlab.ROOT), timeout=120, check=True)
+        prog_id = int(prog.stdout)
+        assert prog_id > 0, prog.stdout
+        rec = vlab.record(["--iface", "vnic1", "--watch", "--hz", "10"], out, cpu=0)
+        try:
+            rx0 = vlab.guest_rx_packets(1)
+            sent = vlab.send(1, n)
+            assert vlab.wait_rx(1, rx0 + n) == rx0 + n
+        finally:
+            cp = rec.stop()
+        assert cp.returncode == 0, cp.stderr
+        assert sent["sent"] == n
+        still = vlab.run([vlab.GUEST_PYTHON, "-c", "from tests import third_party; print(third_party.prog_id('vnic1'))"],
+                         cwd=str(vlab.ROOT), timeout=120, check=True)
+        assert int(still.stdout) == prog_id, "the watched program is no longer on vnic1"   # watching left it there
+        read = vlab.run([vlab.GUEST_PYTHON, "-c", "import json; from tests import third_party; "
+                         f"print(json.dumps(third_party.read_percpu({prog_id}, 'truth', 5)))"],
+                        cwd=str(vlab.ROOT), timeout=120, check=True)
+        truth = json.loads(read.stdout)                   # [verdict][cpu]
+        s = json.loads(run_cli("summary", str(out), "--json").stdout)
+    finally:
+        vlab.run(["ip", "link", "set", "dev", "vnic1", "xdpdrv", "off"], timeout=60)
+    assert s["verdict_method"] == "fexit"
+    assert sum(map(sum, truth)) == n
+    per_cpu = [dict(zip(VERDICTS, (truth[a][c] for a in range(len(VERDICTS))))) for c in range(len(truth[0]))]
+    got = s["per_cpu_actions"] + [dict.fromkeys(VERDICTS, 0)] * (len(per_cpu) - len(s["per_cpu_actions"]))
+    assert got == per_cpu                                 # per CPU, per verdict, exactly
+    assert s["actions"] == {a: sum(truth[i]) for i, a in enumerate(VERDICTS)}

@@ -7,7 +7,6 @@ veth's NAPI poll runs the program, as a NIC's would."""
 from __future__ import annotations
 
 import errno
-import json
 import os
 import platform
 import time
@@ -137,56 +136,4 @@ def test_generic_watch_is_inexact_and_its_total_is_the_run_count(record, tp_lab,
     assert s["actions"] == dict.fromkeys(VERDICTS, 0)   # unknown, not guessed
     assert s["run"]["cnt"] == n and s["verdict_total"] == n
 
-
-# -- the guest: fexit on virtio_net ---------------------------------------------------------------
-
-@pytest.mark.vlab
-def test_guest_fexit_watch_is_exact_per_cpu():
-    """In the QEMU guest (Debian's kernel has BPF trampolines), watching the third-party program on
-    virtio_net uses fexit, and its verdicts equal the truth map per CPU. Frames come from the host
-    through vlabtap1, so virtio_net's NAPI poll runs the program."""
-    from backend.labs import vlab
-    from tests.conftest import run_cli
-    if os.geteuid() != 0:
-        pytest.fail("vlab tests need root")
-    probs = vlab.check_prerequisites()
-    if probs:
-        pytest.fail("vlab prerequisites missing (scripts/setup.sh installs them): " + "; ".join(probs))
-    if vlab.status():
-        pytest.fail("a vlab is already up (not this test's): ./xdpscope vlab down")
-    n, out = 600, vlab.STATE_DIR / "fexit-watch.xst"
-    lab = vlab.up(vlab.Config(nics=2))
-    try:
-        target = lab.ready["nics"]["vnic2"]["ifindex"]
-        obj = third_party.build(vlab.STATE_DIR / "verdicts.o", OK=target, REFUSED=target, UNSENT=target)
-        vlab.run(["ip", "link", "set", "dev", "vnic1", "xdpdrv", "obj", str(obj), "sec", "xdp"], timeout=120, check=True)
-        prog = vlab.run([vlab.GUEST_PYTHON, "-c", "from tests import third_party; print(third_party.prog_id('vnic1'))"],
-                        cwd=str(vlab.ROOT), timeout=120, check=True)
-        prog_id = int(prog.stdout)
-        assert prog_id > 0, prog.stdout
-        rec = vlab.record(["--iface", "vnic1", "--watch", "--hz", "10"], out, cpu=0)
-        try:
-            rx0 = vlab.guest_rx_packets(1)
-            sent = vlab.send(1, n)
-            assert vlab.wait_rx(1, rx0 + n) == rx0 + n
-        finally:
-            cp = rec.stop()
-        assert cp.returncode == 0, cp.stderr
-        assert sent["sent"] == n
-        still = vlab.run([vlab.GUEST_PYTHON, "-c", "from tests import third_party; print(third_party.prog_id('vnic1'))"],
-                         cwd=str(vlab.ROOT), timeout=120, check=True)
-        assert int(still.stdout) == prog_id, "the watched program is no longer on vnic1"   # watching left it there
-        read = vlab.run([vlab.GUEST_PYTHON, "-c", "import json; from tests import third_party; "
-                         f"print(json.dumps(third_party.read_percpu({prog_id}, 'truth', 5)))"],
-                        cwd=str(vlab.ROOT), timeout=120, check=True)
-        truth = json.loads(read.stdout)                   # [verdict][cpu]
-        s = json.loads(run_cli("summary", str(out), "--json").stdout)
-    finally:
-        vlab.run(["ip", "link", "set", "dev", "vnic1", "xdpdrv", "off"], timeout=60)
-        vlab.down()
-    assert s["verdict_method"] == "fexit"
-    assert sum(map(sum, truth)) == n
-    per_cpu = [dict(zip(VERDICTS, (truth[a][c] for a in range(len(VERDICTS))))) for c in range(len(truth[0]))]
-    got = s["per_cpu_actions"] + [dict.fromkeys(VERDICTS, 0)] * (len(per_cpu) - len(s["per_cpu_actions"]))
-    assert got == per_cpu                                 # per CPU, per verdict, exactly
-    assert s["actions"] == {a: sum(truth[i]) for i, a in enumerate(VERDICTS)}
+# The guest's fexit watch (virtio_net): tests/test_vlab.py, on that module's guest.
