@@ -255,26 +255,23 @@ def _store(key: Key, build: Build) -> None:
 
 
 # --- prewarm: compile in children at agent start ---------------------------------------------------
-def prewarm(jobs: list[tuple[Key | None, Callable[[], object]]], workers: int = 2) -> list[int]:
+def prewarm(jobs: list[Callable[[], object]], workers: int = 2) -> list[int]:
     """Run the jobs (each compiles our own C through compile_bpf: a program, probes.load) in
     `workers` forked children, not here: bcc is not thread-safe, and requests must not wait. Each
-    output is kept here as it arrives; a compile_bpf of a key a child announced (or that stands
-    beside its job) waits for it instead of compiling again. A child stops at the compile: it loads
-    and attaches nothing, and dies with the agent (PDEATHSIG). Returns the children's pids."""
+    output is kept here as it arrives; a compile_bpf of a key a child is compiling now waits for it
+    (not for one still queued: compiling it here is sooner). A child stops at the compile: it
+    loads and attaches nothing, and dies with the agent (PDEATHSIG). Returns the children's pids."""
     if not _enabled or not jobs or os.geteuid() != 0:
         return []
     pids = []
     for group in (jobs[i::workers] for i in range(min(workers, len(jobs)))):
-        keys = {k for k, _ in group if k is not None}
-        with _lock:
-            _pending.update(keys)
         r, w = os.pipe()
         with _compile_lock:            # no compile of ours is inside bcc while we fork
             pid = os.fork()
         if pid == 0:
-            _warm_child(r, w, [job for _, job in group])
+            _warm_child(r, w, group)
         os.close(w)
-        threading.Thread(target=_warm_reader, args=(pid, r, keys), name="prewarm", daemon=True).start()
+        threading.Thread(target=_warm_reader, args=(pid, r), name="prewarm", daemon=True).start()
         pids.append(pid)
     return pids
 
@@ -313,7 +310,8 @@ def _warm_child(r: int, w: int, jobs: list[Callable[[], object]]) -> None:
 
 
 def _warm_one(key: Key, text: str, cflags: list[str], what: str) -> None:
-    """In a prewarming child: announce key, make its output (disk or clang), send it, stop."""
+    """In a prewarming child: announce key (compile_bpf of it waits now), make its output (disk or
+    clang), send it, stop."""
     _sink(("key", key))
     build = None
     try:
@@ -332,19 +330,21 @@ def _warm_one(key: Key, text: str, cflags: list[str], what: str) -> None:
     raise _Captured
 
 
-def _warm_reader(pid: int, fd: int, keys: set[Key]) -> None:
+def _warm_reader(pid: int, fd: int) -> None:
     """Here: a prewarming child's outputs into the kept ones, as they arrive."""
+    keys: set[Key] = set()
     try:
         with os.fdopen(fd, "rb") as f:
             while len(head := f.read(4)) == 4:
                 kind, key, *rest = pickle.loads(f.read(struct.unpack("<I", head)[0]))
+                build = _with_tables(rest[0]) if kind == "build" and rest[0] is not None else None
                 with _cond:
                     if kind == "key":
                         keys.add(key)
                         _pending.add(key)
                         continue
-                    if rest[0] is not None and _enabled and key not in _builds:
-                        _keep_locked(key, rest[0])
+                    if build is not None and _enabled and key not in _builds:
+                        _keep_locked(key, build)
                     _pending.discard(key)
                     _cond.notify_all()
     except Exception:                  # noqa: BLE001 - a dead child: its keys are compiled on demand
@@ -355,6 +355,15 @@ def _warm_reader(pid: int, fd: int, keys: set[Key]) -> None:
             _cond.notify_all()
         with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, 0)
+
+
+def _with_tables(build: Build) -> Build:
+    """The Python table templates made now, not in the first session (they import bcc: ~60 ms)."""
+    try:
+        build.tables = {d.name: _template(d) for d in build.maps}
+    except Exception:                  # noqa: BLE001 - the session makes them (and says what fails)
+        build.tables = {}
+    return build
 
 
 # --- on disk (backend/kernel/build_store.py) -----------------------------------------------------

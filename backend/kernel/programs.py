@@ -315,11 +315,10 @@ def prewarm() -> list[int]:
     targets, policy or mix, then builds from kept output. The most used first."""
     from backend.kernel import probes   # the agent's import, not every command's
 
-    def program(spec: ProgramSpec):
-        return lambda: build_cache.compile_bpf(source_of(spec), cflags_of(spec), f"program '{spec.name}'")
-    specs = [ProgramSpec(name=n) for n in ("redirect", "mix", "cpumap", "tx", "drop", "pass")]
-    jobs = [(build_cache.key_of(source_of(s), cflags_of(s)), program(s)) for s in specs]
+    def program(name: str):
+        spec = ProgramSpec(name=name)
+        return lambda: build_cache.compile_bpf(source_of(spec), cflags_of(spec), f"program '{name}'")
     # the probes of a session without and with a cpumap (its id never matters: the child stops at the compile)
-    jobs[1:1] = [(None, lambda: probes.load(1, cpumap_id=0))]
-    jobs[4:4] = [(None, lambda: probes.load(1, cpumap_id=1))]
+    jobs = [program("redirect"), lambda: probes.load(1, cpumap_id=0), program("mix"), program("cpumap"),
+            lambda: probes.load(1, cpumap_id=1), program("tx"), program("drop"), program("pass")]
     return build_cache.prewarm(jobs)
