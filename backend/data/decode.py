@@ -60,36 +60,134 @@ def parse(key: tuple, names: Names) -> Parsed:
     return Parsed(fam.name, sparse, aliased, parts, (aliased, fam.name, sparse, entry))
 
 
-def decode_parsed(items: Iterable[tuple[Parsed, int]], t: float, dt: float) -> Sample:
-    """decode() of keys already parsed, in the raw read's order."""
+def decode_parsed(items: Iterable[tuple[Parsed, int]], t: float, dt: float, base: dict | None = None) -> Sample:
+    """decode() of keys already parsed, in the raw read's order; base: the values of families
+    decoded already (whole: their keys are not among the items, but an alias may add to them)."""
     s = Sample(t=round(t, 6), dt=round(dt, 6))
+    values = dict(base) if base else {}
     entries: dict[tuple, list[tuple[tuple, int]]] = {}   # (aliased, family, sparse, entry) -> leaves
     for p, n in items:
-        if p.sparse == LEAF and not n:
+        if not n and p.sparse == LEAF:
             continue
         leaves = entries.get(p.group)
         if leaves is None:
             leaves = entries[p.group] = []
         leaves.append((p.parts, n))
-    touched = {}
-    for (aliased, name, sparse, _), leaves in sorted(entries.items(), key=lambda e: e[0][0]):
-        if sparse == ENTRY and not any(n for _, n in leaves):
+    touched: dict[str, schema.Family] = {}
+    for (aliased, name, sparse, _), leaves in sorted(entries.items(), key=_aliased):
+        if sparse == ENTRY and not any([n for _, n in leaves]):
             continue
-        fam = schema.BY_NAME[name]   # aliases last: the family's own counters of an entry win
-        value = s.get(name)
+        fam = touched.get(name)
+        if fam is None:   # aliases last: the family's own counters of an entry win
+            fam = touched[name] = schema.BY_NAME[name]
+            if name not in values:
+                values[name] = s.get(name)
+        value, put = values[name], _putter(fam)
         for parts, n in leaves:
-            if aliased and parts[0] in value:
-                continue
-            if aliased and len(parts) < len(fam.positions):   # the alias has no CPU: one, summed
-                parts = parts + (0,) * (len(fam.positions) - len(parts))
-            value = schema.put(fam, value, parts, n)
+            if aliased:
+                if parts[0] in value:
+                    continue
+                if len(parts) < len(fam.positions):   # the alias has no CPU: one, summed
+                    parts = parts + (0,) * (len(fam.positions) - len(parts))
+            value = put(fam, value, parts, n)
+        values[name] = value
+    for name, value in values.items():
         s.set(name, value)
-        touched[name] = fam
     for name, fam in touched.items():
-        schema.finish(fam, s.get(name))
-        if fam.sparse == ENTRY:
-            _members(fam, s.get(name), 0)
+        index, members = _shape(fam)
+        if index:     # (finish() leaves a value without an Index position as it is)
+            schema.finish(fam, values[name])
+        if members and fam.sparse == ENTRY:
+            _members(fam, values[name], 0)
     return s
+
+
+def _aliased(entry: tuple) -> bool:
+    return entry[0][0]
+
+
+def _put_i(fam: Any, root: list, parts: tuple, v: int) -> list:
+    (a,) = parts
+    if len(root) <= a:
+        root.extend([0] * (a + 1 - len(root)))
+    root[a] = v
+    return root
+
+
+def _put_n(fam: Any, root: dict, parts: tuple, v: int) -> dict:
+    root[parts[0]] = v
+    return root
+
+
+def _put_ii(fam: Any, root: list, parts: tuple, v: int) -> list:
+    a, b = parts
+    if len(root) <= a:
+        root.extend([None] * (a + 1 - len(root)))
+    node = root[a]
+    if node is None:
+        node = root[a] = []
+    if len(node) <= b:
+        node.extend([0] * (b + 1 - len(node)))
+    node[b] = v
+    return root
+
+
+def _put_in(fam: Any, root: list, parts: tuple, v: int) -> list:
+    a, b = parts
+    if len(root) <= a:
+        root.extend([None] * (a + 1 - len(root)))
+    node = root[a]
+    if node is None:
+        node = root[a] = {}
+    node[b] = v
+    return root
+
+
+def _put_ni(fam: Any, root: dict, parts: tuple, v: int) -> dict:
+    a, b = parts
+    node = root.get(a)
+    if node is None:
+        node = root[a] = []
+    if len(node) <= b:
+        node.extend([0] * (b + 1 - len(node)))
+    node[b] = v
+    return root
+
+
+def _put_nn(fam: Any, root: dict, parts: tuple, v: int) -> dict:
+    a, b = parts
+    node = root.get(a)
+    if node is None:
+        node = root[a] = {}
+    node[b] = v
+    return root
+
+
+_shapes: dict[str, tuple[schema.Family, tuple[bool, bool]]] = {}
+
+
+def _shape(fam: schema.Family) -> tuple[bool, bool]:
+    """(has an Index position, its last position is Members)."""
+    got = _shapes.get(fam.name)
+    if got is None or got[0] is not fam:
+        ps = fam.positions
+        got = _shapes[fam.name] = (fam, (any(isinstance(p, Index) for p in ps),
+                                         bool(ps) and isinstance(ps[-1], Members)))
+    return got[1]
+
+
+_PUTS = {"I": _put_i, "N": _put_n, "II": _put_ii, "IN": _put_in, "NI": _put_ni, "NN": _put_nn}
+_putters: dict[str, tuple[schema.Family, Any]] = {}
+
+
+def _putter(fam: schema.Family):
+    """schema.put for this family, unrolled for its one or two positions (Index: a list, else a
+    dict); deeper or position-less families take schema.put itself."""
+    got = _putters.get(fam.name)
+    if got is None or got[0] is not fam:
+        kinds = "".join("I" if isinstance(p, Index) else "N" for p in fam.positions)
+        got = _putters[fam.name] = (fam, _PUTS.get(kinds, schema.put))
+    return got[1]
 
 
 def _members(fam: schema.Family, node: Any, i: int) -> None:

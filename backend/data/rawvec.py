@@ -2,7 +2,8 @@
 operations (the delta, which slots to decode) and decode() of only what a Sample shows.
 
 The kernel layer writes each source's cumulative counts into `cur` at the slots of its keys (made
-once per key: `slots()`); a source whose keys changed (a new device in a hash map, a key that
+once per key: `slots()`, or `region()`: contiguous, so a map's counts go there in one numpy
+operation); a source whose keys changed (a new device in a hash map, a key that
 left) calls `layout()` with its keys now. `delta()` then gives decode exactly what it would
 get from the deltas of two dict reads (`{k: v - last.get(k, 0) for k, v in raw.items()}`):
     - keys absent from this read are left out (present: in a source's current layout);
@@ -14,7 +15,7 @@ Keys are parsed once (decode.parse: names resolved when the key is first seen; t
 Counts are u64 (the kernel's); a delta is taken modulo 2**64, as an int64."""
 from __future__ import annotations
 
-from typing import Hashable, Iterable, Mapping
+from typing import Any, Hashable, Iterable, Mapping
 
 import numpy as np
 
@@ -28,8 +29,8 @@ Names = Mapping[Hashable, str]
 class RawVector:
     def __init__(self, names: Names, size: int = 256):
         self.names = names
-        self.keys: list[tuple] = []            # slot -> raw key
-        self.parsed: list[Parsed] = []         # slot -> decode.parse(key)
+        self.keys: list[tuple | None] = []     # slot -> raw key (None: a word of a region nothing reads)
+        self.parsed: list[Parsed | None] = []  # slot -> decode.parse(key)
         self.index: dict[tuple, int] = {}      # raw key -> slot
         self.cur = np.zeros(size, np.uint64)   # this read (sources write here)
         self.last = np.zeros(size, np.uint64)  # the read before
@@ -45,6 +46,7 @@ class RawVector:
         self.present = np.zeros(size, bool)
         self._stale = False
         self._dict_keys: dict[str, tuple] = {}   # a dict source's keys at its last layout
+        self.generation = 0                    # +1 when cur is made anew (views of it are stale)
 
     # -- layout (when keys change: rare) ------------------------------------------------------
     def slots(self, keys: Iterable[tuple]) -> np.ndarray:
@@ -57,13 +59,30 @@ class RawVector:
             out.append(i)
         return np.array(out, np.intp)
 
-    def _new(self, key: tuple) -> int:
-        p = parse(key, self.names)       # ValueError for a key the schema does not know
+    def region(self, keys: list[tuple | None]) -> int:
+        """Contiguous slots for these keys, in this order (a source then writes them with one
+        numpy operation: a map's values summed over CPUs, rows x words); None: a word nothing
+        reads. A key that had a slot moves here with its counts. Returns the first slot."""
+        start = len(self.keys)
+        if start + len(keys) > len(self.cur):
+            self._grow(2 * (start + len(keys)))
+        for k in keys:
+            old = self.index.get(k) if k is not None else None
+            i = self._new(k, self.parsed[old] if old is not None else None)
+            if old is not None:
+                self.cur[i], self.last[i] = self.cur[old], self.last[old]
+        return start
+
+    def _new(self, key: tuple | None, p: Parsed | None = None) -> int:
+        if key is not None and p is None:
+            p = parse(key, self.names)       # ValueError for a key the schema does not know
         i = len(self.keys)
         if i == len(self.cur):
             self._grow(2 * i)
         self.keys.append(key)
         self.parsed.append(p)
+        if key is None:
+            return i
         self.index[key] = i
         self.always[i] = p.sparse is None
         if p.sparse == ENTRY:
@@ -81,6 +100,7 @@ class RawVector:
             b = np.zeros(n, a.dtype)
             b[:len(a)] = a
             setattr(self, name, b)
+        self.generation += 1
 
     def layout(self, source: str, slots: np.ndarray) -> None:
         """A source's slots now, in its read's order (keys not in it are absent from now on)."""
@@ -95,6 +115,13 @@ class RawVector:
         self.cur[~self.present] = 0      # a key back after it left counts from 0, as a dict read's
         self.last[~self.present] = 0
         self._ghit = np.zeros(len(self._groups) + 1, bool)
+        self._sparse = ~self.always
+        # the families decode keeps whole (sparse None): their values' shape does not change with
+        # the counts, so decode builds it once, with leaves that say which slot they are
+        self._always_idx = self.order[self.always[self.order]]
+        parsed = [self.parsed[i] for i in self._always_idx.tolist()]
+        tpl = decode_parsed([(p, k + 1) for k, p in enumerate(parsed)], 0.0, 0.0)
+        self._templates = {name: tpl.get(name) for name in dict.fromkeys(p.name for p in parsed)}
         self._stale = False
 
     # -- every read ------------------------------------------------------------------------------
@@ -106,31 +133,48 @@ class RawVector:
             self.layout(source, self.slots(keys))
         self.cur[self.sources[source]] = np.fromiter(raw.values(), np.uint64, len(keys))
 
-    def delta(self) -> list[tuple[Parsed, int]]:
-        """What decode needs of cur - last (see the module's docstring), in the read's order; then
-        this read becomes the last."""
+    def delta(self) -> tuple[dict, list[tuple[Parsed, int]]]:
+        """What decode needs of cur - last (see the module's docstring), in the read's order: the
+        values of the families decode keeps whole (built from their template: decode's own output
+        for their keys), and the other keys' items; then this read becomes the last."""
         if self._stale:
             self._relayout()
         d = np.subtract(self.cur, self.last, out=self._d).view(np.int64)
-        hit = np.not_equal(d, 0, out=self._hit)
-        ghit = self._ghit
-        ghit[:] = False
-        ghit[self.group[hit]] = True
-        ghit[0] = False
-        keep = hit | self.always | (ghit[self.group] & self.whole)
-        order = self.order
-        idx = order[keep[order]]
-        self.cur, self.last = self.last, self.cur
-        parsed = self.parsed
-        return [(parsed[i], n) for i, n in zip(idx.tolist(), d[idx].tolist())]
+        vals = [0, *d[self._always_idx].tolist()]
+        base = {name: _fill(tpl, vals) for name, tpl in self._templates.items()}
+        items: list[tuple[Parsed, int]] = []
+        if d.any():
+            hit = np.not_equal(d, 0, out=self._hit)
+            ghit = self._ghit
+            ghit[:] = False
+            ghit[self.group[hit]] = True
+            ghit[0] = False
+            keep = (hit | (ghit[self.group] & self.whole)) & self._sparse
+            order = self.order
+            idx = order[keep[order]]
+            parsed = self.parsed
+            items = [(parsed[i], n) for i, n in zip(idx.tolist(), d[idx].tolist())]
+        np.copyto(self.last, self.cur)
+        return base, items
 
     def commit(self) -> None:
         """Take this read as the last without a delta (a baseline)."""
         if self._stale:
             self._relayout()
-        self.cur, self.last = self.last, self.cur
+        np.copyto(self.last, self.cur)
 
     def sample(self, t: float, dt: float, extra: Iterable[tuple[Parsed, int]] = ()) -> Sample:
-        items = self.delta()
+        """decode() of the deltas since the last read (and extra items: another source's)."""
+        base, items = self.delta()
         items.extend(extra)
-        return decode_parsed(items, t, dt)
+        return decode_parsed(items, t, dt, base)
+
+
+def _fill(node: Any, vals: list[int]) -> Any:
+    """A template's leaves (1 + their place among the always-kept slots; 0: a zero decode's
+    finish() wrote) replaced by those slots' deltas; new lists and dicts."""
+    if type(node) is list:
+        return [vals[x] if type(x) is int else _fill(x, vals) for x in node]
+    if type(node) is dict:
+        return {k: vals[x] if type(x) is int else _fill(x, vals) for k, x in node.items()}
+    return vals[node]

@@ -181,12 +181,18 @@ class BatchReader:
                       ctypes.POINTER(ctypes.c_uint32), ctypes.POINTER(MapBatchOpts)]
         self._f = f
         self._batch = True
+        self._tok_out = ctypes.addressof(self._token[1])
+        self._base_k, self._base_v = ctypes.addressof(self.keys), ctypes.addressof(self.values)
         lib().bpf_map_get_next_key.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p]
         lib().bpf_map_lookup_elem.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p]
 
     def read(self) -> int:
         """Read every element; returns how many (their keys and values fill the buffers' fronts)."""
-        if self._batch:
+        if self._batch:   # most often the whole map in one call: the end (ENOENT), or every slot
+            self._count.value = self.max
+            ret = self._f(self.fd, None, self._tok_out, self._base_k, self._base_v, self._count_p, self._opts_p)
+            if ret == -errno.ENOENT or ret == 0 and self._count.value == self.max:
+                return self._count.value
             try:
                 return self._read_batch()
             except OSError as e:

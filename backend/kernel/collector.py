@@ -15,7 +15,7 @@ from typing import Callable
 import numpy as np
 
 from backend.data import driver, schema, verdicts
-from backend.data.decode import Parsed, decode, decode_parsed, parse
+from backend.data.decode import Parsed, decode, parse
 from backend.data.rawvec import RawVector
 from backend.data.sample import VERDICTS, Sample
 from backend.kernel import bpfsys, driver_stats, probes, user_maps
@@ -27,6 +27,7 @@ WATCH_PERIOD = 0.5   # s between checks that the session's interfaces still exis
 SETTLE_ROUNDS = 8    # grace periods the last read waits at most for the counters to hold still
 SETTLE_FALLBACK_S = 0.02   # without membarrier: a pause instead of a grace period
 SETTLE_MAX_S = 1.0   # and at most this long for frames queued to cpumap kthreads
+STOP_POLL_S = 0.05   # a stop is noticed within this long between samples
 RT_PRIORITY = 10     # SCHED_FIFO priority of the sampling thread (when the kernel lets us)
 
 
@@ -128,11 +129,13 @@ class Collector:
         self._vec = RawVector(_Names(self))
         self._counters = self._counters_reader() if program is not None and program.spec.count else None
         self._info = bpfsys.ProgInfo()
-        self._run_slots = self._vec.slots([("run", "cnt"), ("run", "ns")]) if run_stats and self.prog_fd is not None else None
-        if self._run_slots is not None:
-            self._vec.layout("run", self._run_slots)
+        self._run_slots = None
+        if run_stats and self.prog_fd is not None:
+            start = self._vec.region([("run", "cnt"), ("run", "ns")])
+            self._run_slots = slice(start, start + 2)
+            self._vec.layout("run", np.arange(start, start + 2))
         self._driver_names: tuple | None = None
-        self._driver_slots = np.zeros(0, np.intp)
+        self._driver_slots = slice(0, 0)
         self._user_last: dict[tuple, int] = {}       # a user program's maps: Python ints (signed, any size)
         self._user_parsed: dict[tuple, Parsed] = {}
         self._probes_vec = probes is not None and probes.vector_ok()
@@ -147,15 +150,18 @@ class Collector:
         words = reader.stride // ncpu // 8
         v0 = getattr(leaf, schema.VERDICTS_F.c_field).offset // 8
         t0 = getattr(leaf, schema.TARGETS.c_field).offset // 8
-        keys, gather = [], []
+        at: list[tuple | None] = [None] * (ncpu * words)   # the buffer's words: a region of the vector
+        order = []
         for cpu in range(ncpu):
-            keys += [("verdicts", cpu, a) for a in range(len(VERDICTS))]
-            gather += [cpu * words + v0 + a for a in range(len(VERDICTS))]
-            keys += [("targets", slot, cpu) for slot in range(self.program.counted_slots())]
-            gather += [cpu * words + t0 + slot for slot in range(self.program.counted_slots())]
-        slots = self._vec.slots(keys)
-        self._vec.layout("counters", slots)
-        return reader, np.frombuffer(reader.values, np.uint64), np.array(gather, np.intp), slots
+            for a in range(len(VERDICTS)):
+                at[cpu * words + v0 + a] = ("verdicts", cpu, a)
+                order.append(cpu * words + v0 + a)
+            for slot in range(self.program.counted_slots()):
+                at[cpu * words + t0 + slot] = ("targets", slot, cpu)
+                order.append(cpu * words + t0 + slot)
+        start = self._vec.region(at)
+        self._vec.layout("counters", np.array(order, np.intp) + start)
+        return reader, np.frombuffer(reader.values, np.uint64), start
 
     def read_raw(self) -> Raw:
         """Every counter, cumulative, keyed as backend/data/schema.py says: (family, *parts) -> int."""
@@ -187,9 +193,9 @@ class Collector:
         """read_raw() into the vector (cur); returns the user maps' deltas (Python ints, parsed)."""
         vec = self._vec
         if self._counters is not None:
-            reader, buf, gather, slots = self._counters
+            reader, buf, start = self._counters
             reader.read()
-            vec.cur[slots] = buf[gather]
+            vec.cur[start:start + len(buf)] = buf
         if self.fexit is not None:
             vec.put("fexit", {("verdicts", cpu, a): n for cpu, row in enumerate(self.fexit.read())
                               for a, n in enumerate(row)})
@@ -207,8 +213,9 @@ class Collector:
             names, values = driver_stats.read_vector(self.iface)
             if names is not self._driver_names:
                 self._driver_names = names
-                self._driver_slots = vec.slots([("driver", n) for n in names])
-                vec.layout("driver", self._driver_slots)
+                start = vec.region([("driver", n) for n in names])
+                self._driver_slots = slice(start, start + len(names))
+                vec.layout("driver", np.arange(start, start + len(names)))
             vec.cur[self._driver_slots] = values
         if self.program is None or not self.program.maps:
             return []
@@ -240,9 +247,7 @@ class Collector:
         now = time.monotonic()
         dt = now - self._last_t
         self._last_t = now
-        items = self._vec.delta()
-        items += user
-        s = decode_parsed(items, now - self.start, dt)
+        s = self._vec.sample(now - self.start, dt, user)
         if self.program is None and self.fexit is None:
             s.verdicts = verdicts.from_driver(self.verdict_method, self.driver_name, s.driver, s.exceptions)
         return s
@@ -297,7 +302,7 @@ class Collector:
         with _on_time():
             deadline = time.monotonic() + period
             next_watch = time.monotonic() + WATCH_PERIOD
-            while not stop.wait(max(0.0, deadline - time.monotonic())):
+            while not _wait(stop, deadline):
                 emit(self.sample())
                 now = time.monotonic()
                 if watch is not None and now >= next_watch:
@@ -311,6 +316,17 @@ class Collector:
             before_last()
         self.settle()
         emit(self.sample())  # the last partial interval, so totals are complete
+
+
+def _wait(stop: threading.Event, until: float) -> bool:
+    """Sleep until `until` (monotonic), noticing stop within STOP_POLL_S; True when stop is set.
+    A plain sleep: Event.wait's Python (a lock made, a condition) ran for every sample."""
+    while not stop.is_set():
+        left = until - time.monotonic()
+        if left <= 0:
+            return False
+        time.sleep(min(left, STOP_POLL_S))
+    return True
 
 
 class _on_time:

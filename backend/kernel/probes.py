@@ -118,11 +118,19 @@ class _Reader:
     kind: str                 # KEYS
     leaves: list[Leaves]
     entries: dict = field(default_factory=dict)   # key parts -> [(words or None, always, bins)]
-    # the vector read (read_into): the keys it was laid out for, the slots of what it reads, and
-    # where each slot's count is in the map's values summed over CPUs (rows x words, flattened)
+    # the vector read (read_into): the keys it was laid out for, and where it writes
     vkeys: bytes | None = None
-    vslots: np.ndarray | None = None
-    vgather: np.ndarray | None = None
+    vgen: int = -1              # the vector's generation vout is a view of
+    vin: np.ndarray | None = None    # the map's values (entries, CPUs, words) read now
+    vout: np.ndarray | None = None   # their region of the vector
+    vaxis: int | tuple = 1
+    vstart: int = 0
+    vshape: tuple = ()
+
+    def view(self, vec) -> None:
+        """vout: this map's region of the vector as it is now."""
+        self.vout = vec.cur[self.vstart:self.vstart + int(np.prod(self.vshape))].reshape(self.vshape)
+        self.vgen = vec.generation
 
     def entry(self, parts: tuple) -> list[tuple[list[int] | None, Written, Written]]:
         """The raw keys of one entry, per family; words: check them for an array's unused entry."""
@@ -259,59 +267,56 @@ class Probes:
         return True
 
     def read_into(self, vec) -> None:
-        """read() into a RawVector (backend/data/rawvec.py): each map's counts summed over CPUs in
-        one numpy operation and written to its slots in one more. The slots of a map are laid out
+        """read() into a RawVector (backend/data/rawvec.py): each map's counts summed over CPUs
+        by one numpy operation straight into its region of the vector. A map's region is laid out
         again only when its keys differ from the last read's (a new device, an errno)."""
         if time.monotonic() - self._gen_t >= GENERATION_S:
             self.new_generation()
         if self._plan_of is not schema.FAMILIES:
             self._plan()
-        cur = vec.cur
         for r in self._readers:
             m = r.map
             n = m.reader.read()
-            kb = m.key_bytes(n)
-            if kb != r.vkeys:
+            if m.key_bytes(n) != r.vkeys:
                 self._layout(r, vec, n)
-                r.vkeys = kb
-            vals = m.values[:n]
-            kind = r.kind
-            if kind == "cpu":
-                rows = vals[0]
-            elif kind == "slots":
-                rows = vals.sum(axis=(1, 2))
+            elif r.vgen != vec.generation:   # the vector was made anew (it grew)
+                r.view(vec)
+            if r.kind == "cpu":   # kept per CPU: the CPU is the one the kthread serves, not a sum
+                np.copyto(r.vout, r.vin[0])
             else:
-                rows = vals.sum(axis=1)
-            cur[r.vslots] = rows.ravel()[r.vgather]
+                np.sum(r.vin, axis=r.vaxis, out=r.vout)
 
     def _layout(self, r: "_Reader", vec, n: int) -> None:
-        """The slots of a map's counters for the keys it holds now, in read()'s order."""
+        """The region of a map's counters for the keys it holds now (rows x words of its values
+        summed over CPUs), and their order as read() gives them."""
         keys, vals = r.map.keys[:n], r.map.values[:n]
         kind = r.kind
         if kind == "cpu":
-            parts, width = list(range(vals.shape[1])), vals.shape[2]
+            parts, rows, width = list(range(vals.shape[1])), vals.shape[1], vals.shape[2]
         elif kind == "slots":
-            parts, width = [()], n
+            parts, rows, width = [()], 1, n
         else:
-            width = vals.shape[2]
+            rows, width = n, vals.shape[2]
             if kind == "index":
                 parts = keys.tolist()
             elif kind == "dev":
                 parts = self._devs(keys)
             else:   # dev_errno
                 parts = list(zip(self._devs(keys), keys["err"].tolist()))
-        gather, raw_keys = [], []
+        at: list[tuple | None] = [None] * (rows * width)
+        order = []
         for row, part in enumerate(parts):
             entry = r.entries.get(part)
             if entry is None:
                 entry = r.entries[part] = r.entry(part if kind in ("dev_errno", "slots") else (part,))
             for _, always, bins in entry:
                 for w, k in (*always, *bins):
-                    gather.append(row * width + w)
-                    raw_keys.append(k)
-        r.vslots = vec.slots(raw_keys)
-        r.vgather = np.array(gather, np.intp)
-        vec.layout(f"probes:{r.map.reader.fd}", r.vslots)
+                    at[row * width + w] = k
+                    order.append(row * width + w)
+        r.vstart, r.vshape = vec.region(at), (rows * width,) if kind == "slots" else (rows, width)
+        vec.layout(f"probes:{r.map.reader.fd}", np.array(order, np.intp) + r.vstart)
+        r.vin, r.vaxis, r.vkeys = vals, (1, 2) if kind == "slots" else 1, r.map.key_bytes(n)
+        r.view(vec)
 
     def _plan(self) -> None:
         """What to read from which map: the schema's families grouped by their probe map."""
