@@ -263,20 +263,20 @@ def prewarm(jobs: list[Callable[[], object]], workers: int = 2) -> list[int]:
     loads and attaches nothing, and dies with the agent (PDEATHSIG). Returns the children's pids."""
     if not _enabled or not jobs or os.geteuid() != 0:
         return []
-    pids = []
+    pids, parent = [], os.getpid()
     for group in (jobs[i::workers] for i in range(min(workers, len(jobs)))):
         r, w = os.pipe()
         with _compile_lock:            # no compile of ours is inside bcc while we fork
             pid = os.fork()
         if pid == 0:
-            _warm_child(r, w, group)
+            _warm_child(r, w, group, parent)
         os.close(w)
         threading.Thread(target=_warm_reader, args=(pid, r), name="prewarm", daemon=True).start()
         pids.append(pid)
     return pids
 
 
-def _warm_child(r: int, w: int, jobs: list[Callable[[], object]]) -> None:
+def _warm_child(r: int, w: int, jobs: list[Callable[[], object]], parent: int) -> None:
     global _sink, _lock, _cond, _compile_lock
     _lock, _compile_lock = threading.Lock(), threading.Lock()   # as forked, another thread may hold them
     _cond = threading.Condition(_lock)
@@ -284,6 +284,8 @@ def _warm_child(r: int, w: int, jobs: list[Callable[[], object]]) -> None:
     try:
         os.close(r)
         ctypes.CDLL(None).prctl(1, signal.SIGKILL, 0, 0, 0)     # PR_SET_PDEATHSIG: gone with the agent
+        if os.getppid() != parent:     # it was gone before that
+            return
         null = os.open(os.devnull, os.O_RDWR)
         for fd in (0, 1):              # not the agent's protocol pipes: their ends close with the agent
             os.dup2(null, fd)
