@@ -75,9 +75,10 @@ def _to_dict(self: Any) -> dict:
     nest(self.leaves()), built a node at a time rather than a leaf at a time (the agent does it
     for every sample); a value not nested as its family says takes the leaf path (which says why)."""
     root: dict = {}
+    fields = self.__dict__
     try:
         for fam in schema.FAMILIES:
-            value = self.get(fam.name)
+            value = fields[fam.name] if fam.name in fields else self.get(fam.name)
             if not value and value != 0:     # None (not measured), or an empty list or dict
                 continue
             tree = _tree(fam.key, value)
@@ -217,7 +218,8 @@ def _lists(x: Any) -> Any:
 def _make_sample() -> type:
     fields: list[tuple] = [("t", float), ("dt", float)]
     for fam in schema.FAMILIES:
-        fields.append((fam.name, Any, field(default_factory=fam.empty)))
+        empty = fam.empty()   # a builtin factory: a Sample is made for every collector read
+        fields.append((fam.name, Any, field(default=None) if empty is None else field(default_factory=type(empty))))
     fields.append(("extra", dict, field(default_factory=dict)))   # families added after import
     ns = {"get": _get, "set": _set, "verdict_totals": _verdict_totals, "target_totals": _target_totals,
           "leaves": _leaves, "to_dict": _to_dict, "from_leaves": classmethod(_from_leaves),

@@ -142,13 +142,17 @@ def read_stats(ifname: str) -> dict[str, int]:
     return dict(zip(names, values.tolist()))
 
 
+def _ethtool_error() -> type:
+    from pyroute2.ethtool.ioctl import EthtoolError   # here: summaries and reports need no pyroute2
+    return EthtoolError
+
+
 _EMPTY: tuple[tuple, np.ndarray] = ((), np.zeros(0, np.uint64))
 
 
 def read_vector(ifname: str) -> tuple[tuple[str, ...], np.ndarray]:
     """read_stats() as (names, values): names is the same tuple from read to read until the
     driver's string set changes; values is a copy."""
-    from pyroute2.ethtool.ioctl import EthtoolError   # here: summaries and reports need no pyroute2
     with _lock:
         dev = _cache.get(ifname)
         if dev is None:
@@ -164,7 +168,7 @@ def read_vector(ifname: str) -> tuple[tuple[str, ...], np.ndarray]:
                     return (dev.names_t, dev.values.copy()) if dev.count else _EMPTY
                 dev.seen = None                          # fetch the names on the next try
             return _EMPTY
-        except (OSError, ValueError, EthtoolError):     # gone (ENODEV) or no GSTATS (EOPNOTSUPP)
+        except (OSError, ValueError, _ethtool_error()):     # gone (ENODEV) or no GSTATS (EOPNOTSUPP)
             _forget(ifname)
             return _EMPTY
 

@@ -125,6 +125,7 @@ class _Reader:
     vout: np.ndarray | None = None   # their region of the vector
     vaxis: int | tuple = 1
     vstart: int = 0
+    hashed: bool = False        # a hash map: its keys may change (an array's do not)
     vshape: tuple = ()
 
     def view(self, vec) -> None:
@@ -277,7 +278,7 @@ class Probes:
         for r in self._readers:
             m = r.map
             n = m.reader.read()
-            if m.key_bytes(n) != r.vkeys:
+            if r.vkeys is None or r.hashed and m.key_bytes(n) != r.vkeys:   # an array's keys stay
                 self._layout(r, vec, n)
             elif r.vgen != vec.generation:   # the vector was made anew (it grew)
                 r.view(vec)
@@ -316,6 +317,7 @@ class Probes:
         r.vstart, r.vshape = vec.region(at), (rows * width,) if kind == "slots" else (rows, width)
         vec.layout(f"probes:{r.map.reader.fd}", np.array(order, np.intp) + r.vstart)
         r.vin, r.vaxis, r.vkeys = vals, (1, 2) if kind == "slots" else 1, r.map.key_bytes(n)
+        r.hashed = kind in ("dev", "dev_errno")
         r.view(vec)
 
     def _plan(self) -> None:
