@@ -53,7 +53,7 @@ def stats(ms: list[float]) -> dict:
             "max": round(float(a.max()), 2)}
 
 
-KINDS = (("AxisItem.py", "axes"), ("LegendItem.py", "legends"), ("TextItem.py", "text"), ("LabelItem.py", "text"),
+KINDS = (("AxisItem.py", "axes"), ("plots/axes.py", "axes"), ("LegendItem.py", "legends"), ("TextItem.py", "text"), ("LabelItem.py", "text"),
          ("PlotCurveItem.py", "curves"), ("PlotDataItem.py", "curves"), ("ScatterPlotItem.py", "curves"),
          ("ImageItem.py", "images"), ("BarGraphItem.py", "bars"), ("ViewBox", "view boxes"),
          ("GraphicsScene", "scene"), ("GraphicsView", "scene"), ("path_view.py", "path dock"),

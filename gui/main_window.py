@@ -6,6 +6,7 @@ once and lets every visible panel redraw only if that window or its data changed
 from __future__ import annotations
 
 import collections
+import gc
 import os
 import time
 from pathlib import Path
@@ -605,6 +606,7 @@ class MainWindow(QMainWindow):
         """One drawing frame: advance a replay, then let visible panels redraw if their view changed."""
         if self.source is None:
             return
+        freeze_startup_objects()
         t0 = time.perf_counter()
         self.source.tick()
         # a timer frame may defer some panels' redraws to spread the work (plots.Panel.refresh)
@@ -641,6 +643,21 @@ class MainWindow(QMainWindow):
         if self.replay is not None:
             self.replay.close()
         super().closeEvent(e)
+
+
+_frozen = False
+
+
+def freeze_startup_objects() -> None:
+    """Once per process, at the first frame: move what startup made (modules, Qt wrappers, the
+    window's items) out of the garbage collector's view (gc.freeze). A full collection otherwise
+    walks all of it, a 30-50 ms pause that lands in a frame; after the freeze it walks only what
+    was made since. Those objects live as long as the app, so nothing that could be freed is kept."""
+    global _frozen
+    if not _frozen:
+        _frozen = True
+        gc.collect()
+        gc.freeze()
 
 
 def home_dir() -> str:

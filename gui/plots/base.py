@@ -29,6 +29,7 @@ from PySide6.QtWidgets import QComboBox, QHBoxLayout, QSizePolicy, QVBoxLayout, 
 from backend.data.sample import FLUSH_BINS
 
 from .. import si
+from .axes import TimeAxis
 from ..palette import DARK, DASHES, Theme, dash_glyph, dash_style
 from .view import View
 
@@ -239,6 +240,9 @@ def style_plot(plot: pg.PlotItem, title: str, theme: Theme) -> None:
         ax.setPen(pg.mkPen(theme.muted, width=1))
         ax.setTextPen(pg.mkPen(theme.foreground))
         ax.label.setDefaultTextColor(pg.mkColor(theme.foreground))
+        # no automatic SI prefix in the label ("(x0.001)"): the ticks carry prefixes where needed; and
+        # pyqtgraph re-sets the label's HTML on every range change while it is on
+        ax.enableAutoSIPrefix(False)
     plot.getAxis("left").setWidth(52)  # room for '1.5 M' / '999 k': the axes of stacked plots line up
 
 
@@ -257,6 +261,22 @@ def overlaps(a: np.ndarray, b: np.ndarray, tol: float) -> bool:
     if ok.sum() < 3:
         return False
     return float(np.mean(np.abs(a[ok] - b[ok]) <= tol)) >= OVERLAP_SHARE
+
+
+def overlap_count(a: np.ndarray, earlier: list[np.ndarray], tol: float) -> int:
+    """How many of `earlier` overlap a (overlaps(a, b, tol) for each b), in one numpy pass over those
+    of a's shape: a plot of 8 series asks 28 pairs on every redraw."""
+    same = [b for b in earlier if b.shape == a.shape]
+    if not same or not len(a):
+        return 0
+    b = np.stack(same)
+    ok = np.isfinite(a) & np.isfinite(b)
+    ok &= np.maximum(np.abs(np.where(ok, a, 0)), np.abs(np.where(ok, b, 0))) > 4 * tol
+    n = ok.sum(axis=1)
+    with np.errstate(invalid="ignore"):
+        close = (np.abs(a - b) <= tol) & ok
+    share = close.sum(axis=1) / np.maximum(n, 1)
+    return int(np.count_nonzero((n >= 3) & (share >= OVERLAP_SHARE)))
 
 
 class SeriesPlot:
@@ -336,7 +356,9 @@ class SeriesPlot:
         # a series that is all zero lies on the baseline: not a line another one hides
         active = [n for n in shown if len(ys[n]) and np.fmax.reduce(np.abs(ys[n]), initial=0.0) > 0]
         for i, n in enumerate(active):
-            rank = min(sum(overlaps(ys[n], ys[m], tol) for m in active[:i]), len(DASHES) - 1)
+            if not i or self.ranks.get(n, 0) >= len(DASHES) - 1:  # nothing earlier, or the last dash already
+                continue
+            rank = min(overlap_count(ys[n], [ys[m] for m in active[:i]], tol), len(DASHES) - 1)
             if rank > self.ranks.get(n, 0):
                 self.ranks[n] = rank
                 c = self.curves[n]
@@ -514,8 +536,8 @@ class Panel(QWidget):
                  compact: tuple[int, int] | None = None, si_axis: bool = True) -> pg.PlotItem:
         """A plot at (row, col) in the normal layout and at `compact` (row, col) in the one-row
         layout used when the panel is short."""
-        axes = {"left": SIAxis("left")} if si_axis else None
-        plot = pg.PlotItem(axisItems=axes)
+        axes = {"left": SIAxis("left")} if si_axis else {}
+        plot = pg.PlotItem(axisItems={**axes, "bottom": TimeAxis()})  # pyqtgraph's axis, laid out faster
         place = (row, col, rowspan, colspan)
         short = (0, compact[1], 1, 1) if compact else place
         self._places.append((plot, place, short))

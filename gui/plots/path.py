@@ -14,7 +14,7 @@ from backend.data import pathmodel as pm
 
 from ..palette import DARK, Theme
 from ..path_view import C, EdgeItem, NodeItem, PathScene, _font, summary_for
-from .base import Panel, Summary
+from .base import REDRAW_MAX_S, Panel, Summary
 from .view import View
 
 
@@ -74,7 +74,9 @@ class PathPanel(Panel):
         self._show_info()
 
     def min_interval(self, view: View) -> float:
-        return 0.25  # a diagram, not a time axis: a few redraws a second follow a live window
+        # a diagram, not a time axis: twice a second follows a live window, as the plots of a long
+        # window do (its numbers cannot be read faster; each redraw builds the diagram anew)
+        return REDRAW_MAX_S
 
     def show_state(self) -> None:
         for box, text in ((self.queues, self.st.queues), (self.detail, self.st.detail)):
