@@ -72,7 +72,7 @@ def run(lab, spec: programs.ProgramSpec, frames: int, flows: int = 1, cpu: int =
     before = [xmit(t) for t in spec.targets]
     try:
         injector.inject(lab.ingress, frames, flows=flows, cpu=cpu)
-        cpus = loaded.counters()[0]                 # the program's per-CPU values
+        cpus = loaded.bpf[b"xs_counters"][0]        # the program's own per-CPU map (bpf/xdpscope.h)
         return {"module": type(loaded.bpf).__name__, "runs": bpfsys.prog_info(loaded.fd).run_cnt,
                 "verdicts": {v: sum(c.verdict[i] for c in cpus) for i, v in enumerate(VERDICTS)},
                 "counted": [sum(c.target[s] for c in cpus) for s in range(len(spec.targets))],
