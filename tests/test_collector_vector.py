@@ -170,3 +170,33 @@ def test_to_dict_nests_as_the_leaves_do() -> None:
     bad = Sample(t=0, dt=0, flush={"a": 3})
     with pytest.raises(ValueError, match="flush"):
         bad.to_dict()
+
+
+@pytest.mark.kernel
+def test_sampling_thread_real_time_and_gc_frozen_only_while_sampling(lab) -> None:
+    """While run() samples, its thread is SCHED_FIFO and the objects made before are out of the
+    collector's reach (gc.freeze); both undone when it returns."""
+    import gc
+    import os
+    import threading
+
+    from backend.agent.session import Session, SessionConfig
+    from backend.kernel import programs
+    s = Session(SessionConfig(iface=lab.ingress, program=programs.ProgramSpec(name="redirect", targets=lab.targets),
+                              hz=100))
+    s.start()
+    seen = []
+
+    def emit(sample) -> None:
+        seen.append((os.sched_getscheduler(threading.get_native_id()), gc.get_freeze_count()))
+        if len(seen) == 3:
+            s.stop()
+
+    before = os.sched_getscheduler(threading.get_native_id())
+    try:
+        s.run(emit)
+    finally:
+        s.close()
+    assert len(seen) == 4                                    # three, and the last partial interval
+    assert all(policy == os.SCHED_FIFO and frozen > 0 for policy, frozen in seen[:3])
+    assert os.sched_getscheduler(threading.get_native_id()) == before and gc.get_freeze_count() == 0

@@ -284,8 +284,8 @@ class Probes:
                 r.view(vec)
             if r.kind == "cpu":   # kept per CPU: the CPU is the one the kthread serves, not a sum
                 np.copyto(r.vout, r.vin[0])
-            else:
-                np.sum(r.vin, axis=r.vaxis, out=r.vout)
+            else:   # (the ufunc itself: np.sum is two Python frames around it)
+                np.add.reduce(r.vin, axis=r.vaxis, out=r.vout)
 
     def _layout(self, r: "_Reader", vec, n: int) -> None:
         """The region of a map's counters for the keys it holds now (rows x words of its values
