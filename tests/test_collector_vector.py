@@ -200,3 +200,25 @@ def test_sampling_thread_real_time_and_gc_frozen_only_while_sampling(lab) -> Non
     assert len(seen) == 4                                    # three, and the last partial interval
     assert all(policy == os.SCHED_FIFO and frozen > 0 for policy, frozen in seen[:3])
     assert os.sched_getscheduler(threading.get_native_id()) == before and gc.get_freeze_count() == 0
+
+
+@pytest.mark.unit
+def test_agent_lines_are_json_dumps_text() -> None:
+    """The agent's C-encoder path writes what json.dumps(separators, allow_nan=False) writes, and
+    refuses what it refuses."""
+    import math
+
+    from backend.agent.server import _dumps
+    rng = random.Random(7)
+    for _ in range(200):
+        vals = [rng.randint(-2**63, 2**64), rng.random() * 10 ** rng.randint(-300, 300), "é\n\"\u2028\\",
+                None, True, False, -0.0, [], {}]
+        msg = {"event": "sample", "sample": {str(i): rng.choice(vals) for i in range(8)}, "x": [rng.choice(vals)] * 3}
+        assert _dumps(msg) == json.dumps(msg, separators=(",", ":"), allow_nan=False)
+    for bad in ({"x": math.nan}, {"x": object()}, {"x": math.inf}):
+        with pytest.raises((ValueError, TypeError)):
+            _dumps(bad)
+    loop: list = []
+    loop.append(loop)
+    with pytest.raises(ValueError, match="Circular"):
+        _dumps({"a": loop})
