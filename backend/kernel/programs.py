@@ -194,13 +194,19 @@ def _inline(name: str) -> str:
     return _LOCAL_INCLUDE.sub(lambda m: _inline(m.group(1)), text)
 
 
+# Before a built-in program: the uapi in.h and tcp.h that bpf/xdpscope.h includes want
+# <linux/socket.h>, and with bcc's include path that is the kernel-internal one (uio.h, mm, ...):
+# half of each compile (0.49 -> 0.21 s here) for nothing our programs use. The uapi part is what
+# they need of it; the same bytecode comes out. A user's program keeps the full header (AF_INET &co.).
+_BUILTIN_PRELUDE = "#include <uapi/linux/socket.h>\n#define _LINUX_SOCKET_H\n"
+
+
 def source_of(spec: ProgramSpec) -> str:
     """Full C text: instrumentation header, the program, the counting entry point."""
     if spec.name == "user":
-        body = _wrap_user(spec.source, user_function(spec))
-    else:
-        body = _inline(f"{spec.name}.c")
-    return "\n".join([_inline("xdpscope.h"), body, _inline("entry.h"), ""])
+        return "\n".join([_inline("xdpscope.h"), _wrap_user(spec.source, user_function(spec)),
+                          _inline("entry.h"), ""])
+    return "\n".join([_BUILTIN_PRELUDE + _inline("xdpscope.h"), _inline(f"{spec.name}.c"), _inline("entry.h"), ""])
 
 
 def _wrap_user(text: str, func: str) -> str:
