@@ -92,6 +92,36 @@ def test_vector_delta_decodes_as_the_dict_path(seed: int) -> None:
         last = raw
 
 
+@pytest.mark.unit
+def test_same_slots_fill_the_template_as_decode_would(monkeypatch) -> None:
+    """Counts that move every read (steady traffic): decode runs once per set of slots, and the
+    filled template is decode's Sample, values, order and JSON."""
+    from backend.data import rawvec
+    calls = []
+    real = rawvec.decode_parsed
+    monkeypatch.setattr(rawvec, "decode_parsed", lambda *a: calls.append(1) or real(*a))
+    vec = RawVector(NAMES)
+    last: dict = {}
+    for i in range(30):
+        n = i * 7
+        raw = {**{("verdicts", c, a): n * (a + 1) for c in range(2) for a in range(5)},
+               **{("targets", s, c): n for s in range(2) for c in range(2)},
+               ("flush", T0, 16): n, ("flush", T1, 3): n, ("devmap", T0, "sent"): n * 16, ("devmap", T0, "drops"): 0,
+               ("napi", NX, "polls"): n, ("napi", NX, "work"): n * 3, ("redirect_tp", NX): n, ("run", "cnt"): n,
+               **({("redirect_errors", T1, -6): n // 10} if i > 20 else {})}
+        vec.put("all", raw)
+        if i == 0:
+            vec.commit()
+        else:
+            got = vec.sample(float(i), 0.01)
+            want = old_path(last, raw, float(i), 0.01)
+            assert got == want and text(got) == text(want), i
+        last = raw
+    # one decode for the steady slots, one when an error counter appeared, one for each read
+    # where it did not move (i // 10 stays), one when it moved again
+    assert len(calls) <= 8
+
+
 # -- real sessions ----------------------------------------------------------------------------------
 
 def both_paths(c, send, rounds: int = 3) -> list:

@@ -60,11 +60,10 @@ def parse(key: tuple, names: Names) -> Parsed:
     return Parsed(fam.name, sparse, aliased, parts, (aliased, fam.name, sparse, entry))
 
 
-def decode_parsed(items: Iterable[tuple[Parsed, int]], t: float, dt: float, base: dict | None = None) -> Sample:
-    """decode() of keys already parsed, in the raw read's order; base: the values of families
-    decoded already (whole: their keys are not among the items, but an alias may add to them)."""
+def decode_parsed(items: Iterable[tuple[Parsed, int]], t: float, dt: float) -> Sample:
+    """decode() of keys already parsed, in the raw read's order."""
     s = Sample(t=round(t, 6), dt=round(dt, 6))
-    values = dict(base) if base else {}
+    values: dict[str, Any] = {}
     entries: dict[tuple, list[tuple[tuple, int]]] = {}   # (aliased, family, sparse, entry) -> leaves
     for p, n in items:
         if not n and p.sparse == LEAF:

@@ -1,5 +1,6 @@
 """Raw counters as one numpy vector: a slot per raw key, so a collector sample is a few numpy
-operations (the delta, which slots to decode) and decode() of only what a Sample shows.
+operations (the delta, which slots to decode) and decode() of only what a Sample shows, run
+again only when that set of slots changes (sample(): a template of decode's output is filled).
 
 The kernel layer writes each source's cumulative counts into `cur` at the slots of its keys (made
 once per key: `slots()`, or `region()`: contiguous, so a map's counts go there in one numpy
@@ -47,6 +48,8 @@ class RawVector:
         self._stale = False
         self._dict_keys: dict[str, tuple] = {}   # a dict source's keys at its last layout
         self.generation = 0                    # +1 when cur is made anew (views of it are stale)
+        self._tkey: bytes | None = None        # the slots the template below was decoded for
+        self._tpl: dict[str, Any] = {}         # family -> decode's value, leaves: 1 + place in the slots
 
     # -- layout (when keys change: rare) ------------------------------------------------------
     def slots(self, keys: Iterable[tuple]) -> np.ndarray:
@@ -116,12 +119,7 @@ class RawVector:
         self.last[~self.present] = 0
         self._ghit = np.zeros(len(self._groups) + 1, bool)
         self._sparse = ~self.always
-        # the families decode keeps whole (sparse None): their values' shape does not change with
-        # the counts, so decode builds it once, with leaves that say which slot they are
         self._always_idx = self.order[self.always[self.order]]
-        parsed = [self.parsed[i] for i in self._always_idx.tolist()]
-        tpl = decode_parsed([(p, k + 1) for k, p in enumerate(parsed)], 0.0, 0.0)
-        self._templates = {name: tpl.get(name) for name in dict.fromkeys(p.name for p in parsed)}
         self._stale = False
 
     # -- every read ------------------------------------------------------------------------------
@@ -133,29 +131,26 @@ class RawVector:
             self.layout(source, self.slots(keys))
         self.cur[self.sources[source]] = np.fromiter(raw.values(), np.uint64, len(keys))
 
-    def delta(self) -> tuple[dict, list[tuple[Parsed, int]]]:
-        """What decode needs of cur - last (see the module's docstring), in the read's order: the
-        values of the families decode keeps whole (built from their template: decode's own output
-        for their keys), and the other keys' items; then this read becomes the last."""
+    def delta(self) -> tuple[np.ndarray, np.ndarray]:
+        """The slots decode needs of cur - last (see the module's docstring), in the read's order,
+        and their deltas; then this read becomes the last."""
         if self._stale:
             self._relayout()
         d = np.subtract(self.cur, self.last, out=self._d).view(np.int64)
-        vals = [0, *d[self._always_idx].tolist()]
-        base = {name: _fill(tpl, vals) for name, tpl in self._templates.items()}
-        items: list[tuple[Parsed, int]] = []
         if d.any():
             hit = np.not_equal(d, 0, out=self._hit)
             ghit = self._ghit
             ghit[:] = False
             ghit[self.group[hit]] = True
             ghit[0] = False
-            keep = (hit | (ghit[self.group] & self.whole)) & self._sparse
+            keep = self.always | (hit | (ghit[self.group] & self.whole)) & self._sparse
             order = self.order
             idx = order[keep[order]]
-            parsed = self.parsed
-            items = [(parsed[i], n) for i, n in zip(idx.tolist(), d[idx].tolist())]
+        else:
+            idx = self._always_idx
+        vals = d[idx]
         np.copyto(self.last, self.cur)
-        return base, items
+        return idx, vals
 
     def commit(self) -> None:
         """Take this read as the last without a delta (a baseline)."""
@@ -164,15 +159,35 @@ class RawVector:
         np.copyto(self.last, self.cur)
 
     def sample(self, t: float, dt: float, extra: Iterable[tuple[Parsed, int]] = ()) -> Sample:
-        """decode() of the deltas since the last read (and extra items: another source's)."""
-        base, items = self.delta()
-        items.extend(extra)
-        return decode_parsed(items, t, dt, base)
+        """decode() of the deltas since the last read (and extra items: another source's).
+
+        Which slots decode gets decides the Sample's shape, not their values: each is a LEAF
+        counter that is not 0, a member of an ENTRY that counted, or of a family decode keeps
+        whole. So the Sample of the same slots as the last one's is decode's output for them with
+        the new values: decode runs when the slots change (a template whose leaves say which
+        slot they are), and otherwise the template is filled."""
+        idx, vals = self.delta()
+        extra = list(extra)
+        if extra:   # (a user program's maps: decoded as they come)
+            parsed = self.parsed
+            items = [(parsed[i], n) for i, n in zip(idx.tolist(), vals.tolist())]
+            return decode_parsed(items + extra, t, dt)
+        key = idx.tobytes()
+        if key != self._tkey:
+            parsed = [self.parsed[i] for i in idx.tolist()]
+            tpl = decode_parsed([(p, k + 1) for k, p in enumerate(parsed)], 0.0, 0.0)
+            self._tkey = key
+            self._tpl = {name: tpl.get(name) for name in dict.fromkeys(p.name for p in parsed)}
+        s = Sample(t=round(t, 6), dt=round(dt, 6))
+        v = [0, *vals.tolist()]
+        for name, tpl in self._tpl.items():
+            s.set(name, _fill(tpl, v))
+        return s
 
 
 def _fill(node: Any, vals: list[int]) -> Any:
-    """A template's leaves (1 + their place among the always-kept slots; 0: a zero decode's
-    finish() wrote) replaced by those slots' deltas; new lists and dicts."""
+    """A template's leaves (1 + their place among the slots; 0: a zero decode's finish() or an
+    entry's missing member wrote) replaced by those slots' deltas; new lists and dicts."""
     if type(node) is list:
         return [vals[x] if type(x) is int else _fill(x, vals) for x in node]
     if type(node) is dict:

@@ -86,6 +86,7 @@ class _Map:
                                          table.max_entries, per_cpu)
         n = table.max_entries
         self.keys = np.frombuffer(self.reader.keys, dtype=key, count=n)
+        self.ksize = key.itemsize
         vals = np.frombuffer(self.reader.values, dtype=np.uint64).reshape(n, -1)
         width = value.itemsize // 8
         self.values = vals.reshape(n, ncpu if per_cpu else 1, -1)[:, :, :width]  # a view, no copy
@@ -98,7 +99,7 @@ class _Map:
     def key_bytes(self, n: int) -> bytes:
         """The first n keys as bytes (the map's entries are the same ones in the same order as at
         another read iff these are equal)."""
-        return self._kview[:n * self.keys.itemsize].tobytes()
+        return self._kview[:n * self.ksize].tobytes()
 
     @cached_property
     def _kview(self) -> memoryview:
@@ -278,7 +279,7 @@ class Probes:
         for r in self._readers:
             m = r.map
             n = m.reader.read()
-            if r.vkeys is None or r.hashed and m.key_bytes(n) != r.vkeys:   # an array's keys stay
+            if r.vkeys is None or r.hashed and m._kview[:n * m.ksize].tobytes() != r.vkeys:   # an array's keys stay
                 self._layout(r, vec, n)
             elif r.vgen != vec.generation:   # the vector was made anew (it grew)
                 r.view(vec)
