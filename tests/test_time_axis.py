@@ -69,6 +69,8 @@ def test_time_axis_matches_pyqtgraph(qtbot, width):
             t0, t1 = (end - length, end) if end >= length else (0.0, float(length))
             for plot_axis in (theirs, ours):
                 plot_axis.linkedView().setXRange(t0, t1, padding=0)
+            for px in (100.0, 555.5, 1450.0):
+                assert pg.AxisItem.tickValues(ours, t0, t1, px) == ours.tickValues(t0, t1, px)
             a, b = specs(theirs), specs(ours)
             assert a[0] == b[0], (length, end)     # ticks: pen, ends
             assert a[1] == b[1], (length, end)     # labels: place, flags, text
