@@ -280,3 +280,44 @@ def test_record_with_a_damaged_entry_runs_without_a_traceback(store, lab8):
                        timeout=120)
     assert p.returncode == 0 and "Traceback" not in p.stderr, p.stderr
     assert all(json.loads(e.read_bytes())["format"] == 1 for e in store.glob("*.json"))   # rewritten
+
+
+def children_of(pid: int) -> set[int]:
+    out: set[int] = set()
+    for t in os.listdir(f"/proc/{pid}/task"):
+        try:
+            out |= {int(c) for c in Path(f"/proc/{pid}/task/{t}/children").read_text().split()}
+        except FileNotFoundError:
+            pass
+    return out
+
+
+def test_an_agent_killed_while_prewarming_leaves_no_child_and_no_bpf_object(monkeypatch):
+    """SIGKILL during the prewarm: its children end too and every map and program they held is gone
+    from the kernel."""
+    from tests.test_security import map_alive, prog_alive
+    monkeypatch.setenv(build_store.ENV, "off")            # the children compile: they hold maps meanwhile
+    p = subprocess.Popen([*XDPSCOPE, "agent", "--stdio"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.DEVNULL)
+    try:
+        assert json.loads(p.stdout.readline())["event"] == "ready"
+        kids, objects = children_of(p.pid), {"maps": set(), "progs": set()}
+        deadline = time.monotonic() + 30
+        while not objects["maps"] and time.monotonic() < deadline:
+            for c in kids:
+                try:
+                    h = held(c)
+                except FileNotFoundError:
+                    continue
+                objects["maps"] |= h["maps"]
+                objects["progs"] |= h["progs"]
+            time.sleep(0.005)
+        assert kids and objects["maps"], "no prewarm child seen holding a map"
+    finally:
+        p.kill()
+        p.wait()
+    deadline = time.monotonic() + 10
+    while any(Path(f"/proc/{c}").exists() for c in kids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(Path(f"/proc/{c}").exists() for c in kids)
+    assert not any(map_alive(m) for m in objects["maps"]) and not any(prog_alive(i) for i in objects["progs"])
