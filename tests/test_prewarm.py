@@ -4,6 +4,7 @@ keep them on disk. Oracles: frames sent, the target veths' own `tx_queue_0_xdp_x
 the kernel's run count, /proc fdinfo of the agent. No test here measures or asserts a time."""
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import shutil
@@ -143,14 +144,35 @@ def test_mix_percentages_exact_from_one_build(lab8, kept, frames):
 
 
 # --- the prewarm in a real agent ------------------------------------------------------------------
+def btf_id(prog_id: int) -> int:
+    """The kernel's BTF id of a program: bcc loads what it compiled with BTF, kept output without."""
+    from tests.test_security import _ProgInfo, _bpf
+    fd = _bpf.bpf_prog_get_fd_by_id(prog_id)
+    assert fd >= 0
+    try:
+        info = _ProgInfo()
+        size = ctypes.c_uint32(ctypes.sizeof(info))
+        assert _bpf.bpf_obj_get_info_by_fd(fd, ctypes.byref(info), ctypes.byref(size)) == 0
+        return info.btf_id
+    finally:
+        os.close(fd)
+
+
 def test_prewarm_leaves_nothing_and_the_first_attach_finds_it(lab8, monkeypatch, tmp_path):
-    """A fresh agent (disk store off: its children compile) holds no BPF object once they are done,
-    its first Attach of a shape it never saw counts exactly, and a detach leaves it as before."""
+    """A fresh agent (disk store off: its children compile) holds no BPF object once they are done;
+    its first cpumap session loads the prewarmed output (a cpumap session compiles in the agent
+    itself otherwise, and bcc's own load gives the program BTF: kept output has none); its first
+    mix session, a shape it never saw, counts exactly; detaches leave it as before."""
+    from tests.test_security import xdp_prog_on
     monkeypatch.setenv(build_store.ENV, "off")
     a = Agent()
     try:
         base = held(a.p.pid)                       # Agent() waited for the prewarm's children
         assert base["progs"] == base["maps"] == base["links"] == set()
+        r = a.call("attach", iface=lab8.ingress, program="cpumap", targets=["0"], hz=20)
+        assert r["ok"], r
+        assert btf_id(xdp_prog_on(lab8.ingress)) == 0
+        assert a.call("detach")["ok"]
         r = a.call("attach", iface=lab8.ingress, program="mix", targets=lab8.targets[:3], hz=20,
                    mix={"DROP": 50, "REDIRECT": 50})
         assert r["ok"], r
