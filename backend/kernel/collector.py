@@ -1,6 +1,11 @@
 """Collector: reads every counter at a chosen rate (read_raw: the kernel's cumulative counts,
 keyed as backend/data/schema.py says) and turns the deltas of two reads into a Sample with the
-pure backend/data/decode.py. dt is measured with the monotonic clock at each read (never assumed)."""
+pure backend/data/decode.py. dt is measured with the monotonic clock at each read (never assumed).
+
+Sampling reads the same counters into one numpy vector instead (backend/data/rawvec.py: a slot
+per raw key, buffers made once, a map's counts written with one numpy operation), so a sample at
+100 Hz runs little Python; its Sample is the one decode() gives for the two dicts
+(tests/test_collector_vector.py). read_raw stays for settle() and as the reference."""
 from __future__ import annotations
 
 import ctypes
