@@ -88,7 +88,7 @@ def test_vector_delta_decodes_as_the_dict_path(seed: int) -> None:
             got = vec.sample(1.0 + i / 100, 0.01)
             want = old_path(last, raw, 1.0 + i / 100, 0.01)
             assert got == want, i
-            assert text(got) == text(want), i
+            assert text(got) == text(want) == json.dumps(vec.to_dict(got), separators=(",", ":")), i
         last = raw
 
 
@@ -115,7 +115,7 @@ def test_same_slots_fill_the_template_as_decode_would(monkeypatch) -> None:
         else:
             got = vec.sample(float(i), 0.01)
             want = old_path(last, raw, float(i), 0.01)
-            assert got == want and text(got) == text(want), i
+            assert got == want and text(got) == text(want) == json.dumps(vec.to_dict(got), separators=(",", ":")), i
         last = raw
     # one decode for the steady slots, one when an error counter appeared, one for each read
     # where it did not move (i // 10 stays), one when it moved again
@@ -139,7 +139,7 @@ def both_paths(c, send, rounds: int = 3) -> list:
         got = c.sample()
         want = c.to_sample({k: v - raw0.get(k, 0) for k, v in raw1.items()}, got.t, got.dt)
         assert got == want
-        assert text(got) == text(want)
+        assert text(got) == text(want) == json.dumps(c.to_dict(got), separators=(",", ":"))
         out.append(got)
         raw0 = raw1
     return out

@@ -264,16 +264,17 @@ class Agent:
 
     def _stream(self, session: Session) -> None:
         try:
-            session.run(self._sample)
+            session.run(lambda s: self._sample(s, session))
         except Exception as e:  # a failing collector must not kill the agent silently
             self.log("error", f"sampling stopped: {one_line(e)}")
         if session.end_reason:
             self.post(("ended", session))
 
-    def _sample(self, s) -> None:
+    def _sample(self, s, session: Session) -> None:
         if self.observer is not None:
             self.observer.sample(s)
-        self.event("sample", sample=s.to_dict())
+        # s.to_dict(), through the collector's JSON form of the sample it just made
+        self.event("sample", sample=session.collector.to_dict(s))
 
     def _fault(self, fault) -> None:
         self.event("fault", **fault.to_dict())

@@ -50,6 +50,8 @@ class RawVector:
         self.generation = 0                    # +1 when cur is made anew (views of it are stale)
         self._tkey: bytes | None = None        # the slots the template below was decoded for
         self._tpl: dict[str, Any] = {}         # family -> decode's value, leaves: 1 + place in the slots
+        self._wire: dict = {}                  # the template's to_dict()
+        self._made: tuple | None = None        # the last Sample sample() made, and its values
 
     # -- layout (when keys change: rare) ------------------------------------------------------
     def slots(self, keys: Iterable[tuple]) -> np.ndarray:
@@ -169,6 +171,7 @@ class RawVector:
         idx, vals = self.delta()
         extra = list(extra)
         if extra:   # (a user program's maps: decoded as they come)
+            self._made = None
             parsed = self.parsed
             items = [(parsed[i], n) for i, n in zip(idx.tolist(), vals.tolist())]
             return decode_parsed(items + extra, t, dt)
@@ -178,11 +181,27 @@ class RawVector:
             tpl = decode_parsed([(p, k + 1) for k, p in enumerate(parsed)], 0.0, 0.0)
             self._tkey = key
             self._tpl = {name: tpl.get(name) for name in dict.fromkeys(p.name for p in parsed)}
+            wire = tpl.to_dict()   # its shape does not depend on the values either
+            del wire["t"], wire["dt"]
+            self._wire = wire
         s = Sample(t=round(t, 6), dt=round(dt, 6))
         v = [0, *vals.tolist()]
         for name, tpl in self._tpl.items():
             s.set(name, _fill(tpl, v))
+        self._made = (s, v)
         return s
+
+    def forget(self) -> None:
+        """The last Sample was changed: to_dict() takes it as it is."""
+        self._made = None
+
+    def to_dict(self, s: Sample) -> dict:
+        """s.to_dict() of the Sample sample() made last (the template's, filled), else s.to_dict().
+        For a caller that has not changed the Sample since."""
+        made = self._made
+        if made is None or made[0] is not s:
+            return s.to_dict()
+        return {"t": s.t, "dt": s.dt, **_fill(self._wire, made[1])}
 
 
 def _fill(node: Any, vals: list[int]) -> Any:
