@@ -16,7 +16,8 @@ Keys are parsed once (decode.parse: names resolved when the key is first seen; t
 Counts are u64 (the kernel's); a delta is taken modulo 2**64, as an int64."""
 from __future__ import annotations
 
-from typing import Any, Hashable, Iterable, Mapping
+from operator import itemgetter
+from typing import Any, Callable, Hashable, Iterable, Mapping
 
 import numpy as np
 
@@ -49,8 +50,8 @@ class RawVector:
         self._dict_keys: dict[str, tuple] = {}   # a dict source's keys at its last layout
         self.generation = 0                    # +1 when cur is made anew (views of it are stale)
         self._tkey: bytes | None = None        # the slots the template below was decoded for
-        self._tpl: dict[str, Any] = {}         # family -> decode's value, leaves: 1 + place in the slots
-        self._wire: dict = {}                  # the template's to_dict()
+        self._tpl: dict[str, Callable] = {}    # family -> its value from the deltas (decode's, compiled)
+        self._wire: Callable = dict            # the template's to_dict(), compiled alike
         self._made: tuple | None = None        # the last Sample sample() made, and its values
 
     # -- layout (when keys change: rare) ------------------------------------------------------
@@ -180,14 +181,14 @@ class RawVector:
             parsed = [self.parsed[i] for i in idx.tolist()]
             tpl = decode_parsed([(p, k + 1) for k, p in enumerate(parsed)], 0.0, 0.0)
             self._tkey = key
-            self._tpl = {name: tpl.get(name) for name in dict.fromkeys(p.name for p in parsed)}
+            self._tpl = {name: _compile(tpl.get(name)) for name in dict.fromkeys(p.name for p in parsed)}
             wire = tpl.to_dict()   # its shape does not depend on the values either
             del wire["t"], wire["dt"]
-            self._wire = wire
+            self._wire = _compile(wire)
         s = Sample(t=round(t, 6), dt=round(dt, 6))
         v = [0, *vals.tolist()]
-        for name, tpl in self._tpl.items():
-            s.set(name, _fill(tpl, v))
+        for name, fill in self._tpl.items():
+            s.set(name, fill(v))
         self._made = (s, v)
         return s
 
@@ -201,14 +202,26 @@ class RawVector:
         made = self._made
         if made is None or made[0] is not s:
             return s.to_dict()
-        return {"t": s.t, "dt": s.dt, **_fill(self._wire, made[1])}
+        return {"t": s.t, "dt": s.dt, **self._wire(made[1])}
 
 
-def _fill(node: Any, vals: list[int]) -> Any:
-    """A template's leaves (1 + their place among the slots; 0: a zero decode's finish() or an
-    entry's missing member wrote) replaced by those slots' deltas; new lists and dicts."""
-    if type(node) is list:
-        return [vals[x] if type(x) is int else _fill(x, vals) for x in node]
-    if type(node) is dict:
-        return {k: vals[x] if type(x) is int else _fill(x, vals) for k, x in node.items()}
-    return vals[node]
+def _compile(node: Any) -> Callable[[list[int]], Any]:
+    """A function that makes a template's value with its leaves (1 + their place among the slots;
+    0: a zero decode's finish() or an entry's missing member wrote) replaced by those slots'
+    deltas (vals[leaf]; vals[0] is 0): new lists and dicts, leaves of a level in one C call."""
+    if type(node) is list or type(node) is dict:
+        keys = list(node) if type(node) is dict else None
+        subs = list(node.values()) if keys is not None else node
+        if all(type(x) is int for x in subs):
+            if not subs:
+                return (lambda v: {}) if keys is not None else (lambda v: [])
+            get = itemgetter(*subs)
+            if len(subs) == 1:
+                return (lambda v: {keys[0]: get(v)}) if keys is not None else (lambda v: [get(v)])
+            return (lambda v: dict(zip(keys, get(v)))) if keys is not None else (lambda v: list(get(v)))
+        fills = [_compile(x) for x in subs]
+        if keys is not None:
+            pairs = list(zip(keys, fills))
+            return lambda v: {k: f(v) for k, f in pairs}
+        return lambda v: [f(v) for f in fills]
+    return itemgetter(node)
