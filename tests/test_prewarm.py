@@ -145,7 +145,7 @@ def test_mix_percentages_exact_from_one_build(lab8, kept, frames):
 
 # --- the prewarm in a real agent ------------------------------------------------------------------
 def btf_id(prog_id: int) -> int:
-    """The kernel's BTF id of a program: bcc loads what it compiled with BTF, kept output without."""
+    """The kernel's BTF id of a program (0: loaded without BTF)."""
     from tests.test_security import _ProgInfo, _bpf
     fd = _bpf.bpf_prog_get_fd_by_id(prog_id)
     assert fd >= 0
@@ -158,11 +158,32 @@ def btf_id(prog_id: int) -> int:
         os.close(fd)
 
 
+def map_btf_ids(prog_id: int) -> list[int]:
+    """The BTF ids of a program's maps (struct bpf_map_info's btf_id, its 17th u32)."""
+    fd = bpfsys.prog_fd_by_id(prog_id)
+    try:
+        ids = bpfsys.prog_map_ids(fd)
+    finally:
+        os.close(fd)
+    out = []
+    for mid in ids:
+        mfd = bpfsys.lib().bpf_map_get_fd_by_id(mid)
+        assert mfd >= 0
+        try:
+            info, size = (ctypes.c_uint32 * 32)(), ctypes.c_uint32(128)
+            assert bpfsys.lib().bpf_obj_get_info_by_fd(mfd, ctypes.byref(info), ctypes.byref(size)) == 0
+            out.append(info[16])
+        finally:
+            os.close(mfd)
+    return out
+
+
 def test_prewarm_leaves_nothing_and_the_first_attach_finds_it(lab8, monkeypatch, tmp_path):
     """A fresh agent (disk store off: its children compile) holds no BPF object once they are done;
     its first cpumap session loads the prewarmed output (a cpumap session compiles in the agent
-    itself otherwise, and bcc's own load gives the program BTF: kept output has none); its first
-    mix session, a shape it never saw, counts exactly; detaches leave it as before."""
+    itself otherwise: bcc creates the maps it compiled with BTF types, a rebuild creates them
+    without, while giving the program its BTF like bcc); its first mix session, a shape it never
+    saw, counts exactly; detaches leave it as before."""
     from tests.test_security import xdp_prog_on
     monkeypatch.setenv(build_store.ENV, "off")
     a = Agent()
@@ -171,7 +192,8 @@ def test_prewarm_leaves_nothing_and_the_first_attach_finds_it(lab8, monkeypatch,
         assert base["progs"] == base["maps"] == base["links"] == set()
         r = a.call("attach", iface=lab8.ingress, program="cpumap", targets=["0"], hz=20)
         assert r["ok"], r
-        assert btf_id(xdp_prog_on(lab8.ingress)) == 0
+        prog = xdp_prog_on(lab8.ingress)
+        assert btf_id(prog) != 0 and map_btf_ids(prog) == [0, 0, 0, 0]   # rebuilt from kept output
         assert a.call("detach")["ok"]
         r = a.call("attach", iface=lab8.ingress, program="mix", targets=lab8.targets[:3], hz=20,
                    mix={"DROP": 50, "REDIRECT": 50})
@@ -301,7 +323,7 @@ def test_record_with_a_damaged_entry_runs_without_a_traceback(store, lab8):
                         "-o", str(store / "t.db"), "--overwrite"], env=env, capture_output=True, text=True,
                        timeout=120)
     assert p.returncode == 0 and "Traceback" not in p.stderr, p.stderr
-    assert all(json.loads(e.read_bytes())["format"] == 1 for e in store.glob("*.json"))   # rewritten
+    assert all(json.loads(e.read_bytes())["format"] == build_store.FORMAT for e in store.glob("*.json"))
 
 
 def children_of(pid: int) -> set[int]:

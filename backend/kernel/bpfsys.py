@@ -277,3 +277,81 @@ def map_type_by_id(map_id: int) -> int | None:
 def cpumaps_of(prog_fd: int) -> list[int]:
     """Ids of the cpumaps a program redirects through."""
     return [i for i in prog_map_ids(prog_fd) if map_type_by_id(i) == BPF_MAP_TYPE_CPUMAP]
+
+
+# --- BTF of a program: what bcc gives the programs it loads, kept with compiler output -------------
+FUNC_INFO_REC_SIZE = 8            # struct bpf_func_info {insn_off, type_id}
+LINE_INFO_REC_SIZE = 16           # struct bpf_line_info {insn_off, file_name_off, line_off, line_col}
+
+
+class ProgLoadOpts(ctypes.Structure):
+    """libbpf 1.x struct bpf_prog_load_opts, up to log_buf (bpf/bpf.h)."""
+    _fields_ = [("sz", ctypes.c_size_t), ("attempts", ctypes.c_int), ("expected_attach_type", ctypes.c_uint32),
+                ("prog_btf_fd", ctypes.c_uint32), ("prog_flags", ctypes.c_uint32), ("prog_ifindex", ctypes.c_uint32),
+                ("kern_version", ctypes.c_uint32), ("attach_btf_id", ctypes.c_uint32),
+                ("attach_prog_fd", ctypes.c_uint32), ("attach_btf_obj_fd", ctypes.c_uint32),
+                ("fd_array", ctypes.c_void_p), ("func_info", ctypes.c_void_p), ("func_info_cnt", ctypes.c_uint32),
+                ("func_info_rec_size", ctypes.c_uint32), ("line_info", ctypes.c_void_p),
+                ("line_info_cnt", ctypes.c_uint32), ("line_info_rec_size", ctypes.c_uint32),
+                ("log_level", ctypes.c_uint32), ("log_size", ctypes.c_uint32), ("log_buf", ctypes.c_char_p)]
+
+
+class BtfInfo(ctypes.Structure):
+    """struct bpf_btf_info (linux/bpf.h)."""
+    _fields_ = [("btf", ctypes.c_uint64), ("btf_size", ctypes.c_uint32), ("id", ctypes.c_uint32),
+                ("name", ctypes.c_uint64), ("name_len", ctypes.c_uint32), ("kernel_btf", ctypes.c_uint32)]
+
+
+def prog_load_btf(prog_type: int, name: bytes, license: bytes, insns: bytes, btf_fd: int,
+                  func_info: bytes, line_info: bytes) -> int:
+    """BPF_PROG_LOAD with the program's BTF (prog_btf_fd), func_info and line_info records, as bcc
+    loads what it compiled; returns the program fd. Records are the uapi structs, packed."""
+    opts = ProgLoadOpts(sz=ctypes.sizeof(ProgLoadOpts), prog_btf_fd=btf_fd,
+                        func_info_cnt=len(func_info) // FUNC_INFO_REC_SIZE, func_info_rec_size=FUNC_INFO_REC_SIZE,
+                        line_info_cnt=len(line_info) // LINE_INFO_REC_SIZE, line_info_rec_size=LINE_INFO_REC_SIZE)
+    fi, li = ctypes.create_string_buffer(func_info, max(1, len(func_info))), \
+        ctypes.create_string_buffer(line_info, max(1, len(line_info)))
+    opts.func_info = ctypes.addressof(fi) if func_info else None
+    opts.line_info = ctypes.addressof(li) if line_info else None
+    return _check(lib().bpf_prog_load(prog_type, name, license, insns, len(insns) // 8, ctypes.byref(opts)))
+
+
+def btf_load(blob: bytes) -> int:
+    """BPF_BTF_LOAD: a BTF object from its raw form (the kernel checks it); returns its fd."""
+    f = lib().bpf_btf_load
+    f.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_void_p]
+    return _check(f(blob, len(blob), None))
+
+
+def btf_blob(btf_id: int) -> bytes:
+    """The raw form of a loaded BTF object (BPF_BTF_GET_FD_BY_ID, then its info's btf buffer)."""
+    lib().bpf_btf_get_fd_by_id.argtypes = [ctypes.c_uint32]
+    fd = _check(lib().bpf_btf_get_fd_by_id(btf_id))
+    try:
+        info = BtfInfo()
+        size = ctypes.c_uint32(ctypes.sizeof(info))
+        _check(lib().bpf_obj_get_info_by_fd(fd, ctypes.byref(info), ctypes.byref(size)))
+        buf = ctypes.create_string_buffer(info.btf_size)
+        info = BtfInfo(btf=ctypes.addressof(buf), btf_size=info.btf_size)
+        _check(lib().bpf_obj_get_info_by_fd(fd, ctypes.byref(info), ctypes.byref(size)))
+        return buf.raw[:info.btf_size]
+    finally:
+        os.close(fd)
+
+
+def prog_btf_records(prog_fd: int) -> tuple[ProgInfo, bytes, bytes]:
+    """The program's info and its func_info and line_info records as the kernel holds them (their
+    insn_off count instructions of the verified, rewritten program). Records of another size than
+    the uapi structs above come back empty."""
+    info = prog_info(prog_fd)
+    nf, nl = info.nr_func_info, info.nr_line_info
+    if info.func_info_rec_size != FUNC_INFO_REC_SIZE or info.line_info_rec_size != LINE_INFO_REC_SIZE:
+        return info, b"", b""
+    fbuf = ctypes.create_string_buffer(max(1, nf * FUNC_INFO_REC_SIZE))
+    lbuf = ctypes.create_string_buffer(max(1, nl * LINE_INFO_REC_SIZE))
+    got = ProgInfo(nr_func_info=nf, func_info_rec_size=FUNC_INFO_REC_SIZE, func_info=ctypes.addressof(fbuf),
+                   nr_line_info=nl, line_info_rec_size=LINE_INFO_REC_SIZE, line_info=ctypes.addressof(lbuf))
+    size = ctypes.c_uint32(ctypes.sizeof(got))
+    _check(lib().bpf_obj_get_info_by_fd(prog_fd, ctypes.byref(got), ctypes.byref(size)))
+    return info, fbuf.raw[:min(nf, got.nr_func_info) * FUNC_INFO_REC_SIZE], \
+        lbuf.raw[:min(nl, got.nr_line_info) * LINE_INFO_REC_SIZE]

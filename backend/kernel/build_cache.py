@@ -73,6 +73,9 @@ class Build:
     license: bytes
     funcs: dict[bytes, bytes]          # function name -> bytecode, in the module's order
     maps: list[MapDef]
+    btf: bytes = b""                   # the module's BTF (raw), as bcc loaded it; b"": none
+    func_btf: dict[bytes, tuple[bytes, bytes]] = field(default_factory=dict)   # name -> (func_info,
+    #                                    line_info): uapi records, insn_off in the bytecode above
     uses: int = 0                      # sessions built from it (tests check the cache is used)
     tables: dict = field(default_factory=dict, repr=False)   # name -> bcc table template (not pickled)
 
@@ -393,7 +396,9 @@ def _disk_get(key: Key) -> Build | None:
 def _to_json(build: Build) -> dict:
     return {"license": build.license.hex(),
             "funcs": [[name.decode(), code.hex()] for name, code in build.funcs.items()],
-            "maps": [{**d.__dict__, "name": d.name.decode()} for d in build.maps]}
+            "maps": [{**d.__dict__, "name": d.name.decode()} for d in build.maps],
+            "btf": build.btf.hex(),
+            "func_btf": [[name.decode(), fi.hex(), li.hex()] for name, (fi, li) in build.func_btf.items()]}
 
 
 def _from_json(body: dict) -> Build:
@@ -418,8 +423,32 @@ def _from_json(body: dict) -> Build:
     if any(fd not in {m.old_fd for m in maps} for code in funcs.values() for _, fd in _map_refs(code)):
         raise ValueError("map reference")
     build = Build(bytes.fromhex(body["license"]), funcs, maps)
+    build.btf, build.func_btf = _btf_from_json(body, funcs)
     build.tables = {m.name: _template(m) for m in maps}   # bad type descriptions fail here, not in a session
     return build
+
+
+def _btf_from_json(body: dict, funcs: dict[bytes, bytes]) -> tuple[bytes, dict[bytes, tuple[bytes, bytes]]]:
+    """The stored BTF and records, checked as the kernel will check them: a BTF blob of bounded
+    size that the kernel accepts (loaded once and closed), one func_info at instruction 0 per
+    function, line records in order on instructions of its bytecode. Raises on anything else."""
+    btf = bytes.fromhex(body["btf"])
+    func_btf = {}
+    for name, fi, li in body["func_btf"]:
+        name, fi, li = name.encode(), bytes.fromhex(fi), bytes.fromhex(li)
+        code = funcs[name]
+        if len(fi) != _FI or struct.unpack_from("<I", fi)[0] != 0 or len(li) % _LI:
+            raise ValueError("func_info")
+        offs = [r[0] for r in struct.iter_unpack("<IIII", li)]
+        if offs and (offs[0] != 0 or any(a >= b for a, b in zip(offs, offs[1:]))
+                     or not set(offs) <= set(_insn_starts(code))):
+            raise ValueError("line_info")
+        func_btf[name] = (fi, li)
+    if func_btf:
+        if not 24 <= len(btf) <= MAX_BTF or struct.unpack_from("<H", btf)[0] != BTF_MAGIC:
+            raise ValueError("btf")
+        os.close(bpfsys.btf_load(btf))     # the kernel's own checks: a damaged blob fails here
+    return (btf, func_btf) if func_btf else (b"", {})
 
 
 release = bcompile.release
@@ -467,7 +496,92 @@ def _capture(bpf) -> Build | None:
     fds = {d.old_fd for d in maps}
     if any(fd not in fds for code in funcs.values() for _, fd in _map_refs(code)):
         return None
-    return Build(lib.bpf_module_license(m), funcs, maps)
+    build = Build(lib.bpf_module_license(m), funcs, maps)
+    try:
+        build.btf, build.func_btf = _capture_btf(bpf, build)
+    except (OSError, ValueError, struct.error):   # rebuilt without BTF then (fexit cannot watch it)
+        build.btf, build.func_btf = b"", {}
+    return build
+
+
+# --- BTF: what makes a rebuilt program, to the kernel, like one bcc compiled and loaded -----------
+BTF_MAGIC = 0xEB9F
+MAX_BTF = 2 << 20                      # bytes of a module's BTF (ours: ~10-100 kB)
+_FI, _LI = bpfsys.FUNC_INFO_REC_SIZE, bpfsys.LINE_INFO_REC_SIZE
+
+
+def _capture_btf(bpf, build: Build) -> tuple[bytes, dict[bytes, tuple[bytes, bytes]]]:
+    """The module's BTF and each function's func_info and line_info, from the kernel: bcc loads a
+    function with them (XDP functions are loaded here, the probes were by attach_probes; bcc keeps
+    the fd, so a session does not verify it again). The kernel gives the records back with insn_off
+    counted in the rewritten program (the verifier inlines helpers: xlated != bytecode); they are
+    mapped back to the bytecode's instructions by _line_image. A function with bpf-to-bpf calls
+    (more than one func_info; bcc makes none) is kept without BTF."""
+    bcc = host.import_bcc()
+    btf_id, out, blob, btf_fd = 0, {}, b"", -1
+    try:
+        for name, code in build.funcs.items():
+            fn = bpf.funcs.get(name)
+            if fn is None and not name.startswith(ATTACHED):
+                try:
+                    fn = bpf.load_func(name, bcc.BPF.XDP)
+                except Exception:          # noqa: BLE001 - refused: the session says why when it loads it
+                    continue
+            if fn is None:
+                continue
+            info, finfo, linfo = bpfsys.prog_btf_records(fn.fd)
+            if not info.btf_id or len(finfo) != _FI or struct.unpack_from("<I", finfo)[0] != 0:
+                continue
+            if btf_fd < 0:
+                btf_id, blob = info.btf_id, bpfsys.btf_blob(info.btf_id)
+                btf_fd = bpfsys.btf_load(blob)
+            elif info.btf_id != btf_id:
+                continue
+            out[name] = (finfo, _original_line_info(info.type, build.license, code, btf_fd, finfo, linfo))
+    finally:
+        if btf_fd >= 0:
+            os.close(btf_fd)
+    return (blob, out) if out else (b"", {})
+
+
+def _insn_starts(code: bytes) -> list[int]:
+    """Indexes of the instructions a record may name (not the second half of an ld_imm64)."""
+    starts, i, n = [], 0, len(code) // 8
+    while i < n:
+        starts.append(i)
+        i += 2 if code[8 * i] == LD_IMM64 else 1
+    return starts
+
+
+def _line_image(prog_type: int, license: bytes, code: bytes, btf_fd: int, finfo: bytes,
+                first: bytes) -> dict[int, int]:
+    """Where the kernel puts each instruction of the bytecode (rewritten-program index -> bytecode
+    index), asked of the kernel itself: the bytecode is loaded once with a line record on every
+    instruction, each naming its index in line_col, and the kernel's records come back moved as
+    the verifier moved the instructions."""
+    _, file_off, line_off, _ = struct.unpack_from("<IIII", first)
+    recs = b"".join(struct.pack("<IIII", i, file_off, line_off, (i + 1) << 10) for i in _insn_starts(code))
+    fd = bpfsys.prog_load_btf(prog_type, b"xs_linfo", license, code, btf_fd, finfo, recs)
+    try:
+        _, _, got = bpfsys.prog_btf_records(fd)
+    finally:
+        os.close(fd)
+    return {x: (col >> 10) - 1 for x, _, _, col in struct.iter_unpack("<IIII", got)}
+
+
+def _original_line_info(prog_type: int, license: bytes, code: bytes, btf_fd: int, finfo: bytes,
+                        linfo: bytes) -> bytes:
+    """bcc's line records with insn_off in the bytecode's instructions; b"" when one of them names
+    an instruction the kernel put nowhere (then the function is kept with func_info only)."""
+    if not linfo:
+        return b""
+    image = _line_image(prog_type, license, code, btf_fd, finfo, linfo[:_LI])
+    out = []
+    for x, f, ln, col in struct.iter_unpack("<IIII", linfo):
+        if x not in image:
+            return b""
+        out.append(struct.pack("<IIII", image[x], f, ln, col))
+    return b"".join(out)
 
 
 # --- rebuild: new maps, the bytecode pointed at them, a bcc-like module over both -------------------
@@ -542,7 +656,7 @@ def _rebuilt_class():
             self.perf_buffers, self.open_perf_events = {}, {}
             self._ringbuf_manager, self.tracefile = None, None
             self.debug, self.funcs, self.tables, self.module = 0, {}, {}, None
-            self.build = build
+            self.build, self.btf_fd = build, -1
             self.map_fds = {d.name: fd for d, fd in zip(build.maps, fds)}
             relocate = {d.old_fd: fd for d, fd in zip(build.maps, fds)}
             self.code = {}
@@ -563,12 +677,23 @@ def _rebuilt_class():
             code = self.code.get(func_name)
             if code is None:
                 raise Exception(f"Unknown program {func_name!r}")
-            lib = bpfsys.lib()
-            fd = lib.bpf_prog_load(prog_type, func_name[:15], self.build.license, code, len(code) // 8, None)
-            if fd < 0:
-                raise Exception(f"Failed to load BPF program {func_name.decode()}: {os.strerror(-fd)}")
+            try:
+                fd = self._load(func_name, prog_type, code)
+            except OSError as e:
+                raise Exception(f"Failed to load BPF program {func_name.decode()}: {e.strerror}") from None
             fn = self.funcs[func_name] = bcc.BPF.Function(self, func_name, fd)
             return fn
+
+        def _load(self, name: bytes, prog_type: int, code: bytes) -> int:
+            """BPF_PROG_LOAD with the kept BTF, func_info and line_info when there are (loaded
+            once per module, as bcc does, closed with it), else the bytecode alone."""
+            records = self.build.func_btf.get(name)
+            if records is None:
+                return bpfsys._check(bpfsys.lib().bpf_prog_load(prog_type, name[:15], self.build.license, code,
+                                                                 len(code) // 8, None))
+            if self.btf_fd < 0:
+                self.btf_fd = bpfsys.btf_load(self.build.btf)
+            return bpfsys.prog_load_btf(prog_type, name[:15], self.build.license, code, self.btf_fd, *records)
 
         def get_table(self, name, keytype=None, leaftype=None, reducer=None):
             name = name.encode() if isinstance(name, str) else name
@@ -594,6 +719,9 @@ def _rebuilt_class():
             for name, fd in list(self.map_fds.items()):
                 os.close(fd)
                 del self.map_fds[name]
+            if self.btf_fd >= 0:
+                os.close(self.btf_fd)
+                self.btf_fd = -1
 
     _rebuilt = Rebuilt
     return Rebuilt

@@ -20,7 +20,7 @@ import os
 import stat
 from pathlib import Path
 
-FORMAT = 1
+FORMAT = 2                          # 2: with the programs' BTF (format 1 entries are recompiled)
 DEFAULT_DIR = "/var/cache/xdpscope/builds"
 ENV = "XDPSCOPE_BUILD_CACHE"        # another directory, or "off"
 MAX_BYTES = 4 << 20                 # an entry (our programs' are ~10-60 kB)
