@@ -175,10 +175,9 @@ class BatchReader:
         self._token = (ctypes.c_uint8 * max(8, key_size) * 2)()   # in/out batch positions
         self._count = ctypes.c_uint32()
         self._opts = MapBatchOpts(sz=ctypes.sizeof(MapBatchOpts))
-        self._count_p, self._opts_p = ctypes.pointer(self._count), ctypes.pointer(self._opts)
-        f = lib().bpf_map_lookup_batch
-        f.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
-                      ctypes.POINTER(ctypes.c_uint32), ctypes.POINTER(MapBatchOpts)]
+        self._count_p, self._opts_p = ctypes.addressof(self._count), ctypes.addressof(self._opts)
+        f = lib()["bpf_map_lookup_batch"]   # its own function object: addresses as plain ints
+        f.argtypes = [ctypes.c_int] + [ctypes.c_void_p] * 6
         self._f = f
         self._batch = True
         self._tok_out = ctypes.addressof(self._token[1])
@@ -229,6 +228,25 @@ class BatchReader:
             ctypes.memmove(tok_in, tok_out, ctypes.sizeof(self._token[0]))
             first = False
         return got
+
+
+class ArraySlot:
+    """Element 0 of an array map of u32, written through libbpf with buffers made once."""
+
+    def __init__(self, fd: int, value: int):
+        self.fd = fd
+        self._key, self._value = ctypes.c_uint32(0), ctypes.c_uint32(value)
+        self._args = (ctypes.addressof(self._key), ctypes.addressof(self._value))
+        self._f = lib()["bpf_map_update_elem"]   # its own function object: addresses as plain ints
+        self._f.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint64]
+
+    @property
+    def value(self) -> int:
+        return self._value.value
+
+    def write(self, value: int) -> None:
+        self._value.value = value & 0xFFFFFFFF
+        _check(self._f(self.fd, *self._args, 0))
 
 
 _MEMBARRIER = {"x86_64": 324, "aarch64": 283}

@@ -191,19 +191,21 @@ class Probes:
     _gen_t: float = 0.0
     _readers: list["_Reader"] = field(default_factory=list)
     _plan_of: tuple | None = None     # the schema.FAMILIES the readers were planned for
+    _gen: "bpfsys.ArraySlot | None" = None   # xs_gen[0]
 
     def new_generation(self) -> None:
         """Make the probes check every cached device address again (a freed device's address may
         have come back as another device's; roles may have changed)."""
-        table = self.bpf[b"xs_gen"]
-        key = table.Key(0)
-        table[key] = table.Leaf(table[key].value + 1)
+        if self._gen is None:   # (through libbpf with buffers made once: every GENERATION_S while sampling)
+            table = self.bpf[b"xs_gen"]
+            self._gen = bpfsys.ArraySlot(table.get_fd(), table[table.Key(0)].value)
+        self._gen.write(self._gen.value + 1)
         self._gen_t = time.monotonic()
 
     def close(self) -> None:
         """Detach every probe and close its programs and maps; safe to call twice."""
         bpf, self.bpf = self.bpf, None
-        self._maps, self._readers, self._plan_of = {}, [], None
+        self._maps, self._readers, self._plan_of, self._gen = {}, [], None, None
         release(bpf)
 
     def set_devices(self, devices: dict[DevId, int]) -> None:
