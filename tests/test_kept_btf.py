@@ -234,3 +234,38 @@ def test_fexit_finds_the_rebuilt_programs_btf_function(kept):
     assert (m0, m1) == ("Module", "Rebuilt")
     assert t0 == t1 != 0
     assert e1 == e0 != errno.ENOENT
+
+
+@pytest.mark.vlab
+@pytest.mark.parametrize("store", ["off", "disk"])
+def test_fexit_counts_a_rebuilt_program_in_the_guest(guest, store):
+    """In the QEMU guest (Debian's kernel has BPF trampolines): fexit attaches to mix rebuilt from
+    kept output (memory, then disk) as to bcc's own load, and counts exactly the verdicts of N live
+    frames: mix's documented order (30 DROP, 40 PASS, 30 TX of every 100 on a CPU), the program's
+    own counters and the kernel's run count."""
+    from backend.labs import vlab
+    n = 1000
+    python = str(vlab.ROOT / ".venv" / "bin" / "python")      # as the launcher: the guest sees the host's tree
+    cp = vlab.run([python, "-m", "tests.kept_btf_guest", "vnic1", str(n), store], cwd=str(vlab.ROOT),
+                  timeout=600, check=True)
+    loads = json.loads(cp.stdout.strip().splitlines()[-1])
+    want = {"ABORTED": 0, "DROP": 300, "PASS": 400, "TX": 300, "REDIRECT": 0}
+    assert [ld["module"] for ld in loads] == ["Module", "Rebuilt"]
+    for ld in loads:
+        assert ld["btf_id"] != 0
+        assert ld["fexit"] == ld["own"] == want, ld
+        assert ld["runs"] == n
+
+
+@pytest.fixture(scope="module")
+def guest():
+    from backend.labs import vlab
+    if vlab.status():
+        pytest.fail("a vlab is already up (not this test's): ./xdpscope vlab down")
+    probs = vlab.check_prerequisites()
+    if probs:
+        pytest.fail("vlab prerequisites missing: " + "; ".join(probs))
+    try:
+        yield vlab.up(vlab.Config(nics=1))
+    finally:
+        vlab.down()
