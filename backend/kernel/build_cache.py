@@ -3,7 +3,9 @@ kernel release), and a program compiled while the probes compile.
 
 bcc compiles C with clang on every session: ~0.5-1.3 s for a program, ~0.3-0.5 s for the probes on
 this machine. What is kept is the compiler's output only: each function's bytecode and each map's
-definition (sizes, flags, bcc's key and value type descriptions). Never a kernel object: a session
+definition (sizes, flags, bcc's key and value type descriptions), and the module's BTF with each
+function's func_info and line_info, so a rebuilt program carries its BTF function and source lines
+as bcc's load gives them (fexit tools need them). Never a kernel object: a session
 built from it creates its maps and loads (verifies) its programs anew, and closes them all like a
 fresh compile, so the agent holds nothing between sessions (tests/test_security.py checks that).
 bcc wrote the map fds of the compile into the bytecode (ld_imm64 with BPF_PSEUDO_MAP_FD); they are

@@ -1,8 +1,8 @@
 """Compiler output of our own C kept on disk between processes (a fresh `record`, a new agent), so
 only the first run after a change of source, flags, kernel, headers or bcc pays clang.
 
-What is stored is what build_cache keeps in memory (bytecode and map definitions, never a kernel
-object); loading it is loading bytecode as root, so it is trusted only as far as root is
+What is stored is what build_cache keeps in memory (bytecode, map definitions, BTF and its records,
+never a kernel object); loading it is loading bytecode as root, so it is trusted only as far as root is
 (docs/security.md, "The build cache on disk"):
 - the directory is used only by root, only when it is owned by root with mode 0700, and when
   every directory above it is root's and writable by no one else (or sticky); else nothing is
