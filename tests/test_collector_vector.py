@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import random
 
+import numpy as np
 import pytest
 
 from backend.data.decode import decode
@@ -25,8 +26,8 @@ def text(s) -> str:
     return json.dumps(d, separators=(",", ":"))
 
 
-def old_path(last: dict, raw: dict, t: float, dt: float):
-    return decode({k: v - last.get(k, 0) for k, v in raw.items()}, NAMES, t, dt)
+def old_path(last: dict, raw: dict, t: float, dt: float, names: dict = NAMES):
+    return decode({k: v - last.get(k, 0) for k, v in raw.items()}, names, t, dt)
 
 
 def reads(rng: random.Random, n: int):
@@ -120,6 +121,43 @@ def test_same_slots_fill_the_template_as_decode_would(monkeypatch) -> None:
     # one decode for the steady slots, one when an error counter appeared, one for each read
     # where it did not move (i // 10 stays), one when it moved again
     assert len(calls) <= 8
+
+
+@pytest.mark.unit
+def test_regions_of_changing_keys_are_used_again() -> None:
+    """A hash map whose keys keep changing (devices that come and go) lays its region out again
+    each time: the vector stays in proportion to its keys, and counts stay exact."""
+    devs = [(0, 100 + i) for i in range(40)]
+    names = {**NAMES, **{d: f"d{d[1]}" for d in devs}}
+    vec = RawVector(names, size=4)
+    region = None
+    counts: dict = {}
+    last: dict = {}
+    rng = random.Random(3)
+    for i in range(300):
+        live = sorted(rng.sample(devs, rng.randint(1, 12)), key=lambda d: rng.random())
+        keys = [k for d in live for k in (("devmap", d, "sent"), None, ("devmap", d, "drops"))]
+        for k in keys:
+            if k is not None:
+                counts[k] = counts.get(k, 0) + rng.randint(0, 3)
+        raw = {k: counts[k] for k in keys if k is not None}
+        if region is None or i % 3 == 0:   # (the probes lay out again only when the keys differ)
+            region = vec.region(keys, region)
+            start = region[0]
+            vec.layout("map", np.array([start + j for j, k in enumerate(keys) if k is not None]))
+            where = {k: start + j for j, k in enumerate(keys) if k is not None}
+        else:
+            raw = {k: counts[k] for k in where}
+        for k, slot in where.items():
+            vec.cur[slot] = raw[k]
+        if i == 0:
+            vec.commit()
+        else:
+            got = vec.sample(float(i), 0.01)
+            want = old_path(last, raw, float(i), 0.01, names)
+            assert got == want and text(got) == text(want) == json.dumps(vec.to_dict(got), separators=(",", ":")), i
+        last = raw
+    assert len(vec.keys) <= 2 * 3 * 12 * 2
 
 
 # -- real sessions ----------------------------------------------------------------------------------

@@ -65,30 +65,59 @@ class RawVector:
             out.append(i)
         return np.array(out, np.intp)
 
-    def region(self, keys: list[tuple | None]) -> int:
+    def region(self, keys: list[tuple | None], reuse: tuple[int, int] | None = None) -> tuple[int, int]:
         """Contiguous slots for these keys, in this order (a source then writes them with one
         numpy operation: a map's values summed over CPUs, rows x words); None: a word nothing
-        reads. A key that had a slot moves here with its counts. Returns the first slot."""
-        start = len(self.keys)
-        if start + len(keys) > len(self.cur):
-            self._grow(2 * (start + len(keys)))
-        for k in keys:
-            old = self.index.get(k) if k is not None else None
-            i = self._new(k, self.parsed[old] if old is not None else None)
-            if old is not None:
-                self.cur[i], self.last[i] = self.cur[old], self.last[old]
-        return start
+        reads. A key that had a slot moves here with its counts. Returns (first slot, size): a
+        source whose keys change passes it back as `reuse`, and its region is used again when
+        they fit (else a new one, twice as big: the vector stays in proportion to the keys)."""
+        saved: dict[tuple, tuple] = {}
+        if reuse is not None and len(keys) <= reuse[1]:
+            start, size = reuse
+            for i in range(start, start + size):     # the counts of its keys, then it is emptied
+                k = self.keys[i]
+                if k is not None:
+                    saved[k] = (self.cur[i], self.last[i], self.parsed[i])
+                    if self.index.get(k) == i:
+                        del self.index[k]
+                    self._set(i, None, None)
+        else:
+            size = max(len(keys), 2 * reuse[1]) if reuse is not None else len(keys)
+            start = len(self.keys)
+            if start + size > len(self.cur):
+                self._grow(2 * (start + size))
+            self.keys += [None] * size
+            self.parsed += [None] * size
+        for j, k in enumerate(keys):
+            if k is None:
+                continue
+            i, old = start + j, self.index.get(k)
+            if k in saved:
+                c, l, p = saved[k]
+            elif old is not None:   # (another source's slot until now)
+                c, l, p = self.cur[old], self.last[old], self.parsed[old]
+            else:
+                c, l, p = 0, 0, parse(k, self.names)   # ValueError for a key the schema does not know
+            self._set(i, k, p)
+            self.cur[i], self.last[i] = c, l
+        self._tkey = None   # (slots now hold other keys: the template is decode's for the old ones)
+        return start, size
 
-    def _new(self, key: tuple | None, p: Parsed | None = None) -> int:
-        if key is not None and p is None:
-            p = parse(key, self.names)       # ValueError for a key the schema does not know
+    def _new(self, key: tuple) -> int:
         i = len(self.keys)
         if i == len(self.cur):
             self._grow(2 * i)
-        self.keys.append(key)
-        self.parsed.append(p)
+        self.keys.append(None)
+        self.parsed.append(None)
+        self._set(i, key, parse(key, self.names))   # ValueError for a key the schema does not know
+        return i
+
+    def _set(self, i: int, key: tuple | None, p: Parsed | None) -> None:
+        """Slot i holds this key now (None: nothing)."""
+        self.keys[i], self.parsed[i] = key, p
+        self.always[i], self.group[i], self.whole[i] = False, 0, False
         if key is None:
-            return i
+            return
         self.index[key] = i
         self.always[i] = p.sparse is None
         if p.sparse == ENTRY:
@@ -98,7 +127,6 @@ class RawVector:
             fam = BY_NAME[p.name]
             last = fam.positions[len(p.parts) - 1] if p.parts else None
             self.whole[i] = not (isinstance(last, Index) and last.dense and len(p.parts) == len(fam.positions))
-        return i
 
     def _grow(self, n: int) -> None:
         for name in ("cur", "last", "_d", "_hit", "always", "group", "whole", "present"):
@@ -123,6 +151,7 @@ class RawVector:
         self._ghit = np.zeros(len(self._groups) + 1, bool)
         self._sparse = ~self.always
         self._always_idx = self.order[self.always[self.order]]
+        self._tkey = None
         self._stale = False
 
     # -- every read ------------------------------------------------------------------------------

@@ -136,11 +136,12 @@ class Collector:
         self._info = bpfsys.ProgInfo()
         self._run_slots = None
         if run_stats and self.prog_fd is not None:
-            start = self._vec.region([("run", "cnt"), ("run", "ns")])
+            start, _ = self._vec.region([("run", "cnt"), ("run", "ns")])
             self._run_slots = slice(start, start + 2)
             self._vec.layout("run", np.arange(start, start + 2))
         self._driver_names: tuple | None = None
         self._driver_slots = slice(0, 0)
+        self._driver_region: tuple[int, int] | None = None
         self._user_last: dict[tuple, int] = {}       # a user program's maps: Python ints (signed, any size)
         self._user_parsed: dict[tuple, Parsed] = {}
         self._probes_vec = probes is not None and probes.vector_ok()
@@ -164,7 +165,7 @@ class Collector:
             for slot in range(self.program.counted_slots()):
                 at[cpu * words + t0 + slot] = ("targets", slot, cpu)
                 order.append(cpu * words + t0 + slot)
-        start = self._vec.region(at)
+        start, _ = self._vec.region(at)
         self._vec.layout("counters", np.array(order, np.intp) + start)
         return reader, np.frombuffer(reader.values, np.uint64), start
 
@@ -218,7 +219,8 @@ class Collector:
             names, values = driver_stats.read_vector(self.iface)
             if names is not self._driver_names:
                 self._driver_names = names
-                start = vec.region([("driver", n) for n in names])
+                self._driver_region = vec.region([("driver", n) for n in names], self._driver_region)
+                start = self._driver_region[0]
                 self._driver_slots = slice(start, start + len(names))
                 vec.layout("driver", np.arange(start, start + len(names)))
             vec.cur[self._driver_slots] = values

@@ -126,6 +126,8 @@ class _Reader:
     vout: np.ndarray | None = None   # their region of the vector
     vaxis: int | tuple = 1
     vstart: int = 0
+    vregion: tuple | None = None     # (first slot, size) of its region ...
+    vvec: object = None              # ... in this vector
     hashed: bool = False        # a hash map: its keys may change (an array's do not)
     vshape: tuple = ()
 
@@ -281,6 +283,8 @@ class Probes:
         for r in self._readers:
             m = r.map
             n = m.reader.read()
+            if r.vvec is not vec:   # (read into another vector before)
+                r.vvec, r.vkeys, r.vregion = vec, None, None
             if r.vkeys is None or r.hashed and m._kview[:n * m.ksize].tobytes() != r.vkeys:   # an array's keys stay
                 self._layout(r, vec, n)
             elif r.vgen != vec.generation:   # the vector was made anew (it grew)
@@ -317,7 +321,8 @@ class Probes:
                 for w, k in (*always, *bins):
                     at[row * width + w] = k
                     order.append(row * width + w)
-        r.vstart, r.vshape = vec.region(at), (rows * width,) if kind == "slots" else (rows, width)
+        r.vregion = vec.region(at, r.vregion)
+        r.vstart, r.vshape = r.vregion[0], (rows * width,) if kind == "slots" else (rows, width)
         vec.layout(f"probes:{r.map.reader.fd}", np.array(order, np.intp) + r.vstart)
         r.vin, r.vaxis, r.vkeys = vals, (1, 2) if kind == "slots" else 1, r.map.key_bytes(n)
         r.hashed = kind in ("dev", "dev_errno")
