@@ -216,7 +216,7 @@ def test_rebuilt_sessions_leave_no_fd_and_no_btf_object(kept):
 def test_fexit_finds_the_rebuilt_programs_btf_function(kept):
     """fexit names the program's BTF function (fexit.main_func_btf_id): a rebuilt program gives the
     one bcc's gives, and the kernel answers an attach to both alike (EPERM on this host, which has
-    no trampolines: the attach itself is checked in the QEMU guest, test_kept_btf_vlab)."""
+    no trampolines: the attach and its counts are checked in the QEMU guest below)."""
     got = []
     for _ in range(2):
         bpf, fd = load(MIX)
