@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import hashlib
 import json
 import os
 import shutil
@@ -153,7 +154,6 @@ def test_a_damaged_btf_in_a_stored_entry_is_recompiled(store, damage, capfd):
         li[16:20] = li[32:36]                                   # two records on one instruction
         body["func_btf"][0][2] = li.hex()
     body["btf"] = btf.hex()
-    import hashlib
     doc["sha256"] = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
     e.write_bytes(json.dumps(doc).encode())
     bpf, fd = load(MIX)                                         # compiled again, not a traceback
