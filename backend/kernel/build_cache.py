@@ -265,7 +265,8 @@ def prewarm(jobs: list[Callable[[], object]], workers: int = 2) -> list[int]:
     `workers` forked children, not here: bcc is not thread-safe, and requests must not wait. Each
     output is kept here as it arrives; a compile_bpf of a key a child is compiling now waits for it
     (not for one still queued: compiling it here is sooner). A child stops at the compile: it
-    loads and attaches nothing, and dies with the agent (PDEATHSIG). Returns the children's pids."""
+    attaches nothing to an interface, loads a function only to read its BTF records (_capture_btf)
+    and closes it, and dies with the agent (PDEATHSIG). Returns the children's pids."""
     if not _enabled or not jobs or os.geteuid() != 0:
         return []
     pids, parent = [], os.getpid()
