@@ -578,7 +578,10 @@ def _original_line_info(prog_type: int, license: bytes, code: bytes, btf_fd: int
     an instruction the kernel put nowhere (then the function is kept with func_info only)."""
     if not linfo:
         return b""
-    image = _line_image(prog_type, license, code, btf_fd, finfo, linfo[:_LI])
+    try:
+        image = _line_image(prog_type, license, code, btf_fd, finfo, linfo[:_LI])
+    except OSError:                    # the kernel refused the probe load: func_info is what fexit needs
+        return b""
     out = []
     for x, f, ln, col in struct.iter_unpack("<IIII", linfo):
         if x not in image:
