@@ -19,11 +19,17 @@ T0, T1, NX = (0, 11), (0, 12), (4026532000, 3)
 NAMES = {T0: "xs-t0", T1: "xs-t1", NX: "veth0@blue", 0: "xs-t0", 1: "xs-t1", (0, 0): "(no device)"}
 
 
-def text(s) -> str:
-    """The sample's JSON, checked against the leaf-at-a-time form to_dict() was before."""
+def text(s, vec=None) -> str:
+    """The sample's JSON, checked against the leaf-at-a-time form to_dict() was before, and (the
+    vector's last Sample) against the vector's dict and JSON of it."""
     d = s.to_dict()
     assert json.dumps(d) == json.dumps({"t": s.t, "dt": s.dt, **nest(s.leaves())})
-    return json.dumps(d, separators=(",", ":"))
+    out = json.dumps(d, separators=(",", ":"))
+    if vec is not None:
+        assert json.dumps(vec.to_dict(s), separators=(",", ":")) == out
+        assert vec.to_json(s) in (out, None)
+        assert vec.to_json(s) is not None or vec._made is None
+    return out
 
 
 def old_path(last: dict, raw: dict, t: float, dt: float, names: dict = NAMES):
@@ -89,7 +95,7 @@ def test_vector_delta_decodes_as_the_dict_path(seed: int) -> None:
             got = vec.sample(1.0 + i / 100, 0.01)
             want = old_path(last, raw, 1.0 + i / 100, 0.01)
             assert got == want, i
-            assert text(got) == text(want) == json.dumps(vec.to_dict(got), separators=(",", ":")), i
+            assert text(got, vec) == text(want), i
         last = raw
 
 
@@ -116,7 +122,7 @@ def test_same_slots_fill_the_template_as_decode_would(monkeypatch) -> None:
         else:
             got = vec.sample(float(i), 0.01)
             want = old_path(last, raw, float(i), 0.01)
-            assert got == want and text(got) == text(want) == json.dumps(vec.to_dict(got), separators=(",", ":")), i
+            assert got == want and text(got, vec) == text(want), i
         last = raw
     # one decode for the steady slots, one when an error counter appeared, one for each read
     # where it did not move (i // 10 stays), one when it moved again
@@ -128,7 +134,7 @@ def test_regions_of_changing_keys_are_used_again() -> None:
     """A hash map whose keys keep changing (devices that come and go) lays its region out again
     each time: the vector stays in proportion to its keys, and counts stay exact."""
     devs = [(0, 100 + i) for i in range(40)]
-    names = {**NAMES, **{d: f"d{d[1]}" for d in devs}}
+    names = {**NAMES, **{d: f'd%{d[1]}s"é' for d in devs}}   # (the JSON's %-format: names with % and quotes)
     vec = RawVector(names, size=4)
     region = None
     counts: dict = {}
@@ -155,7 +161,7 @@ def test_regions_of_changing_keys_are_used_again() -> None:
         else:
             got = vec.sample(float(i), 0.01)
             want = old_path(last, raw, float(i), 0.01, names)
-            assert got == want and text(got) == text(want) == json.dumps(vec.to_dict(got), separators=(",", ":")), i
+            assert got == want and text(got, vec) == text(want), i
         last = raw
     assert len(vec.keys) <= 2 * 3 * 12 * 2
 
@@ -177,7 +183,7 @@ def both_paths(c, send, rounds: int = 3) -> list:
         got = c.sample()
         want = c.to_sample({k: v - raw0.get(k, 0) for k, v in raw1.items()}, got.t, got.dt)
         assert got == want
-        assert text(got) == text(want) == json.dumps(c.to_dict(got), separators=(",", ":"))
+        assert text(got) == text(want) == json.dumps(c.to_dict(got), separators=(",", ":")) == c.to_json(got)
         out.append(got)
         raw0 = raw1
     return out

@@ -158,6 +158,10 @@ class Agent:
             line = _dumps(msg)
         except (ValueError, TypeError) as e:  # never invalid JSON on the wire
             line = json.dumps({"event": "log", "level": "error", "message": f"unsendable message: {one_line(e)}"})
+        return self.send_line(line)
+
+    def send_line(self, line: str) -> bool:
+        """send() of a message already in JSON (one line)."""
         with self.lock:
             if self.dead.is_set():
                 return False
@@ -273,8 +277,9 @@ class Agent:
     def _sample(self, s, session: Session) -> None:
         if self.observer is not None:
             self.observer.sample(s)
-        # s.to_dict(), through the collector's JSON form of the sample it just made
-        self.event("sample", sample=session.collector.to_dict(s))
+        # event("sample", sample=s.to_dict()), the same text, from the collector's JSON of the
+        # sample it just made
+        self.send_line('{"event":"sample","sample":' + session.collector.to_json(s) + "}")
 
     def _fault(self, fault) -> None:
         self.event("fault", **fault.to_dict())

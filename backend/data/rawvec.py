@@ -16,6 +16,7 @@ Keys are parsed once (decode.parse: names resolved when the key is first seen; t
 Counts are u64 (the kernel's); a delta is taken modulo 2**64, as an int64."""
 from __future__ import annotations
 
+import json
 from operator import itemgetter
 from typing import Any, Callable, Hashable, Iterable, Mapping
 
@@ -53,6 +54,7 @@ class RawVector:
         self._tpl: dict[str, Callable] = {}    # family -> its value from the deltas (decode's, compiled)
         self._wire: Callable = dict            # the template's to_dict(), compiled alike
         self._made: tuple | None = None        # the last Sample sample() made, and its values
+        self._json: tuple[str, Callable] = ("{}", lambda v: ())   # its JSON: a %-format, its leaves
 
     # -- layout (when keys change: rare) ------------------------------------------------------
     def slots(self, keys: Iterable[tuple]) -> np.ndarray:
@@ -214,6 +216,7 @@ class RawVector:
             wire = tpl.to_dict()   # its shape does not depend on the values either
             del wire["t"], wire["dt"]
             self._wire = _compile(wire)
+            self._json = _json_format(wire)
         s = Sample(t=round(t, 6), dt=round(dt, 6))
         v = [0, *vals.tolist()]
         for name, fill in self._tpl.items():
@@ -232,6 +235,38 @@ class RawVector:
         if made is None or made[0] is not s:
             return s.to_dict()
         return {"t": s.t, "dt": s.dt, **self._wire(made[1])}
+
+    def to_json(self, s: Sample) -> str | None:
+        """json.dumps(self.to_dict(s), separators=(",", ":")) of the Sample sample() made last
+        (unchanged since): the template's JSON with the values put in by one %-format; None for
+        another Sample."""
+        made = self._made
+        if made is None or made[0] is not s:
+            return None
+        fmt, leaves = self._json
+        return fmt % (s.t, s.dt, *leaves(made[1]))
+
+
+def _json_format(wire: dict) -> tuple[str, Callable[[list[int]], tuple]]:
+    """A sample's JSON (to_dict's form, json.dumps with separators (",", ":")) as a %-format:
+    t and dt (%r: a float's repr is its JSON), then each leaf (%d, in the text's order); and the
+    function that gives the leaves' values from the deltas (vals[leaf])."""
+    order: list[int] = []
+
+    def text(node: Any) -> str:
+        if type(node) is dict:
+            return "{" + ",".join(json.dumps(k).replace("%", "%%") + ":" + text(v) for k, v in node.items()) + "}"
+        if type(node) is list:
+            return "[" + ",".join(text(x) for x in node) + "]"
+        order.append(node)
+        return "%d"
+
+    body = text(wire)
+    fmt = '{"t":%r,"dt":%r' + ("," + body[1:] if body != "{}" else "}")
+    if not order:
+        return fmt, lambda v: ()
+    get = itemgetter(*order)
+    return fmt, (get if len(order) > 1 else lambda v: (get(v),))
 
 
 def _compile(node: Any) -> Callable[[list[int]], Any]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import gc
+import json
 import os
 import socket
 import threading
@@ -263,6 +264,12 @@ class Collector:
     def to_dict(self, s: Sample) -> dict:
         """s.to_dict(), quicker for the Sample this collector made last (unchanged since)."""
         return self._vec.to_dict(s)
+
+    def to_json(self, s: Sample) -> str:
+        """json.dumps(s.to_dict(), separators=(",", ":"), allow_nan=False), quicker for the Sample
+        this collector made last (unchanged since)."""
+        text = self._vec.to_json(s)
+        return text if text is not None else json.dumps(s.to_dict(), separators=(",", ":"), allow_nan=False)
 
     verdict_method = verdicts.PROGRAM_COUNTERS   # the session sets it when watching (backend/data/verdicts.py)
     fexit = None    # watching with fexit (backend/kernel/fexit.py): the watched program's returns per CPU
