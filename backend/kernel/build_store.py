@@ -50,7 +50,9 @@ def directory() -> Path | None:
 
 
 def _name(key: list) -> str:
-    return hashlib.sha256(json.dumps(key).encode()).hexdigest()[:40] + ".json"
+    """The entry's file name: of the key and the format, so a tree writing another format (an older
+    checkout run meanwhile) does not replace this one's entries, nor this one its."""
+    return hashlib.sha256(json.dumps([FORMAT, key]).encode()).hexdigest()[:40] + ".json"
 
 
 def get(key: list) -> dict | None:
