@@ -30,6 +30,8 @@ Names = Mapping[Hashable, str]
 
 
 class RawVector:
+    """One collector's counters: the slots, this read and the last, what decode needs of them."""
+
     def __init__(self, names: Names, size: int = 256):
         self.names = names
         self.keys: list[tuple | None] = []     # slot -> raw key (None: a word of a region nothing reads)
@@ -47,7 +49,7 @@ class RawVector:
         self.sources: dict[str, np.ndarray] = {}   # source -> its slots now, in the read's order
         self.order = np.zeros(0, np.intp)      # every present slot, sources in order
         self.present = np.zeros(size, bool)
-        self._stale = False
+        self._stale = True                     # the layout changed: order, presence... made again
         self._dict_keys: dict[str, tuple] = {}   # a dict source's keys at its last layout
         self.generation = 0                    # +1 when cur is made anew (views of it are stale)
         self._tkey: bytes | None = None        # the slots the template below was decoded for
