@@ -23,18 +23,6 @@ SLOTS = 6                          # verdicts 0..4, 5 = outside 0..4
 _LD_IMM64, _PSEUDO_MAP_FD = 0x18, 1
 
 
-class _LoadOpts(ctypes.Structure):
-    """struct bpf_prog_load_opts (libbpf 1.x), up to the members used."""
-    _fields_ = [("sz", ctypes.c_size_t), ("attempts", ctypes.c_int), ("expected_attach_type", ctypes.c_uint32),
-                ("prog_btf_fd", ctypes.c_uint32), ("prog_flags", ctypes.c_uint32), ("prog_ifindex", ctypes.c_uint32),
-                ("kern_version", ctypes.c_uint32), ("attach_btf_id", ctypes.c_uint32),
-                ("attach_prog_fd", ctypes.c_uint32), ("attach_btf_obj_fd", ctypes.c_uint32),
-                ("fd_array", ctypes.c_void_p), ("func_info", ctypes.c_void_p), ("func_info_cnt", ctypes.c_uint32),
-                ("func_info_rec_size", ctypes.c_uint32), ("line_info", ctypes.c_void_p),
-                ("line_info_cnt", ctypes.c_uint32), ("line_info_rec_size", ctypes.c_uint32),
-                ("log_level", ctypes.c_uint32), ("log_size", ctypes.c_uint32), ("log_buf", ctypes.c_char_p)]
-
-
 def _insn(code: int, dst: int = 0, src: int = 0, off: int = 0, imm: int = 0) -> int:
     return code | (dst << 8) | (src << 12) | ((off & 0xFFFF) << 16) | ((imm & 0xFFFFFFFF) << 32)
 
@@ -123,7 +111,7 @@ def attach(watched_fd: int) -> Fexit:
     try:
         insns = program(map_fd)
         code = (ctypes.c_uint64 * len(insns))(*insns)
-        opts = _LoadOpts(sz=ctypes.sizeof(_LoadOpts), expected_attach_type=BPF_TRACE_FEXIT,
+        opts = bpfsys.ProgLoadOpts(sz=ctypes.sizeof(bpfsys.ProgLoadOpts), expected_attach_type=BPF_TRACE_FEXIT,
                          attach_btf_id=btf_id, attach_prog_fd=watched_fd)
         lib.bpf_prog_load.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_void_p,
                                       ctypes.c_size_t, ctypes.c_void_p]
