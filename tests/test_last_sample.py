@@ -16,6 +16,7 @@ from tests.test_engine import by_verdict
 pytestmark = pytest.mark.kernel
 
 N = 20000
+NAPI_BUDGET = 64
 
 
 @pytest.mark.parametrize("round_", range(5))
@@ -55,5 +56,8 @@ def test_stop_during_traffic_keeps_every_frame_the_program_saw(record, lab, roun
     assert n > 0 and s["actions"] == by_verdict(REDIRECT=n)
     assert s["flush_frames"] == n
     assert s["devmap"] == {t: {"sent": per_target[t], "drops": 0} for t in (t0, t1)}
-    assert s["napi"][lab.ingress]["work"] == n
+    # veth_disable_xdp clears the queue's program before it deletes the NAPI: a poll in between
+    # takes frames without the program (to the stack), so the ingress's NAPI work may exceed the
+    # verdicts by what such polls took (seen: 1 frame); never fall short of them
+    assert n <= s["napi"][lab.ingress]["work"] <= n + 4 * NAPI_BUDGET
     assert {t: s["napi"][f"{p}@{lab.netns}"]["work"] for t, p in zip((t0, t1), lab.target_peers)} == per_target
