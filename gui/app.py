@@ -55,7 +55,7 @@ def main(argv: list[str]) -> int:
                   "xvfb-run; on a server use record / summary / report", file=sys.stderr)
             return 1
         os.environ["QT_QPA_PLATFORM"] = "offscreen"  # screenshots need no screen
-    from .main_window import MainWindow  # after argparse: --help works without a display
+    from .main_window import MainWindow, freeze_startup_objects  # after argparse: --help works without a display
 
     app = QApplication.instance() or QApplication([sys.argv[0]])
     app.setApplicationName("xdpscope")
@@ -92,6 +92,7 @@ def main(argv: list[str]) -> int:
         win.statusBar().showMessage("not root and no bundled trace: open a trace (File → Open) or start the agent")
 
     win.show()
+    freeze_startup_objects()
     if args.screenshot:
         def shoot() -> None:
             for name in filter(None, args.show.split(",")):

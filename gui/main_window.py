@@ -606,7 +606,6 @@ class MainWindow(QMainWindow):
         """One drawing frame: advance a replay, then let visible panels redraw if their view changed."""
         if self.source is None:
             return
-        freeze_startup_objects()
         t0 = time.perf_counter()
         self.source.tick()
         # a timer frame may defer some panels' redraws to spread the work (plots.Panel.refresh)
@@ -649,10 +648,12 @@ _frozen = False
 
 
 def freeze_startup_objects() -> None:
-    """Once per process, at the first frame: move what startup made (modules, Qt wrappers, the
-    window's items) out of the garbage collector's view (gc.freeze). A full collection otherwise
-    walks all of it, a 30-50 ms pause that lands in a frame; after the freeze it walks only what
-    was made since. Those objects live as long as the app, so nothing that could be freed is kept."""
+    """Once per process, when the app has built its window (gui/app.py, before the event loop):
+    move what startup made (modules, Qt wrappers, the window's items) out of the garbage
+    collector's view (gc.freeze). A full collection otherwise walks all of it, a 30-50 ms pause
+    that lands in a frame; after the freeze it walks only what was made since. Those objects live
+    as long as the app, so nothing that could be freed is kept. Not at a frame: the collection
+    before the freeze is itself such a pause (239 ms in a test process full of other tests')."""
     global _frozen
     if not _frozen:
         _frozen = True
