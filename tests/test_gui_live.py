@@ -98,9 +98,11 @@ def test_live_lab_session_plots_hold_the_engine_numbers(win, qtbot, lab, tmp_pat
     gaps.stop()
     assert w.source is w.live
     # Not a speed test (that is benchmarks/): a blocking attach would freeze the loop for the whole
-    # compile, one gap as long as the attach itself; a responsive loop ticks all along.
+    # attach, one gap as long as the attach itself; a responsive loop ticks all along. (The agent
+    # keeps compiled programs, so an attach may take only ~0.3 s; the first frame after it may take
+    # ~0.1 s: hence 0.8 of the attach, not half.)
     assert gaps.ticks >= 3, "the UI timer hardly ran during attach"
-    assert gaps.max_gap_ms < attach_s * 1000 / 2, \
+    assert gaps.max_gap_ms < attach_s * 1000 * 0.8, \
         f"event loop blocked {gaps.max_gap_ms} ms during attach ({attach_s:.1f} s)"
     print(f"attach {attach_s:.2f} s, longest UI gap {gaps.max_gap_ms} ms over {gaps.ticks} ticks")
     assert w.meta_panel.value("iface") == lab.ingress
