@@ -20,19 +20,10 @@ from pathlib import Path
 import pytest
 
 from backend.kernel import bpfsys, build_cache, build_store, compile as bcompile, fexit, programs, probes
+from tests.test_prewarm import kept  # noqa: F401  (a fixture: the in-memory cache only)
 
 pytestmark = pytest.mark.kernel
 MIX = programs.ProgramSpec(name="mix", mix={"DROP": 30, "PASS": 40, "TX": 30})
-
-
-@pytest.fixture
-def kept(monkeypatch):
-    monkeypatch.setenv(build_store.ENV, "off")
-    build_cache.enable()
-    try:
-        yield
-    finally:
-        build_cache.enable(False)
 
 
 @pytest.fixture

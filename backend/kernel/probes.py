@@ -242,12 +242,7 @@ class Probes:
                 rows, parts = [vals.sum(axis=(1, 2)).tolist()], [()]
             else:
                 rows = vals.sum(axis=1).tolist()
-                if kind == "index":
-                    parts = keys.tolist()
-                elif kind == "dev":
-                    parts = self._devs(keys)
-                else:   # dev_errno
-                    parts = list(zip(self._devs(keys), keys["err"].tolist()))
+                parts = self._key_parts(kind, keys)
             entries = r.entries
             for part, row in zip(parts, rows):
                 entry = entries.get(part)
@@ -305,12 +300,7 @@ class Probes:
             parts, rows, width = [()], 1, n
         else:
             rows, width = n, vals.shape[2]
-            if kind == "index":
-                parts = keys.tolist()
-            elif kind == "dev":
-                parts = self._devs(keys)
-            else:   # dev_errno
-                parts = list(zip(self._devs(keys), keys["err"].tolist()))
+            parts = self._key_parts(kind, keys)
         at: list[tuple | None] = [None] * (rows * width)
         order = []
         for row, part in enumerate(parts):
@@ -362,6 +352,14 @@ class Probes:
         per_cpu = hasattr(table, "sLeaf")
         m = self._maps[name] = _Map(table, key, np.dtype((U64, words)), per_cpu, bpfsys.possible_cpus())
         return _Reader(m, kind, leaves)
+
+    def _key_parts(self, kind: str, keys) -> list:
+        """The raw key parts of a hash or array map's entries (kinds index, dev, dev_errno)."""
+        if kind == "index":
+            return keys.tolist()
+        if kind == "dev":
+            return self._devs(keys)
+        return list(zip(self._devs(keys), keys["err"].tolist()))   # dev_errno
 
     def _devs(self, keys: np.ndarray) -> list[DevId]:
         """DevIds of the keys; a target first seen (a program redirecting to a device it was not
