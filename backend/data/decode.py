@@ -118,48 +118,23 @@ def _put_n(fam: Any, root: dict, parts: tuple, v: int) -> dict:
     return root
 
 
-def _put_ii(fam: Any, root: list, parts: tuple, v: int) -> list:
-    a, b = parts
-    if len(root) <= a:
-        root.extend([None] * (a + 1 - len(root)))
-    node = root[a]
-    if node is None:
-        node = root[a] = []
-    if len(node) <= b:
-        node.extend([0] * (b + 1 - len(node)))
-    node[b] = v
-    return root
-
-
-def _put_in(fam: Any, root: list, parts: tuple, v: int) -> list:
-    a, b = parts
-    if len(root) <= a:
-        root.extend([None] * (a + 1 - len(root)))
-    node = root[a]
-    if node is None:
-        node = root[a] = {}
-    node[b] = v
-    return root
-
-
-def _put_ni(fam: Any, root: dict, parts: tuple, v: int) -> dict:
-    a, b = parts
-    node = root.get(a)
-    if node is None:
-        node = root[a] = []
-    if len(node) <= b:
-        node.extend([0] * (b + 1 - len(node)))
-    node[b] = v
-    return root
-
-
-def _put_nn(fam: Any, root: dict, parts: tuple, v: int) -> dict:
-    a, b = parts
-    node = root.get(a)
-    if node is None:
-        node = root[a] = {}
-    node[b] = v
-    return root
+def _put2(outer_index: bool, inner_index: bool):
+    """schema.put unrolled for two positions; an Index position is a list (gaps 0), a Name one a dict."""
+    def put(fam: Any, root: Any, parts: tuple, v: int) -> Any:
+        a, b = parts
+        if outer_index:
+            if len(root) <= a:
+                root.extend([None] * (a + 1 - len(root)))
+            node = root[a]
+        else:
+            node = root.get(a)
+        if node is None:
+            node = root[a] = [] if inner_index else {}
+        if inner_index and len(node) <= b:
+            node.extend([0] * (b + 1 - len(node)))
+        node[b] = v
+        return root
+    return put
 
 
 _shapes: dict[str, tuple[schema.Family, tuple[bool, bool]]] = {}
@@ -175,7 +150,8 @@ def _shape(fam: schema.Family) -> tuple[bool, bool]:
     return got[1]
 
 
-_PUTS = {"I": _put_i, "N": _put_n, "II": _put_ii, "IN": _put_in, "NI": _put_ni, "NN": _put_nn}
+_PUTS = {"I": _put_i, "N": _put_n, "II": _put2(True, True), "IN": _put2(True, False),
+         "NI": _put2(False, True), "NN": _put2(False, False)}
 _putters: dict[str, tuple[schema.Family, Any]] = {}
 
 

@@ -256,8 +256,7 @@ class Collector:
         dt = now - self._last_t
         self._last_t = now
         s = self._vec.sample(now - self.start, dt, user)
-        if self.program is None and self.fexit is None:
-            s.verdicts = verdicts.from_driver(self.verdict_method, self.driver_name, s.driver, s.exceptions)
+        if self._from_driver(s):
             self._vec.forget()   # (the vector's JSON form of it is not this one)
         return s
 
@@ -291,9 +290,15 @@ class Collector:
         """The pure decode (backend/data/decode.py) of the deltas; watching, the verdicts as the
         driver counts them (one row, not per CPU)."""
         s = decode(delta, _Names(self), t, dt)
-        if self.program is None and self.fexit is None:
-            s.verdicts = verdicts.from_driver(self.verdict_method, self.driver_name, s.driver, s.exceptions)
+        self._from_driver(s)
         return s
+
+    def _from_driver(self, s: Sample) -> bool:
+        """Watching without fexit: s's verdicts as the driver counts them (one row, not per CPU)."""
+        if self.program is not None or self.fexit is not None:
+            return False
+        s.verdicts = verdicts.from_driver(self.verdict_method, self.driver_name, s.driver, s.exceptions)
+        return True
 
     def settle(self) -> None:
         """Wait until the frames under way are in the counters: after an RCU grace period, every
