@@ -458,18 +458,6 @@ release = bcompile.release
 
 
 # --- capture: the compiler's output of a bcc module ---------------------------------------------
-def _libbcc():
-    host.import_bcc()
-    from bcc.libbcc import lib
-    for name, res, args in (("bpf_num_tables", ctypes.c_size_t, [ctypes.c_void_p]),
-                            ("bpf_table_name", ctypes.c_char_p, [ctypes.c_void_p, ctypes.c_size_t]),
-                            ("bpf_table_fd_id", ctypes.c_int, [ctypes.c_void_p, ctypes.c_size_t]),
-                            ("bpf_table_key_size_id", ctypes.c_size_t, [ctypes.c_void_p, ctypes.c_size_t]),
-                            ("bpf_table_leaf_size_id", ctypes.c_size_t, [ctypes.c_void_p, ctypes.c_size_t])):
-        getattr(lib, name).restype, getattr(lib, name).argtypes = res, args
-    return lib
-
-
 def _map_refs(insns: bytes):
     """(offset of imm, fd) of every ld_imm64 that loads a map by fd."""
     for off in range(0, len(insns) - 15, 8):
@@ -480,7 +468,7 @@ def _map_refs(insns: bytes):
 def _capture(bpf) -> Build | None:
     """The module's bytecode and map definitions; None when it has something a rebuild cannot
     reproduce (a map type with more than plain state, a function we do not load by prefix)."""
-    lib, m = _libbcc(), bpf.module
+    lib, m = host.bcc_lib(), bpf.module
     funcs = {}
     for i in range(lib.bpf_num_functions(m)):
         name = lib.bpf_function_name(m, i)

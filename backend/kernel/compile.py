@@ -533,14 +533,11 @@ def check_bytecode(insns: bytes, map_fds: set[int], display: str) -> None:
 
 def _module_code(bpf, func: str) -> tuple[bytes, set[int]]:
     """The bytes bcc will load for func, and the fds of the module's own maps."""
-    lib = host.import_bcc().libbcc.lib
+    lib = host.bcc_lib()
     start = lib.bpf_function_start(bpf.module, func.encode())
     size = lib.bpf_function_size(bpf.module, func.encode())
     if not start or not size:
         raise XdpscopeError(f"no function {func} in the compiled program")
-    lib.bpf_num_tables.restype, lib.bpf_num_tables.argtypes = ctypes.c_ulonglong, [ctypes.c_void_p]
-    lib.bpf_table_fd_id.restype = ctypes.c_int
-    lib.bpf_table_fd_id.argtypes = [ctypes.c_void_p, ctypes.c_ulonglong]
     fds = {lib.bpf_table_fd_id(bpf.module, i) for i in range(lib.bpf_num_tables(bpf.module))}
     return ctypes.string_at(start, size), fds
 

@@ -129,3 +129,20 @@ def import_bcc():
         raise XdpscopeError(f"bcc is not importable ({e}): apt-get install python3-bpfcc, "
                             "then `make setup`") from None
     return bcc
+
+
+def bcc_lib():
+    """libbcc with the prototypes of its table functions (bcc's Python leaves their sizes as int:
+    a module pointer or a size_t above 2**31 would be cut), set once for every caller."""
+    lib = import_bcc().libbcc.lib
+    if getattr(lib, "_xs_typed", False):
+        return lib
+    size = ctypes.c_size_t
+    for name, res, args in (("bpf_num_tables", size, [ctypes.c_void_p]),
+                            ("bpf_table_name", ctypes.c_char_p, [ctypes.c_void_p, size]),
+                            ("bpf_table_fd_id", ctypes.c_int, [ctypes.c_void_p, size]),
+                            ("bpf_table_key_size_id", size, [ctypes.c_void_p, size]),
+                            ("bpf_table_leaf_size_id", size, [ctypes.c_void_p, size])):
+        getattr(lib, name).restype, getattr(lib, name).argtypes = res, args
+    lib._xs_typed = True
+    return lib

@@ -125,12 +125,7 @@ def _int_type(desc: str) -> bool | None:
 
 def describe(bpf) -> list[MapDesc]:
     """Every map of a bcc module, from bcc's own table list."""
-    lib = host.import_bcc().libbcc.lib
-    lib.bpf_num_tables.restype, lib.bpf_num_tables.argtypes = ctypes.c_ulonglong, [ctypes.c_void_p]
-    lib.bpf_table_name.restype, lib.bpf_table_name.argtypes = ctypes.c_char_p, [ctypes.c_void_p, ctypes.c_ulonglong]
-    for f in ("bpf_table_key_size_id", "bpf_table_leaf_size_id"):
-        getattr(lib, f).restype, getattr(lib, f).argtypes = ctypes.c_size_t, [ctypes.c_void_p, ctypes.c_ulonglong]
-    lib.bpf_table_fd_id.restype, lib.bpf_table_fd_id.argtypes = ctypes.c_int, [ctypes.c_void_p, ctypes.c_ulonglong]
+    lib = host.bcc_lib()
     out = []
     for i in range(lib.bpf_num_tables(bpf.module)):
         raw = lib.bpf_table_name(bpf.module, i)
