@@ -250,22 +250,12 @@ def set_label(plot: pg.PlotItem, side: str, text: str, theme: Theme) -> None:
     plot.setLabel(side, text, **{"color": theme.foreground, "font-size": "8pt"})
 
 
-def overlaps(a: np.ndarray, b: np.ndarray, tol: float) -> bool:
-    """Two series drawn over the same x look like one line: where either is clearly off the
-    baseline (above 4 tol), they are within tol of each other at most points. Near the baseline
-    every small series meets every other: that is not one line hiding another."""
-    if a.shape != b.shape or not len(a):
-        return False
-    ok = np.isfinite(a) & np.isfinite(b)
-    ok &= np.maximum(np.abs(np.where(ok, a, 0)), np.abs(np.where(ok, b, 0))) > 4 * tol
-    if ok.sum() < 3:
-        return False
-    return float(np.mean(np.abs(a[ok] - b[ok]) <= tol)) >= OVERLAP_SHARE
-
-
 def overlap_count(a: np.ndarray, earlier: list[np.ndarray], tol: float) -> int:
-    """How many of `earlier` overlap a (overlaps(a, b, tol) for each b), in one numpy pass over those
-    of a's shape: a plot of 8 series asks 28 pairs on every redraw."""
+    """How many of `earlier` overlap a, in one numpy pass (a plot of 8 series asks 28 pairs on every
+    redraw). Two series drawn over the same x overlap (look like one line) when, where either is
+    clearly off the baseline (above 4 tol) at 3 points or more, they are within tol of each other
+    at most of them. Near the baseline every small series meets every other: that is not one line
+    hiding another."""
     same = [b for b in earlier if b.shape == a.shape]
     if not same or not len(a):
         return 0
